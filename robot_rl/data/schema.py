@@ -1,0 +1,43 @@
+"""The one transition schema used by the env, replay buffers, the zarr log and ROS transport."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+import numpy as np
+
+Observation = dict[str, np.ndarray]  # {"state": float32[D], "image/<camera>": uint8[H,W,3]}
+
+
+class RewardSource(IntEnum):
+    TASK = 0
+    CLASSIFIER = 1
+    HUMAN = 2
+
+
+class EpisodeSource(IntEnum):
+    DEMO = 0
+    ONLINE = 1
+    INTERVENTION = 2
+    EVAL = 3
+
+
+@dataclass
+class Transition:
+    """One env step. `action` is what was executed (the human action when `intervention`)."""
+
+    observation: Observation
+    action: np.ndarray  # float32[A] in [-1, 1]
+    reward: float
+    terminated: bool
+    truncated: bool
+    next_observation: Observation
+    policy_action: np.ndarray  # float32[A]: what the policy proposed
+    intervention: bool = False
+    episode_id: int = 0
+    step: int = 0
+    timestamp: float = 0.0
+    success: bool = False
+    reward_source: RewardSource = RewardSource.TASK
+    grasp_penalty: float = 0.0
+    extras: dict = field(default_factory=dict)

@@ -1,0 +1,4 @@
+"""Gymnasium environments built from a Robot and a Task."""
+from robot_rl.envs.robot_env import RobotEnv, make_pick_cube_env
+
+__all__ = ["RobotEnv", "make_pick_cube_env"]

@@ -1,0 +1,84 @@
+"""RobotEnv: a gymnasium env made of a Robot (how to move) and a Task (what to do)."""
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from robot_rl.robots.base import Robot
+from robot_rl.tasks.base import Task
+
+
+class RobotEnv(gym.Env):
+    """Robot + Task. Actions: float32[4] in [-1, 1] (TCP delta xyz scaled by the task, gripper).
+
+    Episodes terminate on task success and truncate after `task.max_steps` steps.
+    """
+
+    metadata = {"render_modes": ["rgb_array"]}
+
+    def __init__(
+        self, robot: Robot, task: Task, seed: int | None = None, render_mode: str | None = None,
+        render_camera: str = "front",
+    ) -> None:
+        self.robot = robot
+        self.task = task
+        self.observation_space = task.observation_space(robot)
+        self.action_space = task.action_space
+        self.render_mode = render_mode
+        self.render_camera = render_camera
+        self.elapsed_steps = 0
+        self._needs_reset = True
+        if seed is not None:
+            self.np_random, _ = gym.utils.seeding.np_random(seed)
+            self.action_space.seed(seed)
+
+    @property
+    def max_episode_steps(self) -> int:
+        return self.task.max_steps
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        super().reset(seed=seed)
+        self.task.reset(self.robot, self.np_random)
+        self.elapsed_steps = 0
+        self._needs_reset = False
+        return self.task.observe(self.robot), {"success": False}
+
+    def step(
+        self, action: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+        if self._needs_reset:
+            raise RuntimeError("RobotEnv.step called before reset(): call env.reset() first")
+        action = np.asarray(action, dtype=np.float32)
+        expected = self.action_space.shape
+        if action.shape != expected:
+            raise ValueError(f"action must have shape {expected}, got {action.shape}")
+        action = np.clip(action, -1.0, 1.0)
+        delta = action[:3].astype(np.float64) * self.task.action_scale
+        self.robot.apply_action(delta, float(action[3]))
+        self.elapsed_steps += 1
+        obs = self.task.observe(self.robot)
+        reward, success, terminated = self.task.evaluate(self.robot)
+        truncated = (not terminated) and self.elapsed_steps >= self.task.max_steps
+        info = {"success": bool(success), "reward_source": "task", "grasp_penalty": 0.0}
+        return obs, float(reward), bool(terminated), bool(truncated), info
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode != "rgb_array":
+            return None
+        return self.robot.render(self.render_camera)  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        self.robot.close()
+
+
+def make_pick_cube_env(seed: int | None = None, robot_cfg: dict | None = None, **task_cfg) -> RobotEnv:
+    """A RobotEnv with a MujocoRobot and PickCubeTask(**task_cfg)."""
+    from robot_rl.robots.mujoco import MujocoRobot
+    from robot_rl.tasks import make_task
+
+    robot = MujocoRobot(**(robot_cfg or {}))
+    return RobotEnv(robot, make_task("pick_cube", **task_cfg), seed=seed)

@@ -1,0 +1,46 @@
+"""The Robot interface shared by the MuJoCo, serial and ROS robots."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class RobotState:
+    """Proprioception read once per control step (SI units, base frame)."""
+
+    tcp_pos: np.ndarray  # float64[3], metres
+    tcp_vel: np.ndarray  # float64[3], m/s
+    gripper_opening: float  # metres between the finger pads
+    joint_pos: np.ndarray  # float64[n_joints], radians
+    joint_vel: np.ndarray  # float64[n_joints], rad/s
+
+
+class Robot(ABC):
+    """An arm with a parallel gripper, commanded in end-effector deltas at a fixed control rate."""
+
+    #: control period in seconds (one `apply_action` call lasts this long)
+    control_dt: float
+    #: workspace box for the TCP target: (low[3], high[3]) in metres
+    workspace: tuple[np.ndarray, np.ndarray]
+
+    @abstractmethod
+    def reset(self, tcp_pos: np.ndarray | None = None) -> RobotState:
+        """Move to the home pose (or to `tcp_pos` with the home orientation), gripper open."""
+
+    @abstractmethod
+    def apply_action(self, tcp_delta: np.ndarray, gripper: float) -> RobotState:
+        """Shift the TCP target by `tcp_delta` metres (clipped to the workspace), command the
+        gripper (-1 open .. +1 closed), run one control period and return the new state."""
+
+    @abstractmethod
+    def read_state(self) -> RobotState:
+        """The current proprioception."""
+
+    def stop(self) -> None:
+        """Hold still (hardware: stop the actuators); default does nothing."""
+
+    def close(self) -> None:
+        """Release resources."""

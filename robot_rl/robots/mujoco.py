@@ -1,0 +1,257 @@
+"""In-process MuJoCo robot: a Panda-like arm with end-effector delta control.
+
+Control scheme (one `apply_action` = one control period of `control_dt`):
+  1. the TCP position target moves by the commanded delta and is clipped to the workspace box;
+  2. damped-least-squares differential IK on a scratch `MjData` (6-D: position + a fixed
+     gripper-pointing-down orientation, nullspace pull to the home posture) turns it into a joint
+     target;
+  3. the joint position actuators (gravity compensated) track the joint target, linearly
+     interpolated over `n_chunks` chunks, while `mujoco.mj_step` runs the physics substeps in C.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import mujoco
+import numpy as np
+
+from robot_rl.robots.base import Robot, RobotState
+
+MODEL_FILE = "panda_pick_cube.xml"
+HOME_Q = np.array([0.0, 0.0, 0.0, -1.5708, 0.0, 1.5708, -0.7854])
+ARM_JOINTS = tuple(f"joint{i}" for i in range(1, 8))
+FINGER_JOINTS = ("finger_left", "finger_right")
+MAX_OPENING = 0.08  # metres between the pads, fully open
+TABLE_Z = 0.0  # table top height in the model (world frame)
+DEFAULT_WORKSPACE = (
+    np.array([0.3, -0.25, TABLE_Z + 0.012]),  # fingertips stay ~2 mm above the table
+    np.array([0.7, 0.25, TABLE_Z + 0.35]),
+)
+
+
+def sim_dir() -> Path:
+    """The directory holding the MJCF files: `$ROBOT_RL_SIM_DIR`, else `<repo>/sim`."""
+    env = os.environ.get("ROBOT_RL_SIM_DIR")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "sim"
+
+
+def resolve_model_path(model_path: str | os.PathLike | None = None) -> Path:
+    """Find the MJCF file; a relative name is looked up in `sim_dir()`."""
+    path = Path(model_path) if model_path is not None else Path(MODEL_FILE)
+    if not path.is_absolute() and not path.exists():
+        path = sim_dir() / path
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"MuJoCo model not found: {path} (set ROBOT_RL_SIM_DIR to the directory holding {path.name})"
+        )
+    return path
+
+
+class MujocoRobot(Robot):
+    """Simulated arm + parallel gripper commanded in TCP position deltas at `control_dt`."""
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike | None = None,
+        control_dt: float = 0.1,
+        workspace: tuple[np.ndarray, np.ndarray] | None = None,
+        n_chunks: int = 5,
+        reanchor_dist: float = 0.04,
+        render_size: tuple[int, int] = (128, 128),
+    ) -> None:
+        path = resolve_model_path(model_path)
+        try:
+            self.model = mujoco.MjModel.from_xml_path(str(path))
+        except ValueError as exc:  # MuJoCo reports XML errors as ValueError
+            raise ValueError(f"cannot load MuJoCo model {path}: {exc}") from None
+        self.data = mujoco.MjData(self.model)
+        self._scratch = mujoco.MjData(self.model)  # IK works here, never on the live state
+
+        m = self.model
+        self.control_dt = float(control_dt)
+        self.n_substeps = int(round(self.control_dt / m.opt.timestep))
+        if self.n_substeps < 1 or abs(self.n_substeps * m.opt.timestep - self.control_dt) > 1e-9:
+            raise ValueError(
+                f"control_dt={control_dt} must be a positive multiple of the physics timestep {m.opt.timestep}"
+            )
+        self.n_chunks = max(1, min(int(n_chunks), self.n_substeps))
+        lo, hi = workspace if workspace is not None else DEFAULT_WORKSPACE
+        self.workspace = (np.asarray(lo, dtype=np.float64).copy(), np.asarray(hi, dtype=np.float64).copy())
+        self.reanchor_dist = float(reanchor_dist)
+        self.render_size = render_size
+
+        self._arm_qpos = np.array([m.jnt_qposadr[m.joint(j).id] for j in ARM_JOINTS])
+        self._arm_dof = np.array([m.jnt_dofadr[m.joint(j).id] for j in ARM_JOINTS])
+        self._finger_qpos = np.array([m.jnt_qposadr[m.joint(j).id] for j in FINGER_JOINTS])
+        self._finger_dof = np.array([m.jnt_dofadr[m.joint(j).id] for j in FINGER_JOINTS])
+        self._arm_act = np.array([m.actuator(j).id for j in ARM_JOINTS])
+        self._grip_act = m.actuator("gripper").id
+        self._tcp = m.site("tcp").id
+        ranges = np.array([m.jnt_range[m.joint(j).id] for j in ARM_JOINTS])
+        margin = 0.01  # keep IK targets just inside the hard limits
+        self.joint_limits = (ranges[:, 0] + margin, ranges[:, 1] - margin)
+
+        # Target orientation: the TCP orientation at the home posture (z axis pointing down).
+        self._scratch.qpos[self._arm_qpos] = HOME_Q
+        mujoco.mj_kinematics(m, self._scratch)
+        self.home_tcp_pos = self._scratch.site_xpos[self._tcp].copy()
+        self.tcp_rot_target = self._scratch.site_xmat[self._tcp].reshape(3, 3).copy()
+
+        self._jacp = np.zeros((3, m.nv))
+        self._jacr = np.zeros((3, m.nv))
+        self._vel6 = np.zeros(6)
+        self._renderers: dict[str, mujoco.Renderer] = {}
+        self.tcp_target = self.home_tcp_pos.copy()
+        self.q_target = HOME_Q.copy()
+        self.reset()
+
+    # ------------------------------------------------------------------ kinematics
+    def solve_ik(
+        self, tcp_pos: np.ndarray, q_init: np.ndarray, iters: int = 2, damping: float = 0.05,
+        null_gain: float = 0.2, tol: float = 1e-4,
+    ) -> np.ndarray:
+        """Joint positions putting the TCP at `tcp_pos` with the target orientation (DLS IK)."""
+        m, d = self.model, self._scratch
+        q = np.clip(np.asarray(q_init, dtype=np.float64), *self.joint_limits)
+        target = np.asarray(tcp_pos, dtype=np.float64)
+        rt = self.tcp_rot_target
+        eye6 = np.eye(6) * damping**2
+        for _ in range(iters):
+            d.qpos[self._arm_qpos] = q
+            mujoco.mj_kinematics(m, d)
+            mujoco.mj_comPos(m, d)
+            pos = d.site_xpos[self._tcp]
+            rot = d.site_xmat[self._tcp].reshape(3, 3)
+            err = np.empty(6)
+            err[:3] = target - pos
+            # orientation error (axis * angle, world frame) for small rotations
+            err[3:] = 0.5 * (np.cross(rot[:, 0], rt[:, 0]) + np.cross(rot[:, 1], rt[:, 1])
+                             + np.cross(rot[:, 2], rt[:, 2]))
+            if err[:3] @ err[:3] < tol * tol and err[3:] @ err[3:] < tol * tol:
+                break
+            mujoco.mj_jacSite(m, d, self._jacp, self._jacr, self._tcp)
+            jac = np.vstack((self._jacp[:, self._arm_dof], self._jacr[:, self._arm_dof]))
+            jjt = jac @ jac.T
+            dq = jac.T @ np.linalg.solve(jjt + eye6, err)  # damped least squares step
+            # posture pull projected into the (undamped) nullspace so it does not bias the task
+            null = np.eye(7) - np.linalg.pinv(jac, rcond=1e-4) @ jac
+            dq += null @ (null_gain * (HOME_Q - q))
+            q = np.clip(q + dq, *self.joint_limits)
+        return q
+
+    def clip_to_workspace(self, pos: np.ndarray) -> np.ndarray:
+        """`pos` clipped to the workspace box."""
+        return np.clip(pos, self.workspace[0], self.workspace[1])
+
+    # ------------------------------------------------------------------ Robot API
+    def reset(self, tcp_pos: np.ndarray | None = None) -> RobotState:
+        """Teleport the arm to an IK solution for `tcp_pos` (default: home), gripper open, at rest."""
+        m, d = self.model, self.data
+        mujoco.mj_resetData(m, d)
+        if tcp_pos is None:
+            q = HOME_Q.copy()
+            target = self.home_tcp_pos.copy()
+        else:
+            target = self.clip_to_workspace(np.asarray(tcp_pos, dtype=np.float64))
+            q = self.solve_ik(target, HOME_Q, iters=100, damping=1e-3, tol=1e-6)
+        d.qpos[self._arm_qpos] = q
+        d.qpos[self._finger_qpos] = MAX_OPENING / 2
+        d.ctrl[self._arm_act] = q
+        d.ctrl[self._grip_act] = MAX_OPENING
+        mujoco.mj_forward(m, d)
+        self.q_target = q.copy()
+        self.tcp_target = target.copy()
+        return self.read_state()
+
+    def apply_action(self, tcp_delta: np.ndarray, gripper: float) -> RobotState:
+        """Shift the TCP target by `tcp_delta` (m), set the gripper (-1 open .. +1 closed), run
+        one control period."""
+        m, d = self.model, self.data
+        measured = d.site_xpos[self._tcp]
+        target = self.tcp_target
+        # If the arm could not follow (e.g. blocked by the table or the cube), pull the target
+        # back to within `reanchor_dist` of the measured TCP so it does not wind up.
+        offset = target - measured
+        dist = float(np.linalg.norm(offset))
+        if dist > self.reanchor_dist:
+            target = measured + offset * (self.reanchor_dist / dist)
+        target = self.clip_to_workspace(target + np.asarray(tcp_delta, dtype=np.float64))
+        self.tcp_target = target
+
+        q_prev = self.q_target
+        q_new = self.solve_ik(target, q_prev)
+        self.q_target = q_new
+        g = float(np.clip(gripper, -1.0, 1.0))
+        d.ctrl[self._grip_act] = MAX_OPENING * (1.0 - g) / 2.0
+
+        steps = self.n_substeps // self.n_chunks
+        for i in range(self.n_chunks):
+            n = steps if i < self.n_chunks - 1 else self.n_substeps - steps * (self.n_chunks - 1)
+            d.ctrl[self._arm_act] = q_prev + (q_new - q_prev) * ((i + 1) / self.n_chunks)
+            mujoco.mj_step(m, d, n)
+        mujoco.mj_forward(m, d)  # make positions/velocities/contacts consistent with qpos
+        return self.read_state()
+
+    def read_state(self) -> RobotState:
+        """TCP pose/velocity (world frame), gripper opening and arm joints."""
+        m, d = self.model, self.data
+        mujoco.mj_objectVelocity(m, d, mujoco.mjtObj.mjOBJ_SITE, self._tcp, self._vel6, 0)
+        return RobotState(
+            tcp_pos=d.site_xpos[self._tcp].copy(),
+            tcp_vel=self._vel6[3:].copy(),
+            gripper_opening=float(d.qpos[self._finger_qpos].sum()),
+            joint_pos=d.qpos[self._arm_qpos].copy(),
+            joint_vel=d.qvel[self._arm_dof].copy(),
+        )
+
+    def stop(self) -> None:
+        """Hold the current posture."""
+        self.q_target = self.data.qpos[self._arm_qpos].copy()
+        self.data.ctrl[self._arm_act] = self.q_target
+        self.tcp_target = self.data.site_xpos[self._tcp].copy()
+
+    def close(self) -> None:
+        for renderer in self._renderers.values():
+            renderer.close()
+        self._renderers.clear()
+
+    # ------------------------------------------------------------------ sim-only extras
+    def tcp_rotation(self) -> np.ndarray:
+        """Current TCP rotation matrix (3x3, columns = site axes in the world frame)."""
+        return self.data.site_xmat[self._tcp].reshape(3, 3).copy()
+
+    def object_pos(self, name: str) -> np.ndarray:
+        """World position of body `name` (privileged sim state)."""
+        return self.data.body(name).xpos.copy()
+
+    def object_quat(self, name: str) -> np.ndarray:
+        """World orientation (w, x, y, z) of body `name`."""
+        return self.data.body(name).xquat.copy()
+
+    def set_object_pose(self, name: str, pos: np.ndarray, quat: np.ndarray | None = None) -> None:
+        """Teleport free body `name` to `pos` (and `quat`, w x y z), at rest."""
+        m, d = self.model, self.data
+        body = m.body(name)
+        jnt = m.body_jntadr[body.id]
+        if jnt < 0 or m.jnt_type[jnt] != mujoco.mjtJoint.mjJNT_FREE:
+            raise ValueError(f"body '{name}' has no free joint; only free bodies can be moved")
+        qa, va = m.jnt_qposadr[jnt], m.jnt_dofadr[jnt]
+        d.qpos[qa:qa + 3] = pos
+        d.qpos[qa + 3:qa + 7] = (1.0, 0.0, 0.0, 0.0) if quat is None else quat
+        d.qvel[va:va + 6] = 0.0
+        mujoco.mj_forward(m, d)
+
+    def render(self, camera: str, height: int | None = None, width: int | None = None) -> np.ndarray:
+        """RGB image uint8[H, W, 3] from the named camera (one renderer per camera, reused)."""
+        h = height or self.render_size[0]
+        w = width or self.render_size[1]
+        key = f"{camera}:{h}x{w}"
+        renderer = self._renderers.get(key)
+        if renderer is None:
+            renderer = mujoco.Renderer(self.model, height=h, width=w)
+            self._renderers[key] = renderer
+        renderer.update_scene(self.data, camera=camera)
+        return renderer.render()

@@ -1,0 +1,74 @@
+"""`robot-rl record-demos` and `robot-rl eval`."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from robot_rl.data.episode_log import EpisodeLogWriter
+from robot_rl.data.schema import EpisodeSource
+from robot_rl.envs.factory import make_env
+from robot_rl.runtime.embedded import CHECKPOINT, LOG, agent_config, evaluate, log
+from robot_rl.runtime.learner import Learner
+from robot_rl.runtime.rollout import run_episodes, summarize
+from robot_rl.teleop.scripted import make_expert
+
+
+def record_demos(cfg: DictConfig) -> dict:
+    """Scripted-expert demos in sim into `<out>/episodes.zarr` (appends when it exists)."""
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    env = make_env(cfg, seed=cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    expert = make_expert(env, noise=float(cfg.expert_noise), rng=rng)
+    with EpisodeLogWriter(out / LOG, env.observation_space, env.action_space.shape[0],
+                          config=OmegaConf.to_container(cfg, resolve=True)) as writer:
+        keep = (lambda r: r.success) if cfg.only_successful else None
+        results = run_episodes(env, expert.act, int(cfg.episodes), rng, writer, EpisodeSource.DEMO,
+                               keep=keep, first_episode_id=writer.num_episodes)
+        total = writer.num_episodes
+    summary = {"command": "record-demos", "store": str(out / LOG), "recorded": len(results),
+               "episodes_in_store": total, **summarize(results),
+               "mean_length": float(np.mean([r.length for r in results]))}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    log(f"[record-demos] {len(results)} demos (success {summary['success_rate']:.0%}, mean length "
+        f"{summary['mean_length']:.1f}) -> {out / LOG}")
+    return summary
+
+
+def evaluate_run(cfg: DictConfig) -> dict:
+    """Roll out a run's latest checkpoint deterministically; writes `<run_dir>/eval/summary.json`."""
+    run_dir = Path(cfg.run_dir)
+    checkpoint, config_file = run_dir / CHECKPOINT, run_dir / "config.yaml"
+    if not checkpoint.exists() or not config_file.exists():
+        raise FileNotFoundError(f"{run_dir} holds no trained run ({CHECKPOINT} or config.yaml missing): "
+                                f"pass the run_dir given to `robot-rl train`")
+    run_cfg = OmegaConf.load(config_file)
+    torch.set_num_threads(int(run_cfg.runtime.torch_threads))
+    env = make_env(run_cfg, seed=cfg.seed)
+    agent_cfg = agent_config(run_cfg)
+    agent_cfg.compile = False  # inference only
+    learner = Learner(env.observation_space, env.action_space.shape[0], agent_cfg, capacity=1,
+                      device=cfg.device, seed=int(cfg.seed))
+    learner.load(checkpoint)
+    rng = np.random.default_rng(cfg.seed)
+    writer = None
+    if cfg.log:
+        writer = EpisodeLogWriter(run_dir / LOG, env.observation_space, env.action_space.shape[0])
+    try:
+        result = evaluate(env, learner.agent, int(cfg.episodes), rng, writer)
+    finally:
+        if writer is not None:
+            writer.close()
+    summary = {"command": "eval", "run_dir": str(run_dir), "critic_updates": learner.agent.num_updates, **result}
+    (run_dir / "eval").mkdir(exist_ok=True)
+    (run_dir / "eval" / "summary.json").write_text(json.dumps(summary, indent=2))
+    steps = summary["mean_steps_to_success"]
+    log(f"[eval] {run_dir}: success {summary['success_rate']:.0%} over {summary['episodes']} episodes, "
+        f"mean return {summary['mean_return']:.2f}, mean steps to success "
+        f"{'n/a' if steps is None else f'{steps:.1f}'} -> {run_dir / 'eval' / 'summary.json'}")
+    return summary

@@ -1,0 +1,194 @@
+"""The embedded default: actor and learner interleaved in one process.
+
+Core split on a small CPU: the sim steps single-threaded (about 1-2 ms per 10 Hz control step) and
+then the learner runs `agent.utd` critic updates with `runtime.torch_threads` intra-op threads (all
+cores). The phases alternate, so neither starves the other; the progress line and summary.json
+report the share of wall time spent in each.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from robot_rl.agents.sac import SACConfig
+from robot_rl.data.episode_log import EpisodeLog, EpisodeLogWriter
+from robot_rl.data.schema import EpisodeSource
+from robot_rl.envs.factory import make_env
+from robot_rl.runtime.learner import Learner
+from robot_rl.runtime.plots import plot_learning_curve
+from robot_rl.runtime.rollout import env_step, run_episodes, summarize
+
+CHECKPOINT = "checkpoint.pt"
+LOG = "episodes.zarr"
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def agent_config(cfg: DictConfig) -> SACConfig:
+    return SACConfig(**OmegaConf.to_container(cfg.agent, resolve=True))
+
+
+def collect_demos(cfg: DictConfig, env, writer: EpisodeLogWriter, rng: np.random.Generator) -> None:
+    """Record demos with the task's scripted expert (sim), or copy them from `cfg.demos`."""
+    if cfg.demos:
+        demo_log = EpisodeLog(demo_store_path(cfg.demos))
+        copied = writer.copy_episodes(demo_log, sources={EpisodeSource.DEMO, EpisodeSource.INTERVENTION})
+        log(f"[train] copied {copied} demo episodes from {cfg.demos}")
+        if copied == 0:
+            raise ValueError(f"demos={cfg.demos} holds no demo episodes: record some with "
+                             "`robot-rl record-demos` or drop demos= to record scripted ones")
+        return
+    if cfg.num_demos == 0:
+        return
+    from robot_rl.teleop.scripted import make_expert
+    expert = make_expert(env, noise=float(cfg.get("expert_noise", 0.1)), rng=rng)
+    results = run_episodes(env, expert.act, cfg.num_demos, rng, writer, EpisodeSource.DEMO,
+                           keep=lambda r: r.success, first_episode_id=writer.num_episodes)
+    log(f"[train] recorded {len(results)} scripted demos "
+        f"(mean length {np.mean([r.length for r in results]):.1f} steps)")
+
+
+def demo_store_path(path: str) -> Path:
+    """A demo store given as the store itself or as a run/output directory holding episodes.zarr."""
+    p = Path(path)
+    return p if p.suffix == ".zarr" or not (p / LOG).exists() else p / LOG
+
+
+def evaluate(env, agent, episodes: int, rng: np.random.Generator, writer=None) -> dict:
+    """Deterministic-policy rollouts; logged as eval episodes when a writer is given."""
+    first_id = writer.num_episodes if writer is not None else 0
+    results = run_episodes(env, lambda obs: agent.act(obs, deterministic=True), episodes, rng, writer,
+                           EpisodeSource.EVAL, first_episode_id=first_id)
+    return summarize(results)
+
+
+def train(cfg: DictConfig) -> dict:
+    """`robot-rl train`: demos, then online RL with periodic eval and checkpoints; resumes a run_dir."""
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    rt = cfg.runtime
+    torch.set_num_threads(int(rt.torch_threads))
+    env = make_env(cfg, seed=cfg.seed)
+    eval_env = make_env(cfg, seed=cfg.seed + 10_000)
+    writer = EpisodeLogWriter(run_dir / LOG, env.observation_space, env.action_space.shape[0],
+                              config=OmegaConf.to_container(cfg, resolve=True))
+    learner = Learner(env.observation_space, env.action_space.shape[0], agent_config(cfg),
+                      int(rt.replay_capacity), cfg.device, int(cfg.seed))
+    rng = np.random.default_rng(cfg.seed)
+    state = {"env_steps": 0, "episodes": 0, "evals": [], "wall_s": 0.0, "rng": None}
+
+    checkpoint = run_dir / CHECKPOINT
+    existing = EpisodeLog(run_dir / LOG) if writer.num_episodes else None
+    if checkpoint.exists():
+        state.update(learner.load(checkpoint))
+        rng.bit_generator.state = state["rng"]
+    if existing is not None:
+        learner.load_log(existing)
+        meta = existing.episode_meta()
+        online = meta["source"] == EpisodeSource.ONLINE
+        state["env_steps"] = int(meta["length"][online].sum())
+        state["episodes"] = int(online.sum())
+        log(f"[train] resuming {run_dir}: {existing.num_episodes} episodes in the log, "
+            f"{state['env_steps']} online steps, {learner.agent.num_updates} critic updates done")
+    if len(learner.prior) == 0:
+        collect_demos(cfg, env, writer, rng)
+        learner.load_log(EpisodeLog(run_dir / LOG), online=False)
+
+    steps = int(cfg.steps)
+    start_wall = time.perf_counter() - state["wall_s"]
+    t_sim = t_learn = 0.0
+    recent = deque(maxlen=20)
+    updates_window = (learner.agent.num_updates, time.perf_counter())
+    next_eval = (state["env_steps"] // rt.eval_every + 1) * rt.eval_every
+    next_ckpt = state["env_steps"] + rt.checkpoint_every
+    next_log = (state["env_steps"] // rt.log_every + 1) * rt.log_every
+    last_eval = state["evals"][-1] if state["evals"] else None
+    reached = bool(rt.stop_at_success is not None and last_eval and last_eval["success_rate"] >= rt.stop_at_success)
+
+    def save_checkpoint() -> None:
+        state["wall_s"] = time.perf_counter() - start_wall
+        state["rng"] = rng.bit_generator.state
+        learner.save(checkpoint, state)
+
+    observation, _ = env.reset(seed=int(rng.integers(2**31)))
+    step_in_episode = 0
+    while state["env_steps"] < steps and not reached:
+        t0 = time.perf_counter()
+        if state["env_steps"] < rt.random_steps:
+            action = rng.uniform(-1.0, 1.0, env.action_space.shape).astype(np.float32)
+        else:
+            action = learner.agent.act(observation)
+        transition = env_step(env, observation, action, writer.num_episodes, step_in_episode)
+        writer.add(transition)
+        learner.add(transition)
+        state["env_steps"] += 1
+        step_in_episode += 1
+        t1 = time.perf_counter()
+        if len(learner.online) >= rt.learning_starts:
+            learner.update()
+        t2 = time.perf_counter()
+        t_sim += t1 - t0
+        t_learn += t2 - t1
+        observation = transition.next_observation
+        if not (transition.terminated or transition.truncated):
+            continue
+        # episode boundary: commit it, then evaluate / checkpoint / report when due
+        writer.end_episode(EpisodeSource.ONLINE)
+        state["episodes"] += 1
+        recent.append(transition.success)
+        observation, _ = env.reset(seed=int(rng.integers(2**31)))
+        step_in_episode = 0
+        if state["env_steps"] >= next_eval or state["env_steps"] >= steps:
+            result = evaluate(eval_env, learner.agent, int(rt.eval_episodes), rng, writer)
+            result.update(env_steps=state["env_steps"], wall_s=round(time.perf_counter() - start_wall, 1))
+            state["evals"].append(result)
+            log(f"[eval] step {state['env_steps']}: success {result['success_rate']:.0%} "
+                f"return {result['mean_return']:.2f} over {result['episodes']} episodes")
+            next_eval = (state["env_steps"] // rt.eval_every + 1) * rt.eval_every
+            reached = rt.stop_at_success is not None and result["success_rate"] >= rt.stop_at_success
+        if state["env_steps"] >= next_log:
+            now = time.perf_counter()
+            ups = (learner.agent.num_updates - updates_window[0]) / max(now - updates_window[1], 1e-9)
+            updates_window = (learner.agent.num_updates, now)
+            busy = max(t_sim + t_learn, 1e-9)
+            log(f"[train] step {state['env_steps']}/{steps} | episodes {state['episodes']} | "
+                f"success(last {len(recent)}) {np.mean(recent):.0%} | {ups:.0f} updates/s | "
+                f"sim {t_sim / busy:.0%} learner {t_learn / busy:.0%} | {now - start_wall:.0f}s")
+            next_log = (state["env_steps"] // rt.log_every + 1) * rt.log_every
+        if state["env_steps"] >= next_ckpt:
+            save_checkpoint()
+            next_ckpt = state["env_steps"] + rt.checkpoint_every
+    writer.discard_episode()
+
+    if not state["evals"] or state["evals"][-1]["env_steps"] != state["env_steps"]:
+        result = evaluate(eval_env, learner.agent, int(rt.eval_episodes), rng, writer)
+        result.update(env_steps=state["env_steps"], wall_s=round(time.perf_counter() - start_wall, 1))
+        state["evals"].append(result)
+    save_checkpoint()
+    writer.close()
+    final = state["evals"][-1]
+    busy = max(t_sim + t_learn, 1e-9)
+    summary = {
+        "command": "train", "run_dir": str(run_dir), "task": cfg.task.name, "seed": int(cfg.seed),
+        "env_steps": state["env_steps"], "episodes": state["episodes"],
+        "critic_updates": learner.agent.num_updates, "wall_s": round(state["wall_s"], 1),
+        "final_eval": final, "success_rate": final["success_rate"], "mean_return": final["mean_return"],
+        "evals": state["evals"],
+        "time_split": {"sim": round(t_sim / busy, 3), "learner": round(t_learn / busy, 3),
+                       "torch_threads": int(rt.torch_threads)},
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    plot_learning_curve(state["evals"], run_dir / "learning_curve.png", title=f"{cfg.task.name} seed {cfg.seed}")
+    log(f"[train] done: {state['env_steps']} env steps, {learner.agent.num_updates} critic updates in "
+        f"{state['wall_s']:.0f}s; final eval success {final['success_rate']:.0%} "
+        f"mean return {final['mean_return']:.2f} -> {run_dir / 'summary.json'}")
+    return summary

@@ -1,0 +1,76 @@
+"""The learner loop's state: the agent and its two replay buffers (demos/interventions and online)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from robot_rl.agents.sac import SACAgent, SACConfig
+from robot_rl.data.replay import ReplayBuffer, sample_symmetric
+from robot_rl.data.schema import EpisodeSource, Transition
+
+PRIOR_SOURCES = {EpisodeSource.DEMO, EpisodeSource.INTERVENTION}
+
+
+def obs_spec(space: spaces.Dict) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """{key: (shape, dtype)} of a Dict observation space."""
+    return {key: (tuple(box.shape), np.dtype(box.dtype)) for key, box in space.spaces.items()}
+
+
+class Learner:
+    """Owns the SAC agent and replay; `update()` runs `utd` critic updates and one actor update on a
+    symmetric batch (half demos/interventions, half online)."""
+
+    def __init__(self, observation_space: spaces.Dict, action_dim: int, agent_config: SACConfig,
+                 capacity: int, device: str = "cpu", seed: int = 0):
+        spec = obs_spec(observation_space)
+        for key, (shape, dtype) in spec.items():
+            if len(shape) != 1 or not np.issubdtype(dtype, np.floating):
+                raise ValueError(f"observation '{key}' {shape} {dtype} is not a float vector; the state agent "
+                                 "takes float vectors only (image observations need an image encoder)")
+        self.agent = SACAgent({k: s[0] for k, (s, _) in spec.items()}, action_dim, agent_config, device, seed)
+        self.prior = ReplayBuffer(spec, action_dim, capacity, device)
+        self.online = ReplayBuffer(spec, action_dim, capacity, device)
+        self.sample_generator = torch.Generator().manual_seed(seed + 1)
+
+    def add(self, transition: Transition, source: EpisodeSource = EpisodeSource.ONLINE) -> None:
+        buffer = self.prior if source in PRIOR_SOURCES or transition.intervention else self.online
+        buffer.add(transition.observation, transition.action, transition.reward,
+                   transition.next_observation, transition.terminated)
+
+    def load_log(self, log, online: bool = True) -> None:
+        """Fill the buffers from an episode log: demo + intervention episodes -> prior, online
+        episodes -> online (unless `online` is False)."""
+        if log.num_episodes == 0:
+            return
+        targets = [(PRIOR_SOURCES, self.prior)] + ([({EpisodeSource.ONLINE}, self.online)] if online else [])
+        for sources, buffer in targets:
+            arrays = log.transitions(sources)
+            if len(arrays["reward"]):
+                buffer.add_arrays(arrays)
+
+    def update(self) -> dict[str, float]:
+        cfg = self.agent.config
+        batch = sample_symmetric(self.prior, self.online, cfg.utd * cfg.batch_size, self.sample_generator)
+        return self.agent.update(batch)
+
+    def save(self, path: Path, extra: dict) -> None:
+        """Checkpoint agent + sampler RNG + `extra` (runner state); written atomically."""
+        state = {"agent": self.agent.state_dict(), "sample_generator": self.sample_generator.get_state(), **extra}
+        tmp = Path(f"{path}.tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+
+    def load(self, path: Path) -> dict:
+        """Restore from a checkpoint; returns the runner state saved with it."""
+        try:
+            state = torch.load(path, map_location=self.agent.device, weights_only=False)
+        except Exception as err:  # a truncated or foreign file
+            raise ValueError(f"checkpoint {path} cannot be read ({type(err).__name__}); "
+                             "delete it to restart the learner from the episode log") from None
+        self.agent.load_state_dict(state.pop("agent"))
+        self.sample_generator.set_state(state.pop("sample_generator"))
+        return state

@@ -1,0 +1,89 @@
+"""Stepping an env and rolling out whole episodes, producing DESIGN's transitions."""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+
+from robot_rl.data.schema import EpisodeSource, Observation, RewardSource, Transition
+
+ActFn = Callable[[Observation], np.ndarray]
+
+
+@dataclass
+class EpisodeResult:
+    length: int
+    episode_return: float
+    success: bool
+    steps_to_success: int | None  # 1-based step at which success was first reported
+
+
+def env_step(env: gym.Env, observation: Observation, action: np.ndarray, episode_id: int, step: int,
+             policy_action: np.ndarray | None = None) -> Transition:
+    """One env step as a Transition (`action` executed; `policy_action` what the policy proposed)."""
+    next_observation, reward, terminated, truncated, info = env.step(action)
+    source = info.get("reward_source", "task")
+    return Transition(
+        observation=observation, action=np.asarray(action, np.float32), reward=float(reward),
+        terminated=bool(terminated), truncated=bool(truncated), next_observation=next_observation,
+        policy_action=np.asarray(action if policy_action is None else policy_action, np.float32),
+        intervention=bool(info.get("intervention", False)), episode_id=episode_id, step=step,
+        timestamp=time.time(), success=bool(info.get("success", False)),
+        reward_source=RewardSource[source.upper()] if isinstance(source, str) else RewardSource(source),
+        grasp_penalty=float(info.get("grasp_penalty", 0.0)))
+
+
+def run_episode(env: gym.Env, act: ActFn, seed: int | None, episode_id: int = 0,
+                on_transition: Callable[[Transition], None] | None = None) -> EpisodeResult:
+    """Roll out one episode with `act`; each transition goes to `on_transition` (e.g. a log writer)."""
+    observation, _ = env.reset(seed=seed)
+    episode_return, steps_to_success, step = 0.0, None, 0
+    while True:
+        transition = env_step(env, observation, act(observation), episode_id, step)
+        if on_transition is not None:
+            on_transition(transition)
+        step += 1
+        episode_return += transition.reward
+        if transition.success and steps_to_success is None:
+            steps_to_success = step
+        if transition.terminated or transition.truncated:
+            return EpisodeResult(step, episode_return, steps_to_success is not None, steps_to_success)
+        observation = transition.next_observation
+
+
+def summarize(results: list[EpisodeResult]) -> dict[str, float | int | None]:
+    """Success rate, mean return, mean steps to success (over successful episodes) of a set of episodes."""
+    to_success = [r.steps_to_success for r in results if r.steps_to_success is not None]
+    return {
+        "episodes": len(results),
+        "success_rate": float(np.mean([r.success for r in results])) if results else 0.0,
+        "mean_return": float(np.mean([r.episode_return for r in results])) if results else 0.0,
+        "mean_steps_to_success": float(np.mean(to_success)) if to_success else None,
+    }
+
+
+def run_episodes(env: gym.Env, act: ActFn, episodes: int, rng: np.random.Generator, writer=None,
+                 source: EpisodeSource = EpisodeSource.EVAL, keep: Callable[[EpisodeResult], bool] | None = None,
+                 first_episode_id: int = 0) -> list[EpisodeResult]:
+    """Roll out `episodes` episodes; with a writer each is committed to the log as `source` (or
+    discarded when `keep` rejects it). Returns the kept episodes' results."""
+    results: list[EpisodeResult] = []
+    attempts = 0
+    while len(results) < episodes:
+        if keep is not None and attempts >= 4 * episodes + 10:
+            raise RuntimeError(f"only {len(results)} of {attempts} episodes were kept; the expert is failing "
+                               "(check the task config)")
+        attempts += 1
+        result = run_episode(env, act, int(rng.integers(2**31)), first_episode_id + len(results),
+                             writer.add if writer is not None else None)
+        if keep is not None and not keep(result):
+            if writer is not None:
+                writer.discard_episode()
+            continue
+        if writer is not None:
+            writer.end_episode(source)
+        results.append(result)
+    return results

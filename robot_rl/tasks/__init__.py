@@ -1,0 +1,23 @@
+"""Task registry: `make_task(name, **cfg)`."""
+from __future__ import annotations
+
+from typing import Callable
+
+from robot_rl.tasks.base import Task
+from robot_rl.tasks.pick_cube import PickCubeTask
+
+TASKS: dict[str, Callable[..., Task]] = {
+    "pick_cube": PickCubeTask,
+}
+
+
+def make_task(name: str, **cfg) -> Task:
+    """Build the task registered as `name` with keyword config `cfg`."""
+    try:
+        factory = TASKS[name]
+    except KeyError:
+        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}") from None
+    return factory(**cfg)
+
+
+__all__ = ["Task", "PickCubeTask", "TASKS", "make_task"]

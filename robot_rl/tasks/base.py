@@ -1,0 +1,43 @@
+"""The Task interface: what the policy sees, what it may do, and how an episode is scored."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import gymnasium as gym
+import numpy as np
+
+from robot_rl.robots.base import Robot
+
+
+class Task(ABC):
+    """Observation selection, reward, success, reset procedure and action scaling for a Robot.
+
+    Actions are float32[4] in [-1, 1]: TCP delta xyz (multiplied by `action_scale` metres) and
+    the gripper command (-1 open .. +1 closed).
+    """
+
+    #: episode length in control steps (the env truncates after this many steps)
+    max_steps: int = 100
+    #: metres of TCP motion per control step for a unit action
+    action_scale: float = 0.03
+
+    @property
+    def action_space(self) -> gym.spaces.Box:
+        """Normalised end-effector delta + gripper: float32[4] in [-1, 1]."""
+        return gym.spaces.Box(-1.0, 1.0, shape=(4,), dtype=np.float32)
+
+    @abstractmethod
+    def observation_space(self, robot: Robot) -> gym.spaces.Dict:
+        """Dict space with key "state" (and later "image/<camera>")."""
+
+    @abstractmethod
+    def reset(self, robot: Robot, rng: np.random.Generator) -> None:
+        """Put the robot and the scene in a (randomised) start state."""
+
+    @abstractmethod
+    def observe(self, robot: Robot) -> dict[str, np.ndarray]:
+        """The observation for the current state; matches `observation_space(robot)`."""
+
+    @abstractmethod
+    def evaluate(self, robot: Robot) -> tuple[float, bool, bool]:
+        """(reward, success, terminated) for the current state."""

@@ -1,0 +1,113 @@
+"""Pick up a 4 cm cube from the table and lift it 10 cm.
+
+State observation `float32[10]`, plain SI units in the robot base frame (x forward, z up,
+table top at z = 0):
+    [0:3]  TCP position (m)
+    [3:6]  TCP linear velocity (m/s)
+    [6]    gripper opening between the pads (m, 0 closed .. 0.08 open)
+    [7:10] cube centre position (m)
+The cube position is privileged simulator state: this task needs a robot with `object_pos`
+and `set_object_pose` (the MuJoCo robot; on hardware it would come from perception).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import gymnasium as gym
+import numpy as np
+
+from robot_rl.robots.base import Robot
+from robot_rl.tasks.base import Task
+
+STATE_DIM = 10
+STATE_LABELS = (
+    "tcp_x", "tcp_y", "tcp_z", "tcp_vx", "tcp_vy", "tcp_vz", "gripper_opening",
+    "cube_x", "cube_y", "cube_z",
+)
+
+
+def _require_sim(robot: Robot) -> None:
+    if not (hasattr(robot, "object_pos") and hasattr(robot, "set_object_pose")):
+        raise TypeError(
+            f"pick_cube needs object_pos/set_object_pose (privileged cube state); "
+            f"{type(robot).__name__} has none: use MujocoRobot"
+        )
+
+
+class PickCubeTask(Task):
+    """Grasp the cube and lift it `lift_height` above its resting height."""
+
+    def __init__(
+        self,
+        cube_x_range: Sequence[float] = (0.4, 0.6),
+        cube_y_range: Sequence[float] = (-0.1, 0.1),
+        cube_yaw_range: float = 0.0,
+        start_tcp: Sequence[float] = (0.5, 0.0, 0.2),
+        start_noise: float = 0.02,
+        lift_height: float = 0.1,
+        reward: str = "sparse",
+        max_steps: int = 100,
+        action_scale: float = 0.03,
+        cube_name: str = "cube",
+        cube_half_size: float = 0.02,
+        table_z: float = 0.0,
+    ) -> None:
+        if reward not in ("sparse", "dense"):
+            raise ValueError(f"pick_cube reward must be 'sparse' or 'dense', got {reward!r}")
+        self.cube_low = np.array([cube_x_range[0], cube_y_range[0]], dtype=np.float64)
+        self.cube_high = np.array([cube_x_range[1], cube_y_range[1]], dtype=np.float64)
+        self.cube_yaw_range = float(cube_yaw_range)
+        self.start_tcp = np.asarray(start_tcp, dtype=np.float64)
+        self.start_noise = float(start_noise)
+        self.lift_height = float(lift_height)
+        self.reward = reward
+        self.max_steps = int(max_steps)
+        self.action_scale = float(action_scale)
+        self.cube_name = cube_name
+        self.cube_half_size = float(cube_half_size)
+        self.rest_z = float(table_z) + self.cube_half_size
+
+    def observation_space(self, robot: Robot) -> gym.spaces.Dict:
+        state = gym.spaces.Box(-np.inf, np.inf, shape=(STATE_DIM,), dtype=np.float32)
+        return gym.spaces.Dict({"state": state})
+
+    def reset(self, robot: Robot, rng: np.random.Generator) -> None:
+        _require_sim(robot)
+        tcp = self.start_tcp + rng.uniform(-self.start_noise, self.start_noise, size=3)
+        robot.reset(tcp_pos=tcp)
+        xy = rng.uniform(self.cube_low, self.cube_high)
+        yaw = rng.uniform(-self.cube_yaw_range, self.cube_yaw_range) if self.cube_yaw_range > 0 else 0.0
+        quat = np.array([np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)])
+        robot.set_object_pose(self.cube_name, np.array([xy[0], xy[1], self.rest_z]), quat)
+
+    def observe(self, robot: Robot) -> dict[str, np.ndarray]:
+        s = robot.read_state()
+        state = np.empty(STATE_DIM, dtype=np.float32)
+        state[0:3] = s.tcp_pos
+        state[3:6] = s.tcp_vel
+        state[6] = s.gripper_opening
+        state[7:10] = robot.object_pos(self.cube_name)
+        return {"state": state}
+
+    def lift(self, robot: Robot) -> float:
+        """Cube height above its resting height (m)."""
+        return float(robot.object_pos(self.cube_name)[2] - self.rest_z)
+
+    def is_grasped(self, robot: Robot) -> bool:
+        """Heuristic: the cube is between the pads and the gripper is closed on it."""
+        s = robot.read_state()
+        near = np.linalg.norm(robot.object_pos(self.cube_name) - s.tcp_pos) < 0.02
+        width = 2 * self.cube_half_size
+        return bool(near and 0.5 * width < s.gripper_opening < width + 0.004)
+
+    def evaluate(self, robot: Robot) -> tuple[float, bool, bool]:
+        lift = self.lift(robot)
+        success = lift >= self.lift_height
+        if self.reward == "sparse" or success:
+            return (1.0 if success else 0.0), success, success
+        dist = float(np.linalg.norm(robot.object_pos(self.cube_name) - robot.read_state().tcp_pos))
+        reach = 1.0 - np.tanh(10.0 * dist)
+        grasped = 1.0 if self.is_grasped(robot) else 0.0
+        lifted = float(np.clip(lift / self.lift_height, 0.0, 1.0))
+        reward = 0.3 * reach + 0.2 * grasped + 0.5 * lifted
+        return float(reward), False, False

@@ -1,0 +1,86 @@
+"""A scripted pick expert that reads privileged sim state (for demos and tests)."""
+from __future__ import annotations
+
+import numpy as np
+
+from robot_rl.envs.robot_env import RobotEnv
+
+APPROACH, DESCEND, GRASP, LIFT = "approach", "descend", "grasp", "lift"
+
+
+class ScriptedPickExpert:
+    """Approach above the cube, descend, close, lift. Actions are float32[4] in [-1, 1].
+
+    Reads the TCP and cube positions from the robot (privileged state), so it works whatever
+    the observation holds. `noise` adds Gaussian noise (std, in action units) to the xyz part.
+    """
+
+    def __init__(
+        self, env: RobotEnv, noise: float = 0.0, rng: np.random.Generator | None = None,
+        hover: float = 0.05, lift_extra: float = 0.05, gain: float = 0.8,
+    ) -> None:
+        self.env = env
+        self.noise = float(noise)
+        self.rng = rng if rng is not None else np.random.default_rng()
+        self.hover = hover
+        self.lift_extra = lift_extra
+        self.gain = gain
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a new episode from the approach phase."""
+        self.phase = APPROACH
+        self.grasp_steps = 0
+
+    def act(self, obs: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        """The next action; `obs` is unused (the expert reads the simulator directly)."""
+        if self.env.elapsed_steps == 0:  # first step of a new episode
+            self.reset()
+        task, robot = self.env.task, self.env.robot
+        s = robot.read_state()
+        tcp = s.tcp_pos + 0.05 * s.tcp_vel  # compensate for the tracking lag
+        cube = robot.object_pos(task.cube_name)
+        xy_err = float(np.linalg.norm(cube[:2] - s.tcp_pos[:2]))
+        rest_z = task.rest_z
+        gripper = -1.0
+
+        if self.phase in (GRASP, LIFT) and (
+            np.linalg.norm(cube - s.tcp_pos) > 0.03 or s.gripper_opening < task.cube_half_size
+        ):
+            self.reset()  # lost the cube (or closed on nothing): try again
+        if self.phase == APPROACH:
+            target = np.array([cube[0], cube[1], rest_z + self.hover])
+            if xy_err < 0.01:
+                self.phase = DESCEND
+        if self.phase == DESCEND:
+            target = np.array([cube[0], cube[1], cube[2]])
+            if xy_err > 0.02:
+                self.phase = APPROACH
+                target = np.array([cube[0], cube[1], rest_z + self.hover])
+            elif abs(s.tcp_pos[2] - cube[2]) < 0.006:
+                self.phase = GRASP
+        if self.phase == GRASP:
+            target, gripper = s.tcp_pos.copy(), 1.0
+            self.grasp_steps += 1
+            if self.grasp_steps >= 2 and s.gripper_opening < 2 * task.cube_half_size + 0.002:
+                self.phase = LIFT
+        if self.phase == LIFT:
+            target = np.array([cube[0], cube[1], rest_z + task.lift_height + self.lift_extra])
+            gripper = 1.0
+
+        xyz = self.gain * (target - tcp) / task.action_scale
+        if self.noise > 0:
+            xyz = xyz + self.rng.normal(0.0, self.noise, size=3)
+        action = np.empty(4, dtype=np.float32)
+        action[:3] = np.clip(xyz, -1.0, 1.0)
+        action[3] = gripper
+        return action
+
+
+def make_expert(env, noise: float = 0.0, rng: np.random.Generator | None = None) -> ScriptedPickExpert:
+    """The scripted expert for `env`'s task; a one-line error for tasks that have none."""
+    task = getattr(getattr(env, "unwrapped", env), "task", None)
+    if task is None or not hasattr(task, "cube_name"):
+        raise ValueError("this task has no scripted expert: pass demos=<store> with recorded demos "
+                         "(or num_demos=0 to train without demos)")
+    return ScriptedPickExpert(env.unwrapped, noise=noise, rng=rng)
