@@ -52,6 +52,10 @@ def compose(config_name: str, overrides: list[str]):
             raise UserError(f"unknown {group[0]} '{group[1]}': choose one of {', '.join(options)}") from None
         raise UserError(one_line(err)) from None
     except (HydraException, OmegaConfBaseException) as err:
+        if str(err).startswith("Could not override '"):
+            key = str(err).split("'")[1]
+            raise UserError(f"unknown config key '{key}': check its spelling in configs/ "
+                            f"(or add a new key with +{key}=...)") from None
         cause = f" ({one_line(err.__cause__)})" if err.__cause__ else ""
         raise UserError(one_line(err) + cause) from None
 

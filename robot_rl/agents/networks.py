@@ -81,7 +81,7 @@ def mlp(in_dim: int, hidden_dims: list[int], layer_norm: bool = True) -> nn.Sequ
 class TanhGaussianActor(nn.Module):
     """pi(a|s): a Gaussian squashed by tanh into [-1, 1]^A."""
 
-    LOG_STD_MIN = -10.0
+    LOG_STD_MIN = -5.0  # zero head output -> log-std -1.5 (std 0.22): entropy starts above -|A|/2
     LOG_STD_MAX = 2.0
 
     def __init__(self, obs_dim: int, action_dim: int, hidden_dims: list[int]):

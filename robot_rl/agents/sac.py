@@ -43,17 +43,21 @@ class SACConfig:
 class SACAgent:
     """Actor, critic ensemble, target critics and temperature, with their optimisers.
 
-    Observations are dicts; the state agent concatenates `obs_keys` (in order) into one vector.
+    Observations are dicts; the state agent concatenates `obs_keys` (in order) into one vector and
+    maps each entry with finite `obs_bounds` (low, high) affinely onto [-1, 1], so that centimetres
+    of a position in metres are as visible to the networks as a unit of an action.
     """
 
     def __init__(self, obs_dims: dict[str, int], action_dim: int, config: SACConfig,
-                 device: str | torch.device = "cpu", seed: int = 0):
+                 device: str | torch.device = "cpu", seed: int = 0,
+                 obs_bounds: dict[str, tuple[np.ndarray, np.ndarray]] | None = None):
         self.config = config
         self.device = torch.device(device)
         self.obs_keys = list(obs_dims)
         self.obs_dims = dict(obs_dims)
         self.action_dim = action_dim
         obs_dim = sum(obs_dims.values())
+        self.obs_center, self.obs_inv_scale = input_scaling(obs_dims, obs_bounds or {}, self.device)
         torch.manual_seed(seed)
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.actor = TanhGaussianActor(obs_dim, action_dim, config.hidden_dims).to(self.device)
@@ -77,8 +81,10 @@ class SACAgent:
     # ---- acting -------------------------------------------------------------------------------
     def encode(self, observation: dict[str, torch.Tensor]) -> torch.Tensor:
         if len(self.obs_keys) == 1:
-            return observation[self.obs_keys[0]]
-        return torch.cat([observation[k] for k in self.obs_keys], dim=-1)
+            x = observation[self.obs_keys[0]]
+        else:
+            x = torch.cat([observation[k] for k in self.obs_keys], dim=-1)
+        return (x - self.obs_center) * self.obs_inv_scale
 
     @torch.inference_mode()
     def act(self, observation: dict[str, np.ndarray], deterministic: bool = False) -> np.ndarray:
@@ -152,7 +158,9 @@ class SACAgent:
 
     def update(self, batch: Batch) -> dict[str, float]:
         """`utd` critic updates on consecutive slices of `batch` (utd x batch_size rows), then one
-        actor and temperature update on the last slice. Returns scalar diagnostics."""
+        actor and temperature update on the last slice. Returns scalar diagnostics. (With
+        symmetric sampling, each slice must itself be half demos, half online: `sample_symmetric`
+        with `blocks=utd` arranges that.)"""
         cfg = self.config
         n = cfg.batch_size
         if len(batch["reward"]) < cfg.utd * n:
@@ -174,6 +182,8 @@ class SACAgent:
             "config": asdict(self.config),
             "obs_dims": self.obs_dims,
             "action_dim": self.action_dim,
+            "obs_center": self.obs_center.cpu(),
+            "obs_inv_scale": self.obs_inv_scale.cpu(),
             "actor": self.actor.state_dict(),
             "critic": self.critic.state_dict(),
             "target_critic": self.target_critic.state_dict(),
@@ -196,6 +206,10 @@ class SACAgent:
             if mine[key] != theirs[key]:
                 raise ValueError(f"incompatible checkpoint: it has {key}={theirs[key]}, this agent {key}={mine[key]}; "
                                  "use the config the checkpoint was trained with or start a new run_dir")
+        if not (torch.equal(state["obs_center"], self.obs_center.cpu())
+                and torch.equal(state["obs_inv_scale"], self.obs_inv_scale.cpu())):
+            raise ValueError("incompatible checkpoint: it was trained with other observation bounds (task "
+                             "workspace or limits changed); use the task config it was trained with")
         self.actor.load_state_dict(state["actor"])
         self.critic.load_state_dict(state["critic"])
         self.target_critic.load_state_dict(state["target_critic"])
@@ -206,3 +220,16 @@ class SACAgent:
         self.temperature_optim.load_state_dict(state["temperature_optim"])
         self.generator.set_state(state["generator"])
         self.num_updates = state["num_updates"]
+
+
+def input_scaling(obs_dims: dict[str, int], obs_bounds: dict[str, tuple[np.ndarray, np.ndarray]],
+                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Centre and inverse half-range per input entry; identity where a bound is missing or infinite."""
+    centers, inv_scales = [], []
+    for key, dim in obs_dims.items():
+        low, high = (np.broadcast_to(np.asarray(b, np.float64), (dim,)) for b in obs_bounds.get(key, (-np.inf, np.inf)))
+        finite = np.isfinite(low) & np.isfinite(high) & (high > low)
+        centers.append(np.where(finite, (low + high) / 2, 0.0))
+        inv_scales.append(np.where(finite, 2.0 / np.where(finite, high - low, 1.0), 1.0))
+    as_tensor = lambda parts: torch.tensor(np.concatenate(parts), dtype=torch.float32, device=device)  # noqa: E731
+    return as_tensor(centers), as_tensor(inv_scales)

@@ -80,20 +80,26 @@ class ReplayBuffer:
         }
 
 
-def concat_batches(a: Batch, b: Batch) -> Batch:
-    """Concatenate two batches along the batch dimension (nested observation dicts included)."""
-    return {k: concat_batches(v, b[k]) if isinstance(v, dict) else torch.cat([v, b[k]]) for k, v in a.items()}
+def interleave_batches(a: Batch, b: Batch, blocks: int) -> Batch:
+    """Rows of `a` and `b` split into `blocks` blocks each and interleaved: a0 b0 a1 b1 ..."""
+    def merge(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        x, y = x.reshape(blocks, -1, *x.shape[1:]), y.reshape(blocks, -1, *y.shape[1:])
+        return torch.cat([x, y], dim=1).reshape(-1, *x.shape[2:])
+    return {k: interleave_batches(v, b[k], blocks) if isinstance(v, dict) else merge(v, b[k]) for k, v in a.items()}
 
 
 def sample_symmetric(prior: ReplayBuffer, online: ReplayBuffer, batch_size: int,
-                     generator: torch.Generator | None = None) -> Batch:
-    """RLPD's symmetric sampling: half the batch from demos/interventions, half from online data.
+                     generator: torch.Generator | None = None, blocks: int = 1) -> Batch:
+    """RLPD's symmetric sampling: half the batch from demos/interventions, half from online data,
+    arranged as `blocks` consecutive blocks that are each half and half (one block per critic update
+    of a UTD batch, so that no update sees only one kind of data).
 
     Falls back to whichever buffer has data while the other is empty.
     """
-    if len(online) == 0:
-        return prior.sample(batch_size, generator)
-    if len(prior) == 0:
-        return online.sample(batch_size, generator)
+    if len(online) == 0 or len(prior) == 0:
+        return (prior if len(online) == 0 else online).sample(batch_size, generator)
+    if batch_size % (2 * blocks):
+        raise ValueError(f"batch of {batch_size} rows cannot be split into {blocks} half-and-half blocks: "
+                         "use an even agent.batch_size")
     half = batch_size // 2
-    return concat_batches(prior.sample(half, generator), online.sample(batch_size - half, generator))
+    return interleave_batches(prior.sample(half, generator), online.sample(half, generator), blocks)

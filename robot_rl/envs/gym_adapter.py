@@ -32,7 +32,8 @@ class GymAdapter(gym.Wrapper):
                              "wrap the env to expose one")
         self._wrap_state = isinstance(obs_space, spaces.Box)
         self.observation_space = spaces.Dict({
-            key: spaces.Box(-np.inf, np.inf, (int(np.prod(box.shape)),), np.float32) for key, box in self._boxes.items()})
+            key: spaces.Box(box.low.reshape(-1).astype(np.float32), box.high.reshape(-1).astype(np.float32),
+                            dtype=np.float32) for key, box in self._boxes.items()})
         self.action_space = spaces.Box(-1.0, 1.0, act_space.shape, np.float32)
         self._low = act_space.low.astype(np.float64)
         self._high = act_space.high.astype(np.float64)

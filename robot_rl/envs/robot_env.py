@@ -29,6 +29,7 @@ class RobotEnv(gym.Env):
         self.render_mode = render_mode
         self.render_camera = render_camera
         self.elapsed_steps = 0
+        self.gripper = -1.0
         self._needs_reset = True
         if seed is not None:
             self.np_random, _ = gym.utils.seeding.np_random(seed)
@@ -44,6 +45,7 @@ class RobotEnv(gym.Env):
         super().reset(seed=seed)
         self.task.reset(self.robot, self.np_random)
         self.elapsed_steps = 0
+        self.gripper = -1.0  # the robot resets with the gripper open
         self._needs_reset = False
         return self.task.observe(self.robot), {"success": False}
 
@@ -58,7 +60,8 @@ class RobotEnv(gym.Env):
             raise ValueError(f"action must have shape {expected}, got {action.shape}")
         action = np.clip(action, -1.0, 1.0)
         delta = action[:3].astype(np.float64) * self.task.action_scale
-        self.robot.apply_action(delta, float(action[3]))
+        self.gripper = self.task.gripper_command(float(action[3]), self.gripper)
+        self.robot.apply_action(delta, self.gripper)
         self.elapsed_steps += 1
         obs = self.task.observe(self.robot)
         reward, success, terminated = self.task.evaluate(self.robot)

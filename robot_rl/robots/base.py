@@ -25,6 +25,8 @@ class Robot(ABC):
     control_dt: float
     #: workspace box for the TCP target: (low[3], high[3]) in metres
     workspace: tuple[np.ndarray, np.ndarray]
+    #: distance between the finger pads when fully open, metres
+    gripper_max_opening: float
 
     @abstractmethod
     def reset(self, tcp_pos: np.ndarray | None = None) -> RobotState:

@@ -53,6 +53,8 @@ def resolve_model_path(model_path: str | os.PathLike | None = None) -> Path:
 class MujocoRobot(Robot):
     """Simulated arm + parallel gripper commanded in TCP position deltas at `control_dt`."""
 
+    gripper_max_opening = MAX_OPENING
+
     def __init__(
         self,
         model_path: str | os.PathLike | None = None,

@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import time
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from robot_rl.agents.sac import SACConfig
 from robot_rl.data.episode_log import EpisodeLog, EpisodeLogWriter
@@ -32,8 +34,42 @@ def log(msg: str) -> None:
     print(msg, flush=True)
 
 
+@dataclass
+class RuntimeConfig:
+    """The `runtime` group, typed (see configs/runtime/embedded.yaml)."""
+
+    torch_threads: int = 2
+    replay_capacity: int = 1_000_000
+    learning_starts: int = 256
+    random_steps: int = 0
+    eval_every: int = 1000
+    eval_episodes: int = 50
+    checkpoint_every: int = 1000
+    log_every: int = 500
+    stop_at_success: float | None = None
+
+
+def typed(node: DictConfig, schema: type, name: str):
+    """`node` checked against the dataclass `schema`: a one-line error names a bad key or value."""
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), node))
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or ""
+        reason = str(err).splitlines()[0]
+        raise ValueError(f"bad value for {name}{'.' + key if key else ''}: {reason}") from None
+
+
 def agent_config(cfg: DictConfig) -> SACConfig:
-    return SACConfig(**OmegaConf.to_container(cfg.agent, resolve=True))
+    return typed(cfg.agent, SACConfig, "agent")
+
+
+def check_train_config(cfg: DictConfig) -> RuntimeConfig:
+    """Validate the top-level train keys and return the typed runtime group."""
+    for key in ("steps", "seed", "num_demos"):
+        if not isinstance(cfg[key], int) or cfg[key] < 0:
+            raise ValueError(f"{key}={cfg[key]!r} must be a non-negative integer")
+    agent_config(cfg)
+    return typed(cfg.runtime, RuntimeConfig, "runtime")
 
 
 def collect_demos(cfg: DictConfig, env, writer: EpisodeLogWriter, rng: np.random.Generator) -> None:
@@ -49,7 +85,7 @@ def collect_demos(cfg: DictConfig, env, writer: EpisodeLogWriter, rng: np.random
     if cfg.num_demos == 0:
         return
     from robot_rl.teleop.scripted import make_expert
-    expert = make_expert(env, noise=float(cfg.get("expert_noise", 0.1)), rng=rng)
+    expert = make_expert(env, noise=float(cfg.expert_noise), rng=rng)
     results = run_episodes(env, expert.act, cfg.num_demos, rng, writer, EpisodeSource.DEMO,
                            keep=lambda r: r.success, first_episode_id=writer.num_episodes)
     log(f"[train] recorded {len(results)} scripted demos "
@@ -72,17 +108,17 @@ def evaluate(env, agent, episodes: int, rng: np.random.Generator, writer=None) -
 
 def train(cfg: DictConfig) -> dict:
     """`robot-rl train`: demos, then online RL with periodic eval and checkpoints; resumes a run_dir."""
+    rt = check_train_config(cfg)
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    rt = cfg.runtime
-    torch.set_num_threads(int(rt.torch_threads))
+    torch.set_num_threads(rt.torch_threads)
     env = make_env(cfg, seed=cfg.seed)
     eval_env = make_env(cfg, seed=cfg.seed + 10_000)
     writer = EpisodeLogWriter(run_dir / LOG, env.observation_space, env.action_space.shape[0],
                               config=OmegaConf.to_container(cfg, resolve=True))
     learner = Learner(env.observation_space, env.action_space.shape[0], agent_config(cfg),
-                      int(rt.replay_capacity), cfg.device, int(cfg.seed))
+                      rt.replay_capacity, cfg.device, int(cfg.seed))
     rng = np.random.default_rng(cfg.seed)
     state = {"env_steps": 0, "episodes": 0, "evals": [], "wall_s": 0.0, "rng": None}
 
@@ -121,6 +157,7 @@ def train(cfg: DictConfig) -> dict:
 
     observation, _ = env.reset(seed=int(rng.integers(2**31)))
     step_in_episode = 0
+    last_update: dict[str, float] = {}
     while state["env_steps"] < steps and not reached:
         t0 = time.perf_counter()
         if state["env_steps"] < rt.random_steps:
@@ -134,7 +171,7 @@ def train(cfg: DictConfig) -> dict:
         step_in_episode += 1
         t1 = time.perf_counter()
         if len(learner.online) >= rt.learning_starts:
-            learner.update()
+            last_update = learner.update()
         t2 = time.perf_counter()
         t_sim += t1 - t0
         t_learn += t2 - t1
@@ -148,7 +185,7 @@ def train(cfg: DictConfig) -> dict:
         observation, _ = env.reset(seed=int(rng.integers(2**31)))
         step_in_episode = 0
         if state["env_steps"] >= next_eval or state["env_steps"] >= steps:
-            result = evaluate(eval_env, learner.agent, int(rt.eval_episodes), rng, writer)
+            result = evaluate(eval_env, learner.agent, rt.eval_episodes, rng, writer)
             result.update(env_steps=state["env_steps"], wall_s=round(time.perf_counter() - start_wall, 1))
             state["evals"].append(result)
             log(f"[eval] step {state['env_steps']}: success {result['success_rate']:.0%} "
@@ -162,6 +199,7 @@ def train(cfg: DictConfig) -> dict:
             busy = max(t_sim + t_learn, 1e-9)
             log(f"[train] step {state['env_steps']}/{steps} | episodes {state['episodes']} | "
                 f"success(last {len(recent)}) {np.mean(recent):.0%} | {ups:.0f} updates/s | "
+                f"Q {last_update.get('q', 0):.2f} temperature {last_update.get('temperature', 0):.3g} | "
                 f"sim {t_sim / busy:.0%} learner {t_learn / busy:.0%} | {now - start_wall:.0f}s")
             next_log = (state["env_steps"] // rt.log_every + 1) * rt.log_every
         if state["env_steps"] >= next_ckpt:
@@ -170,7 +208,7 @@ def train(cfg: DictConfig) -> dict:
     writer.discard_episode()
 
     if not state["evals"] or state["evals"][-1]["env_steps"] != state["env_steps"]:
-        result = evaluate(eval_env, learner.agent, int(rt.eval_episodes), rng, writer)
+        result = evaluate(eval_env, learner.agent, rt.eval_episodes, rng, writer)
         result.update(env_steps=state["env_steps"], wall_s=round(time.perf_counter() - start_wall, 1))
         state["evals"].append(result)
     save_checkpoint()
@@ -184,7 +222,7 @@ def train(cfg: DictConfig) -> dict:
         "final_eval": final, "success_rate": final["success_rate"], "mean_return": final["mean_return"],
         "evals": state["evals"],
         "time_split": {"sim": round(t_sim / busy, 3), "learner": round(t_learn / busy, 3),
-                       "torch_threads": int(rt.torch_threads)},
+                       "torch_threads": rt.torch_threads},
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     plot_learning_curve(state["evals"], run_dir / "learning_curve.png", title=f"{cfg.task.name} seed {cfg.seed}")

@@ -31,7 +31,8 @@ class Learner:
             if len(shape) != 1 or not np.issubdtype(dtype, np.floating):
                 raise ValueError(f"observation '{key}' {shape} {dtype} is not a float vector; the state agent "
                                  "takes float vectors only (image observations need an image encoder)")
-        self.agent = SACAgent({k: s[0] for k, (s, _) in spec.items()}, action_dim, agent_config, device, seed)
+        bounds = {key: (box.low, box.high) for key, box in observation_space.spaces.items()}
+        self.agent = SACAgent({k: s[0] for k, (s, _) in spec.items()}, action_dim, agent_config, device, seed, bounds)
         self.prior = ReplayBuffer(spec, action_dim, capacity, device)
         self.online = ReplayBuffer(spec, action_dim, capacity, device)
         self.sample_generator = torch.Generator().manual_seed(seed + 1)
@@ -54,7 +55,7 @@ class Learner:
 
     def update(self) -> dict[str, float]:
         cfg = self.agent.config
-        batch = sample_symmetric(self.prior, self.online, cfg.utd * cfg.batch_size, self.sample_generator)
+        batch = sample_symmetric(self.prior, self.online, cfg.utd * cfg.batch_size, self.sample_generator, cfg.utd)
         return self.agent.update(batch)
 
     def save(self, path: Path, extra: dict) -> None:

@@ -13,13 +13,29 @@ class Task(ABC):
     """Observation selection, reward, success, reset procedure and action scaling for a Robot.
 
     Actions are float32[4] in [-1, 1]: TCP delta xyz (multiplied by `action_scale` metres) and
-    the gripper command (-1 open .. +1 closed).
+    the gripper command, read per `gripper_mode`:
+      - "sticky" (HIL-SERL's real-robot convention): above +`gripper_threshold` closes, below
+        -`gripper_threshold` opens, in between keeps the last command, so exploration noise does
+        not drop a grasped object;
+      - "continuous": the value is the gripper target (-1 open .. +1 closed).
     """
 
     #: episode length in control steps (the env truncates after this many steps)
     max_steps: int = 100
     #: metres of TCP motion per control step for a unit action
     action_scale: float = 0.03
+    gripper_mode: str = "sticky"
+    gripper_threshold: float = 0.5
+
+    def gripper_command(self, value: float, previous: float) -> float:
+        """The gripper command (-1 open .. +1 closed) for action value `value`, given the last command."""
+        if self.gripper_mode == "continuous":
+            return value
+        if value > self.gripper_threshold:
+            return 1.0
+        if value < -self.gripper_threshold:
+            return -1.0
+        return previous
 
     @property
     def action_space(self) -> gym.spaces.Box:

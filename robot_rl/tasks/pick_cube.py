@@ -51,9 +51,15 @@ class PickCubeTask(Task):
         cube_name: str = "cube",
         cube_half_size: float = 0.02,
         table_z: float = 0.0,
+        gripper_mode: str = "sticky",
+        gripper_threshold: float = 0.5,
     ) -> None:
         if reward not in ("sparse", "dense"):
             raise ValueError(f"pick_cube reward must be 'sparse' or 'dense', got {reward!r}")
+        if gripper_mode not in ("sticky", "continuous"):
+            raise ValueError(f"pick_cube gripper_mode must be 'sticky' or 'continuous', got {gripper_mode!r}")
+        self.gripper_mode = gripper_mode
+        self.gripper_threshold = float(gripper_threshold)
         self.cube_low = np.array([cube_x_range[0], cube_y_range[0]], dtype=np.float64)
         self.cube_high = np.array([cube_x_range[1], cube_y_range[1]], dtype=np.float64)
         self.cube_yaw_range = float(cube_yaw_range)
@@ -68,8 +74,15 @@ class PickCubeTask(Task):
         self.rest_z = float(table_z) + self.cube_half_size
 
     def observation_space(self, robot: Robot) -> gym.spaces.Dict:
-        state = gym.spaces.Box(-np.inf, np.inf, shape=(STATE_DIM,), dtype=np.float32)
-        return gym.spaces.Dict({"state": state})
+        """The nominal range of each state entry: the workspace box for positions, the top speed for
+        velocities. Values can leave it (a cube knocked off the table); the learner uses it only to
+        scale inputs to about [-1, 1]."""
+        lo, hi = robot.workspace
+        speed = 2.0 * self.action_scale / robot.control_dt
+        low = np.concatenate([lo, [-speed] * 3, [0.0], lo]).astype(np.float32)
+        high = np.concatenate([hi, [speed] * 3, [robot.gripper_max_opening], hi]).astype(np.float32)
+        low[9] = self.rest_z - self.cube_half_size  # cube z: from the table up to the workspace top
+        return gym.spaces.Dict({"state": gym.spaces.Box(low, high, shape=(STATE_DIM,), dtype=np.float32)})
 
     def reset(self, robot: Robot, rng: np.random.Generator) -> None:
         _require_sim(robot)
@@ -101,10 +114,15 @@ class PickCubeTask(Task):
         return bool(near and 0.5 * width < s.gripper_opening < width + 0.004)
 
     def evaluate(self, robot: Robot) -> tuple[float, bool, bool]:
+        """Sparse: 1 on success, which ends the episode. Dense: a shaped reward in [0, 1] every
+        step (reach, grasp, lift; 1 while lifted), and success does not end the episode, so that
+        holding the cube up pays more than hovering near it."""
         lift = self.lift(robot)
         success = lift >= self.lift_height
-        if self.reward == "sparse" or success:
+        if self.reward == "sparse":
             return (1.0 if success else 0.0), success, success
+        if success:
+            return 1.0, True, False
         dist = float(np.linalg.norm(robot.object_pos(self.cube_name) - robot.read_state().tcp_pos))
         reach = 1.0 - np.tanh(10.0 * dist)
         grasped = 1.0 if self.is_grasped(robot) else 0.0

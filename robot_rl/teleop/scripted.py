@@ -17,7 +17,7 @@ class ScriptedPickExpert:
 
     def __init__(
         self, env: RobotEnv, noise: float = 0.0, rng: np.random.Generator | None = None,
-        hover: float = 0.05, lift_extra: float = 0.05, gain: float = 0.8,
+        hover: float = 0.05, lift_extra: float = 0.05, gain: float = 0.8, max_action: float = 0.7,
     ) -> None:
         self.env = env
         self.noise = float(noise)
@@ -25,6 +25,7 @@ class ScriptedPickExpert:
         self.hover = hover
         self.lift_extra = lift_extra
         self.gain = gain
+        self.max_action = max_action
         self.reset()
 
     def reset(self) -> None:
@@ -68,12 +69,15 @@ class ScriptedPickExpert:
             target = np.array([cube[0], cube[1], rest_z + task.lift_height + self.lift_extra])
             gripper = 1.0
 
-        xyz = self.gain * (target - tcp) / task.action_scale
+        # Moves at up to `max_action` of the range and commands the gripper at +-max_action (enough to
+        # open fully / squeeze the cube): demo actions that sit on the [-1, 1] bounds would let a critic
+        # tell demo from policy actions by magnitude alone, and the actor would learn to saturate.
+        xyz = np.clip(self.gain * (target - tcp) / task.action_scale, -self.max_action, self.max_action)
         if self.noise > 0:
             xyz = xyz + self.rng.normal(0.0, self.noise, size=3)
         action = np.empty(4, dtype=np.float32)
         action[:3] = np.clip(xyz, -1.0, 1.0)
-        action[3] = gripper
+        action[3] = gripper * self.max_action
         return action
 
 

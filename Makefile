@@ -1,0 +1,26 @@
+# Set-up and entry points. `make train` and `make test` each create .venv and install robot_rl first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: train test bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+train: $(STAMP)  ## the embedded default: simulated pick-cube, no ROS, CPU (ARGS="key=value ..." overrides)
+	$(BIN)/robot-rl train $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python bench/learner_throughput.py
+	$(BIN)/python bench/learning_curve.py
+
+clean:
+	rm -rf $(VENV)
