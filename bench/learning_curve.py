@@ -1,0 +1,65 @@
+"""Learning curves of `robot-rl train` over seeds: env steps and wall time to 90% eval success.
+
+Usage: python bench/learning_curve.py [--seeds 0 1 2] [--steps 20000] [--full] [--out DIR] [key=value ...]
+Extra key=value arguments are config overrides (e.g. task=pick_cube agent=rlpd_ens10). Each seed trains
+from 20 scripted demos with a 50-episode eval every 1000 env steps; without --full a seed stops at
+its first eval with >= 90% success. Prints a table; the last line is one JSON object with keys
+steps_to_90 and wall_s_to_90 (lists per seed, null where not reached). Wall time counts everything
+from the start of `train` (demo recording, compile, evals included). Writes learning_curve.png.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+from pathlib import Path
+
+from robot_rl.cli import compose
+from robot_rl.runtime.embedded import train
+from robot_rl.runtime.plots import plot_learning_curve
+
+TARGET = 0.9
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=20_000, help="env step budget per seed")
+    parser.add_argument("--full", action="store_true", help="train the whole budget instead of stopping at 90%%")
+    parser.add_argument("--out", default="bench/results/learning_curve", help="run directories and the PNG")
+    args, overrides = parser.parse_known_args()
+    out = Path(args.out)
+    rows, curves = [], {}
+    for seed in args.seeds:
+        run_dir = out / f"seed{seed}"
+        shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run, not a resume
+        cfg = compose("train", [f"seed={seed}", f"steps={args.steps}", f"run_dir={run_dir}", "num_demos=20",
+                                "runtime.eval_every=1000", "runtime.eval_episodes=50",
+                                *([] if args.full else [f"runtime.stop_at_success={TARGET}"]), *overrides])
+        summary = train(cfg)
+        reached = next((e for e in summary["evals"] if e["success_rate"] >= TARGET), None)
+        rows.append({"seed": seed, "steps_to_90": reached["env_steps"] if reached else None,
+                     "wall_s_to_90": reached["wall_s"] if reached else None,
+                     "final_success": summary["success_rate"], "env_steps": summary["env_steps"],
+                     "wall_s": summary["wall_s"]})
+        curves[f"seed {seed}"] = summary["evals"]
+    task = compose("train", overrides).task.name
+    plot_learning_curve([], out / "learning_curve.png", title=f"{task}: eval success (50 episodes)", curves=curves)
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    print(f"\nlearning curve: {task}, {' '.join(overrides) or 'default config'} ({machine})")
+    print(f"{'seed':>5}{'steps to 90%':>15}{'wall s to 90%':>15}{'final success':>15}{'env steps':>11}{'wall s':>9}")
+    for r in rows:
+        fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
+        print(f"{r['seed']:>5}{fmt(r['steps_to_90'], 'd'):>15}{fmt(r['wall_s_to_90'], '.0f'):>15}"
+              f"{r['final_success']:>15.0%}{r['env_steps']:>11d}{r['wall_s']:>9.0f}")
+    print(f"plot: {out / 'learning_curve.png'}")
+    print(json.dumps({"steps_to_90": [r["steps_to_90"] for r in rows],
+                      "wall_s_to_90": [r["wall_s_to_90"] for r in rows],
+                      "final_success": [r["final_success"] for r in rows], "task": task,
+                      "overrides": overrides, "machine": machine}))
+
+
+if __name__ == "__main__":
+    main()
