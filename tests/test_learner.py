@@ -192,3 +192,13 @@ def test_compiled_update_matches_eager():
         compiled.update(random_batch(64, seed=s))
     for a, c in zip(eager.critic.parameters(), compiled.critic.parameters()):
         torch.testing.assert_close(a, c, rtol=1e-4, atol=1e-5)
+
+
+def test_bounded_inputs_are_scaled_to_unit_range():
+    bounds = {"state": (np.array([0.3, -0.25, -np.inf]), np.array([0.7, 0.25, np.inf]))}
+    agent = SACAgent({"state": 3}, 2, SACConfig(compile=False), obs_bounds=bounds)
+    encoded = agent.encode({"state": torch.tensor([[0.3, 0.25, 5.0], [0.5, 0.0, -2.0]])})
+    torch.testing.assert_close(encoded, torch.tensor([[-1.0, 1.0, 5.0], [0.0, 0.0, -2.0]]))
+    other = SACAgent({"state": 3}, 2, SACConfig(compile=False))  # trained without bounds
+    with pytest.raises(ValueError, match="observation bounds"):
+        other.load_state_dict(agent.state_dict())
