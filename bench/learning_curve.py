@@ -16,9 +16,10 @@ import platform
 import shutil
 from pathlib import Path
 
-from robot_rl.cli import compose
-from robot_rl.runtime.embedded import train
-from robot_rl.runtime.plots import plot_learning_curve
+os.environ.setdefault("MUJOCO_GL", "egl")  # offscreen rendering for vision tasks, before mujoco loads
+from robot_rl.cli import compose  # noqa: E402
+from robot_rl.runtime.embedded import train  # noqa: E402
+from robot_rl.runtime.plots import plot_learning_curve  # noqa: E402
 
 TARGET = 0.9
 

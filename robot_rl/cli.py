@@ -62,6 +62,7 @@ def compose(config_name: str, overrides: list[str]):
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    os.environ.setdefault("MUJOCO_GL", "egl")  # offscreen rendering on a headless machine; before mujoco loads
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE.format(config_dir=config_dir()))
         return 0

@@ -202,3 +202,30 @@ def test_bounded_inputs_are_scaled_to_unit_range():
     other = SACAgent({"state": 3}, 2, SACConfig(compile=False))  # trained without bounds
     with pytest.raises(ValueError, match="observation bounds"):
         other.load_state_dict(agent.state_dict())
+
+
+def test_learner_builds_image_agent_from_observation_space(tmp_path):
+    from robot_rl.data.schema import EpisodeSource, Transition
+    from robot_rl.runtime.learner import Learner
+    space = spaces.Dict({"state": spaces.Box(-1.0, 1.0, (3,), np.float32),
+                         "image/front": spaces.Box(0, 255, (16, 16, 3), np.uint8)})
+    cfg = SACConfig(utd=2, batch_size=8, hidden_dims=[32, 32], compile=False, grasp_critic=True)
+    learner = Learner(space, 3, cfg, capacity=64, seed=0)
+    assert learner.agent.image_keys == ["image/front"] and learner.agent.policy_dim == 2
+    rng = np.random.default_rng(0)
+    obs = {k: v.sample() for k, v in space.spaces.items()}
+    for i in range(20):
+        nxt = {"state": rng.uniform(-1, 1, 3).astype(np.float32),
+               "image/front": rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)}
+        action = learner.agent.act(obs)
+        assert action[-1] in (-1.0, 0.0, 1.0)
+        learner.add(Transition(obs, action, 0.0, False, i % 10 == 9, nxt, action, grasp_penalty=-0.1),
+                    EpisodeSource.DEMO if i < 10 else EpisodeSource.ONLINE)
+        obs = nxt
+    info = learner.update()
+    assert np.isfinite(info["critic_loss"]) and np.isfinite(info["grasp_loss"])
+    learner.save(tmp_path / "ckpt.pt", {"env_steps": 20})
+    assert learner.load(tmp_path / "ckpt.pt") == {"env_steps": 20}
+    bad = spaces.Dict({"depth": spaces.Box(0.0, 1.0, (16, 16, 1), np.float32)})
+    with pytest.raises(ValueError, match="neither a float vector nor a uint8"):
+        Learner(bad, 3, cfg, capacity=8)

@@ -1,10 +1,12 @@
-"""Build the env a config names: `task.name` = pick_cube (MuJoCo sim) or gym (any gymnasium env)."""
+"""Build the env a config names: `task.name` = pick_cube, pick_cube_vision (MuJoCo sim) or gym (any
+gymnasium env)."""
 from __future__ import annotations
 
 import gymnasium as gym
 from omegaconf import DictConfig, OmegaConf
 
-TASKS = ("pick_cube", "gym")
+MUJOCO_TASKS = ("pick_cube", "pick_cube_vision")
+TASKS = (*MUJOCO_TASKS, "gym")
 
 
 def make_env(cfg: DictConfig, seed: int | None = None) -> gym.Env:
@@ -14,12 +16,12 @@ def make_env(cfg: DictConfig, seed: int | None = None) -> gym.Env:
     if name == "gym":
         from robot_rl.envs.gym_adapter import make_gym_env
         return make_gym_env(**task)
-    if name == "pick_cube":
-        from robot_rl.envs.robot_env import make_pick_cube_env
+    if name in MUJOCO_TASKS:
+        from robot_rl.envs.robot_env import make_mujoco_env
         robot = OmegaConf.to_container(cfg.robot, resolve=True)
         robot.pop("name", None)
         try:
-            return make_pick_cube_env(seed=seed, robot_cfg=robot, **task)
+            return make_mujoco_env(name, seed=seed, robot_cfg=robot, **task)
         except TypeError as err:
-            raise ValueError(f"bad task/robot config for pick_cube ({err}); see configs/task/pick_cube.yaml") from None
+            raise ValueError(f"bad task/robot config for {name} ({err}); see configs/task/{name}.yaml") from None
     raise ValueError(f"unknown task '{name}': choose one of {', '.join(TASKS)}")

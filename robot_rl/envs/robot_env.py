@@ -14,6 +14,8 @@ class RobotEnv(gym.Env):
     """Robot + Task. Actions: float32[4] in [-1, 1] (TCP delta xyz scaled by the task, gripper).
 
     Episodes terminate on task success and truncate after `task.max_steps` steps.
+    `info["grasp_penalty"]` is `-task.grasp_penalty` on steps where the gripper command switches
+    between open (<= 0) and closed (> 0), else 0.0 (HIL-SERL's grasp penalty, for the grasp critic).
     """
 
     metadata = {"render_modes": ["rgb_array"]}
@@ -60,13 +62,16 @@ class RobotEnv(gym.Env):
             raise ValueError(f"action must have shape {expected}, got {action.shape}")
         action = np.clip(action, -1.0, 1.0)
         delta = action[:3].astype(np.float64) * self.task.action_scale
-        self.gripper = self.task.gripper_command(float(action[3]), self.gripper)
+        previous = self.gripper
+        self.gripper = self.task.gripper_command(float(action[3]), previous)
+        switched = (self.gripper > 0.0) != (previous > 0.0)
+        grasp_penalty = -float(self.task.grasp_penalty) if switched else 0.0
         self.robot.apply_action(delta, self.gripper)
         self.elapsed_steps += 1
         obs = self.task.observe(self.robot)
         reward, success, terminated = self.task.evaluate(self.robot)
         truncated = (not terminated) and self.elapsed_steps >= self.task.max_steps
-        info = {"success": bool(success), "reward_source": "task", "grasp_penalty": 0.0}
+        info = {"success": bool(success), "reward_source": "task", "grasp_penalty": grasp_penalty}
         return obs, float(reward), bool(terminated), bool(truncated), info
 
     def render(self) -> np.ndarray | None:
@@ -78,10 +83,25 @@ class RobotEnv(gym.Env):
         self.robot.close()
 
 
-def make_pick_cube_env(seed: int | None = None, robot_cfg: dict | None = None, **task_cfg) -> RobotEnv:
-    """A RobotEnv with a MujocoRobot and PickCubeTask(**task_cfg)."""
+def make_mujoco_env(task: str, seed: int | None = None, robot_cfg: dict | None = None, **task_cfg) -> RobotEnv:
+    """A RobotEnv with a MujocoRobot(**robot_cfg) and the registered task `task` (**task_cfg)."""
     from robot_rl.robots.mujoco import MujocoRobot
     from robot_rl.tasks import make_task
 
+    task_obj = make_task(task, **task_cfg)  # bad task config fails before the model loads
     robot = MujocoRobot(**(robot_cfg or {}))
-    return RobotEnv(robot, make_task("pick_cube", **task_cfg), seed=seed)
+    try:
+        return RobotEnv(robot, task_obj, seed=seed)
+    except BaseException:
+        robot.close()
+        raise
+
+
+def make_pick_cube_env(seed: int | None = None, robot_cfg: dict | None = None, **task_cfg) -> RobotEnv:
+    """A RobotEnv with a MujocoRobot and PickCubeTask(**task_cfg)."""
+    return make_mujoco_env("pick_cube", seed=seed, robot_cfg=robot_cfg, **task_cfg)
+
+
+def make_pick_cube_vision_env(seed: int | None = None, robot_cfg: dict | None = None, **task_cfg) -> RobotEnv:
+    """A RobotEnv with a MujocoRobot and PickCubeVisionTask(**task_cfg) (renders offscreen)."""
+    return make_mujoco_env("pick_cube_vision", seed=seed, robot_cfg=robot_cfg, **task_cfg)

@@ -40,6 +40,7 @@ class RuntimeConfig:
 
     torch_threads: int = 2
     replay_capacity: int = 1_000_000
+    image_replay_capacity: int = 50_000  # per buffer, when observations hold images (~100 kB a step)
     learning_starts: int = 256
     random_steps: int = 0
     eval_every: int = 1000
@@ -117,8 +118,9 @@ def train(cfg: DictConfig) -> dict:
     eval_env = make_env(cfg, seed=cfg.seed + 10_000)
     writer = EpisodeLogWriter(run_dir / LOG, env.observation_space, env.action_space.shape[0],
                               config=OmegaConf.to_container(cfg, resolve=True))
+    has_images = any(len(box.shape) == 3 for box in env.observation_space.spaces.values())
     learner = Learner(env.observation_space, env.action_space.shape[0], agent_config(cfg),
-                      rt.replay_capacity, cfg.device, int(cfg.seed))
+                      rt.image_replay_capacity if has_images else rt.replay_capacity, cfg.device, int(cfg.seed))
     rng = np.random.default_rng(cfg.seed)
     state = {"env_steps": 0, "episodes": 0, "evals": [], "wall_s": 0.0, "rng": None}
 

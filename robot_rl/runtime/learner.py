@@ -20,6 +20,21 @@ def obs_spec(space: spaces.Dict) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     return {key: (tuple(box.shape), np.dtype(box.dtype)) for key, box in space.spaces.items()}
 
 
+def agent_obs_dims(spec: dict[str, tuple[tuple[int, ...], np.dtype]]) -> dict[str, int | tuple[int, ...]]:
+    """The agent's view of an observation spec: float vectors by length, uint8 [H, W, 3] images by
+    shape; anything else is a one-line ValueError."""
+    dims: dict[str, int | tuple[int, ...]] = {}
+    for key, (shape, dtype) in spec.items():
+        if len(shape) == 1 and np.issubdtype(dtype, np.floating):
+            dims[key] = shape[0]
+        elif len(shape) == 3 and shape[2] == 3 and dtype == np.uint8:
+            dims[key] = shape
+        else:
+            raise ValueError(f"observation '{key}' {shape} {dtype} is neither a float vector nor a uint8 "
+                             "[H, W, 3] image: the agent takes only those (change the task's observation)")
+    return dims
+
+
 class Learner:
     """Owns the SAC agent and replay; `update()` runs `utd` critic updates and one actor update on a
     symmetric batch (half demos/interventions, half online)."""
@@ -27,12 +42,9 @@ class Learner:
     def __init__(self, observation_space: spaces.Dict, action_dim: int, agent_config: SACConfig,
                  capacity: int, device: str = "cpu", seed: int = 0):
         spec = obs_spec(observation_space)
-        for key, (shape, dtype) in spec.items():
-            if len(shape) != 1 or not np.issubdtype(dtype, np.floating):
-                raise ValueError(f"observation '{key}' {shape} {dtype} is not a float vector; the state agent "
-                                 "takes float vectors only (image observations need an image encoder)")
-        bounds = {key: (box.low, box.high) for key, box in observation_space.spaces.items()}
-        self.agent = SACAgent({k: s[0] for k, (s, _) in spec.items()}, action_dim, agent_config, device, seed, bounds)
+        self.agent = SACAgent(agent_obs_dims(spec), action_dim, agent_config, device, seed,
+                              {key: (box.low, box.high) for key, box in observation_space.spaces.items()
+                               if len(box.shape) == 1})
         self.prior = ReplayBuffer(spec, action_dim, capacity, device)
         self.online = ReplayBuffer(spec, action_dim, capacity, device)
         self.sample_generator = torch.Generator().manual_seed(seed + 1)
@@ -40,7 +52,8 @@ class Learner:
     def add(self, transition: Transition, source: EpisodeSource = EpisodeSource.ONLINE) -> None:
         buffer = self.prior if source in PRIOR_SOURCES or transition.intervention else self.online
         buffer.add(transition.observation, transition.action, transition.reward,
-                   transition.next_observation, transition.terminated)
+                   transition.next_observation, transition.terminated,
+                   done=transition.terminated or transition.truncated, grasp_penalty=transition.grasp_penalty)
 
     def load_log(self, log, online: bool = True) -> None:
         """Fill the buffers from an episode log: demo + intervention episodes -> prior, online

@@ -5,9 +5,11 @@ from typing import Callable
 
 from robot_rl.tasks.base import Task
 from robot_rl.tasks.pick_cube import PickCubeTask
+from robot_rl.tasks.pick_cube_vision import PickCubeVisionTask
 
 TASKS: dict[str, Callable[..., Task]] = {
     "pick_cube": PickCubeTask,
+    "pick_cube_vision": PickCubeVisionTask,
 }
 
 
@@ -20,4 +22,4 @@ def make_task(name: str, **cfg) -> Task:
     return factory(**cfg)
 
 
-__all__ = ["Task", "PickCubeTask", "TASKS", "make_task"]
+__all__ = ["Task", "PickCubeTask", "PickCubeVisionTask", "TASKS", "make_task"]

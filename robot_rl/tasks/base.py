@@ -26,6 +26,9 @@ class Task(ABC):
     action_scale: float = 0.03
     gripper_mode: str = "sticky"
     gripper_threshold: float = 0.5
+    #: HIL-SERL's grasp penalty: RobotEnv reports `info["grasp_penalty"] = -grasp_penalty` on steps
+    #: where the gripper command switches between open and closed (the grasp critic's cost)
+    grasp_penalty: float = 0.0
 
     def gripper_command(self, value: float, previous: float) -> float:
         """The gripper command (-1 open .. +1 closed) for action value `value`, given the last command."""

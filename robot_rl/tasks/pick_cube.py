@@ -53,6 +53,7 @@ class PickCubeTask(Task):
         table_z: float = 0.0,
         gripper_mode: str = "sticky",
         gripper_threshold: float = 0.5,
+        grasp_penalty: float = 0.02,
     ) -> None:
         if reward not in ("sparse", "dense"):
             raise ValueError(f"pick_cube reward must be 'sparse' or 'dense', got {reward!r}")
@@ -60,6 +61,7 @@ class PickCubeTask(Task):
             raise ValueError(f"pick_cube gripper_mode must be 'sticky' or 'continuous', got {gripper_mode!r}")
         self.gripper_mode = gripper_mode
         self.gripper_threshold = float(gripper_threshold)
+        self.grasp_penalty = float(grasp_penalty)
         self.cube_low = np.array([cube_x_range[0], cube_y_range[0]], dtype=np.float64)
         self.cube_high = np.array([cube_x_range[1], cube_y_range[1]], dtype=np.float64)
         self.cube_yaw_range = float(cube_yaw_range)

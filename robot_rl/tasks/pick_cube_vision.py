@@ -1,0 +1,70 @@
+"""Pick cube from pixels: PickCubeTask's scene, reset, reward and success, observed through cameras.
+
+Observation:
+    "state"          float32[7]: TCP position (m), TCP linear velocity (m/s), gripper opening (m);
+                     the first 7 entries of pick_cube's state, without the privileged cube position
+    "image/<camera>" uint8[H, W, 3] RGB for each camera in `cameras`, H, W = `image_size`
+The robot must render (`MujocoRobot.render`); the cube position is still read from the simulator
+for the reward and by the scripted expert, never shown to the policy.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import gymnasium as gym
+import numpy as np
+
+from robot_rl.robots.base import Robot
+from robot_rl.tasks.pick_cube import PickCubeTask
+
+STATE_DIM = 7
+STATE_LABELS = ("tcp_x", "tcp_y", "tcp_z", "tcp_vx", "tcp_vy", "tcp_vz", "gripper_opening")
+
+
+class PickCubeVisionTask(PickCubeTask):
+    """PickCubeTask with a proprioceptive state and camera images instead of the cube position."""
+
+    def __init__(
+        self,
+        cameras: Sequence[str] = ("front", "wrist"),
+        image_size: Sequence[int] = (128, 128),
+        **pick_cube_cfg,
+    ) -> None:
+        """`cameras`: camera names in the robot's model; `image_size`: (height, width) in pixels.
+        Every other keyword is PickCubeTask's."""
+        super().__init__(**pick_cube_cfg)
+        self.cameras = tuple(str(c) for c in cameras)
+        if not self.cameras or len(set(self.cameras)) != len(self.cameras):
+            raise ValueError(f"pick_cube_vision cameras must be distinct names, at least one; got {list(cameras)}")
+        size = tuple(int(s) for s in image_size)
+        if len(size) != 2 or min(size) < 1:
+            raise ValueError(f"pick_cube_vision image_size must be [height, width] > 0, got {list(image_size)}")
+        self.image_size: tuple[int, int] = size
+
+    def observation_space(self, robot: Robot) -> gym.spaces.Dict:
+        """"state": pick_cube's bounds for its first 7 entries; images: Box(0, 255, uint8)."""
+        if not hasattr(robot, "render"):
+            raise TypeError(f"pick_cube_vision needs a robot that renders cameras; {type(robot).__name__} "
+                            "does not: use MujocoRobot")
+        known = getattr(robot, "camera_names", None)
+        if known is not None:
+            missing = [c for c in self.cameras if c not in known]
+            if missing:
+                raise ValueError(f"pick_cube_vision cameras {missing} are not in the robot's model; "
+                                 f"choose from {list(known)} (task.cameras)")
+        full = super().observation_space(robot)["state"]
+        spaces: dict[str, gym.spaces.Space] = {
+            "state": gym.spaces.Box(full.low[:STATE_DIM], full.high[:STATE_DIM], shape=(STATE_DIM,), dtype=np.float32)
+        }
+        h, w = self.image_size
+        for camera in self.cameras:
+            spaces[f"image/{camera}"] = gym.spaces.Box(0, 255, shape=(h, w, 3), dtype=np.uint8)
+        return gym.spaces.Dict(spaces)
+
+    def observe(self, robot: Robot) -> dict[str, np.ndarray]:
+        """Proprioceptive state plus one freshly rendered frame per camera."""
+        obs = {"state": super().observe(robot)["state"][:STATE_DIM].copy()}
+        h, w = self.image_size
+        for camera in self.cameras:
+            obs[f"image/{camera}"] = robot.render(camera, h, w)  # type: ignore[attr-defined]
+        return obs
