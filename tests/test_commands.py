@@ -181,3 +181,28 @@ def test_corrupt_store_and_incompatible_checkpoint(demos, tmp_path):
                     *FAST, check=False)
     assert proc.returncode == 2
     assert "incompatible checkpoint" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_vision_task_records_trains_and_evaluates(tmp_path):
+    """pick_cube_vision end to end with small images: frames land in the log, the image agent trains."""
+    pytest.importorskip("mujoco")
+    small = ["task=pick_cube_vision", "task.image_size=[32,32]"]
+    demos_dir = tmp_path / "demos"
+    proc = robot_rl("record-demos", *small, "episodes=2", f"out={demos_dir}", check=False)
+    if proc.returncode != 0 and "OpenGL" in proc.stderr + proc.stdout:
+        pytest.skip("no OpenGL backend for offscreen rendering")
+    assert proc.returncode == 0, proc.stderr
+    root = zarr.open_group(str(demos_dir / "episodes.zarr"), mode="r")
+    ends = root["meta/episode_ends"][:]
+    frames = root["data/observation/image/front"][: ends[-1]]
+    assert frames.shape[1:] == (32, 32, 3) and frames.dtype == np.uint8 and frames.std() > 5  # real pictures
+    assert root["data/observation/state"].shape[1] == 7  # proprioception only: no cube position
+
+    run = tmp_path / "run"
+    robot_rl("train", *small, f"run_dir={run}", f"demos={demos_dir}", "steps=60", "runtime.learning_starts=20",
+             "runtime.eval_episodes=1", "agent.batch_size=8", "agent.utd=1", "agent.compile=false",
+             "agent.grasp_critic=true")
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["critic_updates"] >= 30 and summary["task"] == "pick_cube_vision"
+    robot_rl("eval", f"run_dir={run}", "episodes=1")
+    assert json.loads((run / "eval" / "summary.json").read_text())["episodes"] == 1
