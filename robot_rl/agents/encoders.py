@@ -225,6 +225,3 @@ class ObservationEncoder(nn.Module):
             state = torch.cat([observation[k] for k in self.vector_keys], dim=-1)
             parts.append((state - self.center) * self.inv_scale)
         return torch.cat(parts, dim=-1)
-
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        return [p for p in self.parameters() if p.requires_grad]
