@@ -73,6 +73,12 @@ def test_train_eval_and_resume(demos, tmp_path):
     assert (run / "learning_curve.png").stat().st_size > 1000 and (run / "checkpoint.pt").exists()
     assert "agent:" in (run / "config.yaml").read_text()
     log = check_log_with_plain_zarr(run / "episodes.zarr")
+    # a reader with zarr alone, in a process that never imports robot_rl
+    reader = ("import sys, zarr; r = zarr.open_group(sys.argv[1], mode='r'); "
+              "e = r['meta/episode_ends'][:]; print(len(e), int(e[-1]), 'robot_rl' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", reader, str(run / "episodes.zarr")], capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out == [str(len(log["ends"])), str(log["ends"][-1]), "False"]
     sources = set(log["source"].tolist())
     assert sources == {EpisodeSource.DEMO, EpisodeSource.ONLINE, EpisodeSource.EVAL}
     updates_before = summary["critic_updates"]
