@@ -157,6 +157,12 @@ def train(cfg: DictConfig) -> dict:
         state["rng"] = rng.bit_generator.state
         learner.save(checkpoint, state)
 
+    def run_eval() -> dict:
+        result = evaluate(eval_env, learner.agent, rt.eval_episodes, rng, writer)
+        result.update(env_steps=state["env_steps"], wall_s=round(time.perf_counter() - start_wall, 1))
+        state["evals"].append(result)
+        return result
+
     observation, _ = env.reset(seed=int(rng.integers(2**31)))
     step_in_episode = 0
     last_update: dict[str, float] = {}
@@ -187,9 +193,7 @@ def train(cfg: DictConfig) -> dict:
         observation, _ = env.reset(seed=int(rng.integers(2**31)))
         step_in_episode = 0
         if state["env_steps"] >= next_eval or state["env_steps"] >= steps:
-            result = evaluate(eval_env, learner.agent, rt.eval_episodes, rng, writer)
-            result.update(env_steps=state["env_steps"], wall_s=round(time.perf_counter() - start_wall, 1))
-            state["evals"].append(result)
+            result = run_eval()
             log(f"[eval] step {state['env_steps']}: success {result['success_rate']:.0%} "
                 f"return {result['mean_return']:.2f} over {result['episodes']} episodes")
             next_eval = (state["env_steps"] // rt.eval_every + 1) * rt.eval_every
@@ -210,9 +214,7 @@ def train(cfg: DictConfig) -> dict:
     writer.discard_episode()
 
     if not state["evals"] or state["evals"][-1]["env_steps"] != state["env_steps"]:
-        result = evaluate(eval_env, learner.agent, rt.eval_episodes, rng, writer)
-        result.update(env_steps=state["env_steps"], wall_s=round(time.perf_counter() - start_wall, 1))
-        state["evals"].append(result)
+        run_eval()
     save_checkpoint()
     writer.close()
     final = state["evals"][-1]
