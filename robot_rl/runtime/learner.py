@@ -61,7 +61,14 @@ class Learner:
         if log.num_episodes == 0:
             return
         targets = [(PRIOR_SOURCES, self.prior)] + ([({EpisodeSource.ONLINE}, self.online)] if online else [])
+        source = log.episode_meta()["source"]
         for sources, buffer in targets:
+            if buffer.image_keys:  # episode by episode: never hold a second copy of every frame in memory
+                for i in np.flatnonzero(np.isin(source, [int(s) for s in sources])):
+                    episode = log.episode(int(i))
+                    episode["done"] = episode["terminated"] | episode["truncated"]
+                    buffer.add_arrays(episode)
+                continue
             arrays = log.transitions(sources)
             if len(arrays["reward"]):
                 buffer.add_arrays(arrays)
