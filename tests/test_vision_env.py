@@ -113,10 +113,10 @@ def test_observations_images_and_config(gl) -> None:
 EXPERT_SCRIPT = """
 import json, time
 import numpy as np
-from robot_rl.envs import make_pick_cube_vision_env
+from robot_rl.envs import make_mujoco_env
 from robot_rl.teleop.scripted import make_expert
 
-env = make_pick_cube_vision_env(seed=0)
+env = make_mujoco_env("pick_cube_vision", seed=0)
 expert = make_expert(env)
 successes, lengths = 0, []
 for episode in range(4):

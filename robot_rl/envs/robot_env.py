@@ -100,8 +100,3 @@ def make_mujoco_env(task: str, seed: int | None = None, robot_cfg: dict | None =
 def make_pick_cube_env(seed: int | None = None, robot_cfg: dict | None = None, **task_cfg) -> RobotEnv:
     """A RobotEnv with a MujocoRobot and PickCubeTask(**task_cfg)."""
     return make_mujoco_env("pick_cube", seed=seed, robot_cfg=robot_cfg, **task_cfg)
-
-
-def make_pick_cube_vision_env(seed: int | None = None, robot_cfg: dict | None = None, **task_cfg) -> RobotEnv:
-    """A RobotEnv with a MujocoRobot and PickCubeVisionTask(**task_cfg) (renders offscreen)."""
-    return make_mujoco_env("pick_cube_vision", seed=seed, robot_cfg=robot_cfg, **task_cfg)
