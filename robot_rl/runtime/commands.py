@@ -29,7 +29,7 @@ def record_demos(cfg: DictConfig) -> dict:
                           config=OmegaConf.to_container(cfg, resolve=True)) as writer:
         keep = (lambda r: r.success) if cfg.only_successful else None
         results = run_episodes(env, expert.act, int(cfg.episodes), rng, writer, EpisodeSource.DEMO,
-                               keep=keep, first_episode_id=writer.num_episodes)
+                               keep=keep)
         total = writer.num_episodes
     summary = {"command": "record-demos", "store": str(out / LOG), "recorded": len(results),
                "episodes_in_store": total, **summarize(results),

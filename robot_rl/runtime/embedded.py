@@ -88,7 +88,7 @@ def collect_demos(cfg: DictConfig, env, writer: EpisodeLogWriter, rng: np.random
     from robot_rl.teleop.scripted import make_expert
     expert = make_expert(env, noise=float(cfg.expert_noise), rng=rng)
     results = run_episodes(env, expert.act, cfg.num_demos, rng, writer, EpisodeSource.DEMO,
-                           keep=lambda r: r.success, first_episode_id=writer.num_episodes)
+                           keep=lambda r: r.success)
     log(f"[train] recorded {len(results)} scripted demos "
         f"(mean length {np.mean([r.length for r in results]):.1f} steps)")
 
@@ -101,9 +101,8 @@ def demo_store_path(path: str) -> Path:
 
 def evaluate(env, agent, episodes: int, rng: np.random.Generator, writer=None) -> dict:
     """Deterministic-policy rollouts; logged as eval episodes when a writer is given."""
-    first_id = writer.num_episodes if writer is not None else 0
     results = run_episodes(env, lambda obs: agent.act(obs, deterministic=True), episodes, rng, writer,
-                           EpisodeSource.EVAL, first_episode_id=first_id)
+                           EpisodeSource.EVAL)
     return summarize(results)
 
 

@@ -66,10 +66,11 @@ def summarize(results: list[EpisodeResult]) -> dict[str, float | int | None]:
 
 
 def run_episodes(env: gym.Env, act: ActFn, episodes: int, rng: np.random.Generator, writer=None,
-                 source: EpisodeSource = EpisodeSource.EVAL, keep: Callable[[EpisodeResult], bool] | None = None,
-                 first_episode_id: int = 0) -> list[EpisodeResult]:
+                 source: EpisodeSource = EpisodeSource.EVAL,
+                 keep: Callable[[EpisodeResult], bool] | None = None) -> list[EpisodeResult]:
     """Roll out `episodes` episodes; with a writer each is committed to the log as `source` (or
-    discarded when `keep` rejects it). Returns the kept episodes' results."""
+    discarded when `keep` rejects it), its episode id being its index in the log. Returns the kept
+    episodes' results."""
     results: list[EpisodeResult] = []
     attempts = 0
     while len(results) < episodes:
@@ -77,8 +78,8 @@ def run_episodes(env: gym.Env, act: ActFn, episodes: int, rng: np.random.Generat
             raise RuntimeError(f"only {len(results)} of {attempts} episodes were kept; the expert is failing "
                                "(check the task config)")
         attempts += 1
-        result = run_episode(env, act, int(rng.integers(2**31)), first_episode_id + len(results),
-                             writer.add if writer is not None else None)
+        episode_id = writer.num_episodes if writer is not None else len(results)
+        result = run_episode(env, act, int(rng.integers(2**31)), episode_id, writer.add if writer is not None else None)
         if keep is not None and not keep(result):
             if writer is not None:
                 writer.discard_episode()
