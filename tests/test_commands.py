@@ -146,6 +146,15 @@ def test_default_compiled_learner_trains(demos, tmp_path):
     assert json.loads((run / "summary.json").read_text())["critic_updates"] >= 100
 
 
+def test_wall_budget_stops_at_the_first_episode_end(demos, tmp_path):
+    run = tmp_path / "run"
+    proc = robot_rl("train", f"run_dir={run}", f"demos={demos}", "steps=5000", "runtime.max_wall_s=0", *FAST)
+    summary = json.loads((run / "summary.json").read_text())
+    assert "wall budget" in proc.stdout
+    assert summary["episodes"] == 1 and summary["env_steps"] <= 100
+    assert summary["evals"][-1]["env_steps"] == summary["env_steps"]  # the final eval still runs
+
+
 def test_gym_task_trains_pendulum(tmp_path):
     run = tmp_path / "pendulum"
     robot_rl("train", "task=gym", "task.env_id=Pendulum-v1", "num_demos=0", f"run_dir={run}", "steps=400",

@@ -48,6 +48,7 @@ class RuntimeConfig:
     checkpoint_every: int = 1000
     log_every: int = 500
     stop_at_success: float | None = None
+    max_wall_s: float | None = None
 
 
 def typed(node: DictConfig, schema: type, name: str):
@@ -197,6 +198,9 @@ def train(cfg: DictConfig) -> dict:
                 f"return {result['mean_return']:.2f} over {result['episodes']} episodes")
             next_eval = (state["env_steps"] // rt.eval_every + 1) * rt.eval_every
             reached = rt.stop_at_success is not None and result["success_rate"] >= rt.stop_at_success
+        if rt.max_wall_s is not None and time.perf_counter() - start_wall >= rt.max_wall_s:
+            log(f"[train] wall budget runtime.max_wall_s={rt.max_wall_s:.0f}s spent at step {state['env_steps']}")
+            break
         if state["env_steps"] >= next_log:
             now = time.perf_counter()
             ups = (learner.agent.num_updates - updates_window[0]) / max(now - updates_window[1], 1e-9)
