@@ -15,6 +15,15 @@ class RewardSource(IntEnum):
     HUMAN = 2
 
 
+class EpisodeLabel(IntEnum):
+    """A person's verdict on an episode, from a device button (NONE when nobody labelled it)."""
+
+    NONE = 0
+    SUCCESS = 1
+    FAILURE = 2
+    DISCARD = 3  # kept in the log, marked, never given to the learner
+
+
 class EpisodeSource(IntEnum):
     DEMO = 0
     ONLINE = 1
