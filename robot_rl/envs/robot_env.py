@@ -1,6 +1,7 @@
 """RobotEnv: a gymnasium env made of a Robot (how to move) and a Task (what to do)."""
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import gymnasium as gym
@@ -16,6 +17,13 @@ class RobotEnv(gym.Env):
     Episodes terminate on task success and truncate after `task.max_steps` steps.
     `info["grasp_penalty"]` is `-task.grasp_penalty` on steps where the gripper command switches
     between open (<= 0) and closed (> 0), else 0.0 (HIL-SERL's grasp penalty, for the grasp critic).
+
+    `reset` runs the task's reset procedure (retried on failure; `ResetError` when it cannot) and
+    reports it in the reset info, separately from the episode: `info["reset_s"]` (wall seconds of
+    the reset procedure alone, not of the first observation), `info["reset_attempts"]` (1 = no
+    retry), `info["full_reset"]` (a joint-home/state reset ran), `info["reset_steps"]` (control
+    steps the reset executed; not counted in `elapsed_steps`) and `info["reset_failures"]` (why each
+    retried attempt failed; empty when the first attempt succeeded).
     """
 
     metadata = {"render_modes": ["rgb_array"]}
@@ -45,11 +53,22 @@ class RobotEnv(gym.Env):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         super().reset(seed=seed)
-        self.task.reset(self.robot, self.np_random)
+        self._needs_reset = True  # stays set if the reset fails
+        t0 = time.perf_counter()
+        result = self.task.reset(self.robot, self.np_random)
+        reset_s = time.perf_counter() - t0
         self.elapsed_steps = 0
         self.gripper = -1.0  # the robot resets with the gripper open
         self._needs_reset = False
-        return self.task.observe(self.robot), {"success": False}
+        info: dict[str, Any] = {
+            "success": False,
+            "reset_s": reset_s,
+            "reset_attempts": result.attempts if result is not None else 1,
+            "full_reset": bool(result.full_reset) if result is not None else False,
+            "reset_steps": result.steps if result is not None else 0,
+            "reset_failures": list(result.failures) if result is not None else [],
+        }
+        return self.task.observe(self.robot), info
 
     def step(
         self, action: np.ndarray

@@ -7,6 +7,7 @@ import gymnasium as gym
 import numpy as np
 
 from robot_rl.robots.base import Robot
+from robot_rl.tasks.reset import ResetResult
 
 
 class Task(ABC):
@@ -50,8 +51,10 @@ class Task(ABC):
         """Dict space with key "state" (and later "image/<camera>")."""
 
     @abstractmethod
-    def reset(self, robot: Robot, rng: np.random.Generator) -> None:
-        """Put the robot and the scene in a (randomised) start state."""
+    def reset(self, robot: Robot, rng: np.random.Generator) -> ResetResult | None:
+        """Put the robot and the scene in a (randomised) start state, checked (see
+        robot_rl/tasks/reset.py); raises ResetError when it cannot. Returns what the reset did
+        (None: one attempt, no full reset)."""
 
     @abstractmethod
     def observe(self, robot: Robot) -> dict[str, np.ndarray]:

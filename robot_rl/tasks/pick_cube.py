@@ -8,6 +8,12 @@ table top at z = 0):
     [7:10] cube centre position (m)
 The cube position is privileged simulator state: this task needs a robot with `object_pos`
 and `set_object_pose` (the MuJoCo robot; on hardware it would come from perception).
+
+Reset (`reset_mode`, see robot_rl/tasks/reset.py): "state" teleports the arm and the cube (the
+fastest; the default for training in sim); "physical" has the arm release, lift, traverse and
+descend to the start TCP as a real arm would, with a full reset (`robot.reset`: a joint-space move
+to the home posture) every `full_reset_every` episodes, on the first and before every retry. In both modes the cube is put back by a state reset, since no arm motion can place it at
+a random pose; a real-robot task would use "physical" with a human or a fixture for the object.
 """
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ import numpy as np
 
 from robot_rl.robots.base import Robot
 from robot_rl.tasks.base import Task
+from robot_rl.tasks.reset import ResetConfig, ResetProcedure, ResetResult
 
 STATE_DIM = 10
 STATE_LABELS = (
@@ -54,7 +61,21 @@ class PickCubeTask(Task):
         gripper_mode: str = "sticky",
         gripper_threshold: float = 0.5,
         grasp_penalty: float = 0.02,
+        reset_mode: str = "state",
+        full_reset_every: int = 50,
+        max_reset_retries: int = 2,
+        reset_safe_height: float = 0.25,
+        reset_pos_tol: float = 0.01,
+        reset_vel_tol: float = 0.02,
+        reset_gripper_tol: float = 0.005,
+        reset_step: float = 0.03,
+        reset_move_steps: int = 40,
     ) -> None:
+        """Reset keys (robot_rl/tasks/reset.py): `reset_mode` state | physical, `full_reset_every`
+        (episodes; 0 = only the first and before retries), `max_reset_retries`, `reset_safe_height`
+        (m), tolerances `reset_pos_tol` (m), `reset_vel_tol` (m/s), `reset_gripper_tol` (m),
+        `reset_step` (m of TCP motion per control step while resetting) and `reset_move_steps`
+        (control steps one reset motion may take)."""
         if reward not in ("sparse", "dense"):
             raise ValueError(f"pick_cube reward must be 'sparse' or 'dense', got {reward!r}")
         if gripper_mode not in ("sticky", "continuous"):
@@ -74,6 +95,11 @@ class PickCubeTask(Task):
         self.cube_name = cube_name
         self.cube_half_size = float(cube_half_size)
         self.rest_z = float(table_z) + self.cube_half_size
+        self.resetter = ResetProcedure(ResetConfig(
+            mode=reset_mode, full_reset_every=int(full_reset_every), max_retries=int(max_reset_retries),
+            safe_height=float(reset_safe_height), step=float(reset_step), pos_tol=float(reset_pos_tol),
+            vel_tol=float(reset_vel_tol), gripper_tol=float(reset_gripper_tol), move_steps=int(reset_move_steps),
+        ))
 
     def observation_space(self, robot: Robot) -> gym.spaces.Dict:
         """The nominal range of each state entry: the workspace box for positions, the top speed for
@@ -86,14 +112,28 @@ class PickCubeTask(Task):
         low[9] = self.rest_z - self.cube_half_size  # cube z: from the table up to the workspace top
         return gym.spaces.Dict({"state": gym.spaces.Box(low, high, shape=(STATE_DIM,), dtype=np.float32)})
 
-    def reset(self, robot: Robot, rng: np.random.Generator) -> None:
+    def reset(self, robot: Robot, rng: np.random.Generator) -> ResetResult:
+        """Arm to a start TCP drawn within `start_tcp +- start_noise`, gripper open, at rest; cube at a
+        random pose on the table. Retries a failed reset; raises ResetError when it cannot."""
         _require_sim(robot)
         tcp = self.start_tcp + rng.uniform(-self.start_noise, self.start_noise, size=3)
-        robot.reset(tcp_pos=tcp)
         xy = rng.uniform(self.cube_low, self.cube_high)
         yaw = rng.uniform(-self.cube_yaw_range, self.cube_yaw_range) if self.cube_yaw_range > 0 else 0.0
-        quat = np.array([np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)])
-        robot.set_object_pose(self.cube_name, np.array([xy[0], xy[1], self.rest_z]), quat)
+        cube_pos = np.array([xy[0], xy[1], self.rest_z])
+        cube_quat = np.array([np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)])
+
+        def place() -> None:
+            robot.set_object_pose(self.cube_name, cube_pos, cube_quat)
+
+        def check() -> tuple[str, str] | None:
+            off = float(np.linalg.norm(robot.object_pos(self.cube_name) - cube_pos))
+            if off > self.resetter.cfg.pos_tol:
+                return (f"cube ended {off:.3f} m from its start pose {np.round(cube_pos, 3).tolist()}",
+                        "check what puts the cube back (sim: its free joint; hardware: the operator or the "
+                        "fixture) and that the arm's reset path clears it (task.reset_safe_height)")
+            return None
+
+        return self.resetter.run(robot, tcp, place, check)
 
     def observe(self, robot: Robot) -> dict[str, np.ndarray]:
         s = robot.read_state()
