@@ -24,6 +24,28 @@ from robot_rl.runtime.plots import plot_learning_curve  # noqa: E402
 TARGET = 0.9
 
 
+def run_seeds(seeds: list[int], steps: int, out: Path, overrides: list[str], full: bool = False,
+              eval_every: int = 1000, eval_episodes: int = 50) -> tuple[list[dict], dict[str, list[dict]]]:
+    """Train one fresh run per seed under `out/seed<N>`; returns a row per seed (steps and wall time to
+    90%, final success, interventions, ...) and each seed's eval curve."""
+    rows, curves = [], {}
+    for seed in seeds:
+        run_dir = out / f"seed{seed}"
+        shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run, not a resume
+        cfg = compose("train", [f"seed={seed}", f"steps={steps}", f"run_dir={run_dir}", "num_demos=20",
+                                f"runtime.eval_every={eval_every}", f"runtime.eval_episodes={eval_episodes}",
+                                *([] if full else [f"runtime.stop_at_success={TARGET}"]), *overrides])
+        summary = train(cfg)
+        reached = next((e for e in summary["evals"] if e["success_rate"] >= TARGET), None)
+        rows.append({"seed": seed, "steps_to_90": reached["env_steps"] if reached else None,
+                     "wall_s_to_90": reached["wall_s"] if reached else None,
+                     "final_success": summary["success_rate"], "env_steps": summary["env_steps"],
+                     "wall_s": summary["wall_s"], "interventions": summary["interventions"],
+                     "intervention_steps": summary["intervention_steps"]})
+        curves[f"seed {seed}"] = summary["evals"]
+    return rows, curves
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -32,20 +54,7 @@ def main() -> None:
     parser.add_argument("--out", default="bench/results/learning_curve", help="run directories and the PNG")
     args, overrides = parser.parse_known_args()
     out = Path(args.out)
-    rows, curves = [], {}
-    for seed in args.seeds:
-        run_dir = out / f"seed{seed}"
-        shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run, not a resume
-        cfg = compose("train", [f"seed={seed}", f"steps={args.steps}", f"run_dir={run_dir}", "num_demos=20",
-                                "runtime.eval_every=1000", "runtime.eval_episodes=50",
-                                *([] if args.full else [f"runtime.stop_at_success={TARGET}"]), *overrides])
-        summary = train(cfg)
-        reached = next((e for e in summary["evals"] if e["success_rate"] >= TARGET), None)
-        rows.append({"seed": seed, "steps_to_90": reached["env_steps"] if reached else None,
-                     "wall_s_to_90": reached["wall_s"] if reached else None,
-                     "final_success": summary["success_rate"], "env_steps": summary["env_steps"],
-                     "wall_s": summary["wall_s"]})
-        curves[f"seed {seed}"] = summary["evals"]
+    rows, curves = run_seeds(args.seeds, args.steps, out, overrides, args.full)
     task = compose("train", overrides).task.name
     plot_learning_curve([], out / "learning_curve.png", title=f"{task}: eval success (50 episodes)", curves=curves)
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"

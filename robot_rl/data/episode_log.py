@@ -7,10 +7,14 @@ Layout (zarr format 3, nested groups; observation keys keep their ``/``)::
         action f32[T,A]  policy_action f32[T,A]  reward f32[T]  terminated bool[T]  truncated bool[T]
         intervention bool[T]  episode_id i64[T]  step i32[T] (index within the episode)
         timestamp f64[T]  success bool[T]  reward_source u8[T] (RewardSource)  grasp_penalty f32[T]
+        success_probability f32[T] (reward classifier output, NaN without one)
         observation/<key>          e.g. observation/state f32[T,D], observation/image/front u8[T,H,W,3]
       meta/episode_ends i64[E]     exclusive end of each episode in the step arrays: THE commit record
       meta/<field>[E]              source u8 (EpisodeSource), success bool, length i32,
-                                   intervention_steps i32, episode_return f32, episode_id i64
+                                   intervention_steps i32, interventions i32 (take-overs),
+                                   episode_return f32, episode_id i64, label u8 (EpisodeLabel: a
+                                   person's verdict; 3 = discarded, never trained on),
+                                   reset_s f32 (the reset before it), episode_s f32 (wall time)
       meta/last_observation/<key>  [E,...] the next observation of each episode's last step
 
 Next observations are not stored per step (that would duplicate every image): within an episode
@@ -62,7 +66,7 @@ import zarr
 from zarr.codecs import BloscCodec
 from zarr.core.sync import sync as zarr_sync
 
-from robot_rl.data.schema import EpisodeSource, RewardSource, Transition
+from robot_rl.data.schema import EpisodeLabel, EpisodeSource, RewardSource, Transition
 
 try:  # advisory single-writer lock; Unix only
     import fcntl
@@ -70,7 +74,7 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
 FORMAT_NAME = "robot_rl.episode_log"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 added success_probability, interventions, label, reset_s, episode_s
 STORE_NAME = "episodes.zarr"
 
 STEP_CHUNK = 4096  # steps per chunk for small per-step items
@@ -93,6 +97,7 @@ STEP_FIELDS: dict[str, str] = {
     "success": "bool",
     "reward_source": "uint8",
     "grasp_penalty": "float32",
+    "success_probability": "float32",
 }
 META_FIELDS: dict[str, str] = {
     "source": "uint8",
@@ -101,16 +106,21 @@ META_FIELDS: dict[str, str] = {
     "intervention_steps": "int32",
     "episode_return": "float32",
     "episode_id": "int64",
+    "interventions": "int32",
+    "label": "uint8",
+    "reset_s": "float32",
+    "episode_s": "float32",
 }
 
 LAYOUT_DESCRIPTION = (
     "robot_rl episode log. data/<field>: per-step arrays of all episodes concatenated on axis 0 "
     "(action, policy_action, reward, terminated, truncated, intervention, episode_id, step, "
     "timestamp, success, reward_source [0 task, 1 classifier, 2 human], grasp_penalty, "
-    "observation/<key>). meta/episode_ends[E]: exclusive end index of each episode in the step arrays; "
+    "success_probability [NaN without a reward classifier], observation/<key>). meta/episode_ends[E]: exclusive end index of each episode in the step arrays; "
     "episode e is steps [episode_ends[e-1], episode_ends[e]) with episode_ends[-1] = 0. "
     "meta/<field>[E]: source [0 demo, 1 online, 2 intervention, 3 eval], success, length, "
-    "intervention_steps, episode_return, episode_id. Next observations are not stored per step: "
+    "intervention_steps, interventions (take-overs), episode_return, episode_id, label [0 none, 1 success, "
+    "2 failure, 3 discard: discarded episodes must not be trained on], reset_s, episode_s. Next observations are not stored per step: "
     "next_observation[t] = observation[t+1] inside an episode, and for the last step of episode e it "
     "is meta/last_observation/<key>[e]. Trust only meta/episode_ends (read it first): steps past "
     "episode_ends[-1] and meta rows past len(episode_ends) are uncommitted and must be ignored."
@@ -420,10 +430,13 @@ class EpisodeLogWriter:
         """Drop the buffered steps of the episode in progress."""
         self._buffer = []
 
-    def end_episode(self, source: EpisodeSource, success: bool | None = None) -> int:
+    def end_episode(self, source: EpisodeSource, success: bool | None = None, reset_s: float = 0.0,
+                    episode_s: float | None = None) -> int:
         """Append the buffered episode to disk and commit it; returns its index.
 
-        ``success`` defaults to whether any step reported success.
+        ``success`` defaults to whether any step reported success; the label is the last one a step
+        carries; ``reset_s`` is the reset that preceded the episode; ``episode_s`` defaults to the span
+        of the step timestamps.
         """
         self._check_open()
         if not self._buffer:
@@ -445,6 +458,7 @@ class EpisodeLogWriter:
             "success": np.array([t.success for t in steps], bool),
             "reward_source": np.array([int(RewardSource(t.reward_source)) for t in steps], np.uint8),
             "grasp_penalty": np.array([t.grasp_penalty for t in steps], np.float32),
+            "success_probability": np.array([t.success_probability for t in steps], np.float32),
         }
         for key, (_, dtype) in self.obs_spec.items():
             rows[f"observation/{key}"] = np.stack([np.asarray(t.observation[key], dtype) for t in steps])
@@ -455,6 +469,12 @@ class EpisodeLogWriter:
             "intervention_steps": np.array([int(rows["intervention"].sum())], np.int32),
             "episode_return": np.array([float(rows["reward"].astype(np.float64).sum())], np.float32),
             "episode_id": np.array([steps[0].episode_id], np.int64),
+            "interventions": np.array([int(np.count_nonzero(np.diff(rows["intervention"], prepend=False)
+                                                           & rows["intervention"]))], np.int32),
+            "label": np.array([next((int(t.label) for t in reversed(steps) if t.label), 0)], np.uint8),
+            "reset_s": np.array([reset_s], np.float32),
+            "episode_s": np.array([rows["timestamp"][-1] - rows["timestamp"][0] if episode_s is None
+                                   else episode_s], np.float32),
         }
         for key, (_, dtype) in self.obs_spec.items():
             meta_row[f"last_observation/{key}"] = np.asarray(steps[-1].next_observation[key], dtype)[None]
@@ -556,6 +576,11 @@ def _check_format(path: str, root: zarr.Group) -> None:
         raise EpisodeLogError(
             f"{path} is a zarr store but not a robot_rl episode log (no format attribute); point at "
             f"<run_dir>/{STORE_NAME}"
+        )
+    if int(fmt.get("version", 0)) < FORMAT_VERSION:
+        raise EpisodeLogError(
+            f"episode log {path} has format version {fmt.get('version')}, older than this robot_rl's "
+            f"({FORMAT_VERSION}: adds labels and intervention counts); re-record it or start a new run directory"
         )
     if int(fmt.get("version", 0)) > FORMAT_VERSION:
         raise EpisodeLogError(
@@ -665,9 +690,11 @@ class EpisodeLog:
         return out
 
     def transitions(
-        self, sources: Iterable[EpisodeSource] | None = None, next_observation: bool = True
+        self, sources: Iterable[EpisodeSource] | None = None, next_observation: bool = True,
+        include_discarded: bool = False,
     ) -> dict[str, np.ndarray]:
-        """Flat per-step arrays of the committed episodes whose source is in ``sources`` (all if None).
+        """Flat per-step arrays of the committed episodes whose source is in ``sources`` (all if None);
+        episodes a person labelled DISCARD are left out unless ``include_discarded``.
 
         Keys: every ``data/`` field (``action``, ``reward``, ``observation/<key>`` ...), plus
         ``next_observation/<key>``, ``episode_index`` (row in the meta arrays), ``source`` and ``done``
@@ -676,11 +703,12 @@ class EpisodeLog:
         e, t = self.num_episodes, self.num_steps
         lengths = np.diff(np.concatenate([[0], self._ends])).astype(np.int64)
         ep_source = self._arrays["meta/source"][:e]
-        if sources is None:
-            selected = np.arange(e)
-        else:
-            wanted = np.array([int(EpisodeSource(s)) for s in sources], np.uint8)
-            selected = np.flatnonzero(np.isin(ep_source, wanted))
+        keep = np.ones(e, bool)
+        if sources is not None:
+            keep &= np.isin(ep_source, np.array([int(EpisodeSource(s)) for s in sources], np.uint8))
+        if not include_discarded:
+            keep &= self._arrays["meta/label"][:e] != EpisodeLabel.DISCARD
+        selected = np.flatnonzero(keep)
         sel_lengths = lengths[selected]
         episode_index = np.repeat(selected, sel_lengths)
         # global step index of every selected step, without a per-step loop

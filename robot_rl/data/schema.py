@@ -49,4 +49,6 @@ class Transition:
     success: bool = False
     reward_source: RewardSource = RewardSource.TASK
     grasp_penalty: float = 0.0
+    success_probability: float = float("nan")  # the reward classifier's output; NaN without one
+    label: EpisodeLabel = EpisodeLabel.NONE  # a person's episode label, on the step it ended the episode
     extras: dict = field(default_factory=dict)

@@ -20,8 +20,9 @@ from omegaconf.errors import OmegaConfBaseException
 
 from robot_rl.agents.sac import SACConfig
 from robot_rl.data.episode_log import EpisodeLog, EpisodeLogWriter
-from robot_rl.data.schema import EpisodeSource
+from robot_rl.data.schema import EpisodeLabel, EpisodeSource, Transition
 from robot_rl.envs.factory import make_env
+from robot_rl.envs.intervention import InterventionWrapper
 from robot_rl.runtime.learner import Learner
 from robot_rl.runtime.plots import plot_learning_curve
 from robot_rl.runtime.rollout import env_step, run_episodes, summarize
@@ -100,6 +101,29 @@ def demo_store_path(path: str) -> Path:
     return p if p.suffix == ".zarr" or not (p / LOG).exists() else p / LOG
 
 
+def make_actor_env(cfg: DictConfig, seed: int, rng: np.random.Generator):
+    """The env the actor trains in: the task env, with the reward classifier (`reward.classifier`)
+    and a teleop device (`teleop.device`) wrapped around it when configured."""
+    env = make_env(cfg, seed=seed)
+    reward_cfg = cfg.get("reward") or {}
+    if reward_cfg.get("classifier"):
+        from robot_rl.envs.classifier_reward import ClassifierReward
+        from robot_rl.reward.model import SuccessClassifier
+        classifier = SuccessClassifier.load(str(reward_cfg.classifier), device=str(cfg.device))
+        env = ClassifierReward(env, classifier, state_check=bool(reward_cfg.get("state_check", False)))
+    teleop = OmegaConf.to_container(cfg.teleop, resolve=True) if cfg.get("teleop") else {}
+    name = teleop.pop("device", None)
+    if name:
+        if name == "sim_operator":  # watches the sim it runs in
+            from robot_rl.teleop.sim_operator import SimulatedOperator
+            device = SimulatedOperator(env, rng=rng, **teleop)
+        else:
+            from robot_rl.teleop.devices import make_device
+            device = make_device(name, **teleop)
+        env = InterventionWrapper(env, device)
+    return env
+
+
 def evaluate(env, agent, episodes: int, rng: np.random.Generator, writer=None) -> dict:
     """Deterministic-policy rollouts; logged as eval episodes when a writer is given."""
     results = run_episodes(env, lambda obs: agent.act(obs, deterministic=True), episodes, rng, writer,
@@ -114,15 +138,16 @@ def train(cfg: DictConfig) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     torch.set_num_threads(rt.torch_threads)
-    env = make_env(cfg, seed=cfg.seed)
-    eval_env = make_env(cfg, seed=cfg.seed + 10_000)
+    rng = np.random.default_rng(cfg.seed)
+    env = make_actor_env(cfg, cfg.seed, rng)
+    eval_env = make_env(cfg, seed=cfg.seed + 10_000)  # the task's own success, no person: the truth
     writer = EpisodeLogWriter(run_dir / LOG, env.observation_space, env.action_space.shape[0],
                               config=OmegaConf.to_container(cfg, resolve=True))
     has_images = any(len(box.shape) == 3 for box in env.observation_space.spaces.values())
     learner = Learner(env.observation_space, env.action_space.shape[0], agent_config(cfg),
                       rt.image_replay_capacity if has_images else rt.replay_capacity, cfg.device, int(cfg.seed))
-    rng = np.random.default_rng(cfg.seed)
-    state = {"env_steps": 0, "episodes": 0, "evals": [], "wall_s": 0.0, "rng": None}
+    state = {"env_steps": 0, "episodes": 0, "evals": [], "wall_s": 0.0, "rng": None,
+             "interventions": 0, "intervention_steps": 0, "discarded": 0}
 
     checkpoint = run_dir / CHECKPOINT
     existing = EpisodeLog(run_dir / LOG) if writer.num_episodes else None
@@ -135,10 +160,13 @@ def train(cfg: DictConfig) -> dict:
         online = meta["source"] == EpisodeSource.ONLINE
         state["env_steps"] = int(meta["length"][online].sum())
         state["episodes"] = int(online.sum())
+        state["interventions"] = int(meta["interventions"][online].sum())
+        state["intervention_steps"] = int(meta["intervention_steps"][online].sum())
+        state["discarded"] = int((meta["label"][online] == EpisodeLabel.DISCARD).sum())
         log(f"[train] resuming {run_dir}: {existing.num_episodes} episodes in the log, "
             f"{state['env_steps']} online steps, {learner.agent.num_updates} critic updates done")
     if len(learner.prior) == 0:
-        collect_demos(cfg, env, writer, rng)
+        collect_demos(cfg, env.env if isinstance(env, InterventionWrapper) else env, writer, rng)
         learner.load_log(EpisodeLog(run_dir / LOG), online=False)
 
     steps = int(cfg.steps)
@@ -163,8 +191,9 @@ def train(cfg: DictConfig) -> dict:
         state["evals"].append(result)
         return result
 
-    observation, _ = env.reset(seed=int(rng.integers(2**31)))
-    step_in_episode = 0
+    observation, reset_info = env.reset(seed=int(rng.integers(2**31)))
+    episode: list[Transition] = []  # the episode in progress: the learner gets it once it ends unless discarded
+    window = {"interventions": 0, "intervention_steps": 0, "episodes": 0}
     last_update: dict[str, float] = {}
     while state["env_steps"] < steps and not reached:
         t0 = time.perf_counter()
@@ -172,11 +201,10 @@ def train(cfg: DictConfig) -> dict:
             action = rng.uniform(-1.0, 1.0, env.action_space.shape).astype(np.float32)
         else:
             action = learner.agent.act(observation)
-        transition = env_step(env, observation, action, writer.num_episodes, step_in_episode)
+        transition = env_step(env, observation, action, writer.num_episodes, len(episode))
         writer.add(transition)
-        learner.add(transition)
+        episode.append(transition)
         state["env_steps"] += 1
-        step_in_episode += 1
         t1 = time.perf_counter()
         if len(learner.online) >= rt.learning_starts:
             last_update = learner.update()
@@ -186,12 +214,24 @@ def train(cfg: DictConfig) -> dict:
         observation = transition.next_observation
         if not (transition.terminated or transition.truncated):
             continue
-        # episode boundary: commit it, then evaluate / checkpoint / report when due
-        writer.end_episode(EpisodeSource.ONLINE)
+        # episode boundary: commit it, hand it to the learner, then evaluate / checkpoint / report when due
+        writer.end_episode(EpisodeSource.ONLINE, reset_s=float(reset_info.get("reset_s", 0.0)))
+        takeovers = sum(1 for a, b in zip([None, *episode], episode) if b.intervention and not (a and a.intervention))
+        steps_in = sum(t.intervention for t in episode)
+        state["interventions"] += takeovers
+        state["intervention_steps"] += steps_in
+        window["interventions"] += takeovers
+        window["intervention_steps"] += steps_in
+        window["episodes"] += 1
+        if transition.label == EpisodeLabel.DISCARD:
+            state["discarded"] += 1
+        else:
+            for step in episode:
+                learner.add(step)
+        episode = []
         state["episodes"] += 1
         recent.append(transition.success)
-        observation, _ = env.reset(seed=int(rng.integers(2**31)))
-        step_in_episode = 0
+        observation, reset_info = env.reset(seed=int(rng.integers(2**31)))
         if state["env_steps"] >= next_eval or state["env_steps"] >= steps:
             result = run_eval()
             log(f"[eval] step {state['env_steps']}: success {result['success_rate']:.0%} "
@@ -209,8 +249,11 @@ def train(cfg: DictConfig) -> dict:
             log(f"[train] step {state['env_steps']}/{steps} | episodes {state['episodes']} | "
                 f"success(last {len(recent)}) {np.mean(recent):.0%} | {ups:.0f} updates/s | "
                 f"Q {last_update.get('q', 0):.2f} temperature {last_update.get('temperature', 0):.3g} | "
+                f"interventions {window['interventions']} in {window['episodes']} episodes "
+                f"({window['intervention_steps']} steps) | "
                 f"sim {t_sim / busy:.0%} learner {t_learn / busy:.0%} | {now - start_wall:.0f}s")
             next_log = (state["env_steps"] // rt.log_every + 1) * rt.log_every
+            window = dict.fromkeys(window, 0)
         if state["env_steps"] >= next_ckpt:
             save_checkpoint()
             next_ckpt = state["env_steps"] + rt.checkpoint_every
@@ -226,6 +269,8 @@ def train(cfg: DictConfig) -> dict:
         "command": "train", "run_dir": str(run_dir), "task": cfg.task.name, "seed": int(cfg.seed),
         "env_steps": state["env_steps"], "episodes": state["episodes"],
         "critic_updates": learner.agent.num_updates, "wall_s": round(state["wall_s"], 1),
+        "interventions": state["interventions"], "intervention_steps": state["intervention_steps"],
+        "discarded_episodes": state["discarded"], "replay": {"prior": len(learner.prior), "online": len(learner.online)},
         "final_eval": final, "success_rate": final["success_rate"], "mean_return": final["mean_return"],
         "evals": state["evals"],
         "time_split": {"sim": round(t_sim / busy, 3), "learner": round(t_learn / busy, 3),

@@ -10,7 +10,7 @@ from gymnasium import spaces
 
 from robot_rl.agents.sac import SACAgent, SACConfig
 from robot_rl.data.replay import ReplayBuffer, sample_symmetric
-from robot_rl.data.schema import EpisodeSource, Transition
+from robot_rl.data.schema import EpisodeLabel, EpisodeSource, Transition
 
 PRIOR_SOURCES = {EpisodeSource.DEMO, EpisodeSource.INTERVENTION}
 
@@ -50,28 +50,52 @@ class Learner:
         self.sample_generator = torch.Generator().manual_seed(seed + 1)
 
     def add(self, transition: Transition, source: EpisodeSource = EpisodeSource.ONLINE) -> None:
-        buffer = self.prior if source in PRIOR_SOURCES or transition.intervention else self.online
-        buffer.add(transition.observation, transition.action, transition.reward,
-                   transition.next_observation, transition.terminated,
-                   done=transition.terminated or transition.truncated, grasp_penalty=transition.grasp_penalty)
+        """Demo/intervention-episode steps go to the prior buffer; online steps to the online buffer,
+        and intervention steps of online episodes to both (HIL-SERL's routing)."""
+        prior = source in PRIOR_SOURCES
+        targets = [self.prior] if prior else [self.online] + ([self.prior] if transition.intervention else [])
+        for buffer in targets:
+            buffer.add(transition.observation, transition.action, transition.reward,
+                       transition.next_observation, transition.terminated,
+                       done=transition.terminated or transition.truncated, grasp_penalty=transition.grasp_penalty)
 
     def load_log(self, log, online: bool = True) -> None:
-        """Fill the buffers from an episode log: demo + intervention episodes -> prior, online
-        episodes -> online (unless `online` is False)."""
+        """Fill the buffers from an episode log the way `add` routes steps: demo + intervention episodes
+        -> prior; online episodes -> online (unless `online` is False) and their intervention steps
+        -> prior as well. Episodes a person discarded are never loaded."""
         if log.num_episodes == 0:
             return
-        targets = [(PRIOR_SOURCES, self.prior)] + ([({EpisodeSource.ONLINE}, self.online)] if online else [])
-        source = log.episode_meta()["source"]
-        for sources, buffer in targets:
-            if buffer.image_keys:  # episode by episode: never hold a second copy of every frame in memory
-                for i in np.flatnonzero(np.isin(source, [int(s) for s in sources])):
-                    episode = log.episode(int(i))
-                    episode["done"] = episode["terminated"] | episode["truncated"]
-                    buffer.add_arrays(episode)
+        meta = log.episode_meta()
+        kept = meta["label"] != EpisodeLabel.DISCARD
+        is_prior = np.isin(meta["source"], [int(s) for s in PRIOR_SOURCES]) & kept
+        is_online = (meta["source"] == EpisodeSource.ONLINE) & kept
+        with_interventions = is_online & (meta["intervention_steps"] > 0)
+        loads = [(is_prior, self.prior, False)] + ([(is_online, self.online, False)] if online else [])
+        loads.append((with_interventions, self.prior, True))
+        for episodes, buffer, only_interventions in loads:
+            if not episodes.any():
                 continue
-            arrays = log.transitions(sources)
-            if len(arrays["reward"]):
-                buffer.add_arrays(arrays)
+            if buffer.image_keys:  # episode by episode: never hold a second copy of every frame in memory
+                for i in np.flatnonzero(episodes):
+                    self._add_rows(buffer, log.episode(int(i)), only_interventions)
+            else:
+                sources = {EpisodeSource(int(s)) for s in np.unique(meta["source"][episodes])}
+                self._add_rows(buffer, log.transitions(sources), only_interventions,
+                               keep_episodes=np.flatnonzero(episodes))
+
+    @staticmethod
+    def _add_rows(buffer: ReplayBuffer, arrays: dict[str, np.ndarray], only_interventions: bool,
+                  keep_episodes: np.ndarray | None = None) -> None:
+        """Add the rows of `arrays` (all, or only intervention steps; only rows of `keep_episodes`
+        when the arrays carry `episode_index`)."""
+        arrays["done"] = arrays["terminated"] | arrays["truncated"]
+        rows = arrays["intervention"].copy() if only_interventions else np.ones(len(arrays["reward"]), bool)
+        if keep_episodes is not None:
+            rows &= np.isin(arrays["episode_index"], keep_episodes)
+        if not rows.all():
+            arrays = {key: value[rows] for key, value in arrays.items()}
+        if len(arrays["reward"]):
+            buffer.add_arrays(arrays)
 
     def update(self) -> dict[str, float]:
         cfg = self.agent.config

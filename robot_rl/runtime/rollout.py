@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 
-from robot_rl.data.schema import EpisodeSource, Observation, RewardSource, Transition
+from robot_rl.data.schema import EpisodeLabel, EpisodeSource, Observation, RewardSource, Transition
 
 ActFn = Callable[[Observation], np.ndarray]
 
@@ -21,19 +21,22 @@ class EpisodeResult:
     steps_to_success: int | None  # 1-based step at which success was first reported
 
 
-def env_step(env: gym.Env, observation: Observation, action: np.ndarray, episode_id: int, step: int,
-             policy_action: np.ndarray | None = None) -> Transition:
-    """One env step as a Transition (`action` executed; `policy_action` what the policy proposed)."""
+def env_step(env: gym.Env, observation: Observation, action: np.ndarray, episode_id: int, step: int) -> Transition:
+    """One env step as a Transition. `action` is the policy's proposal; when a person took over
+    (`info["intervention"]`, see InterventionWrapper) the executed action is `info["intervention_action"]`."""
     next_observation, reward, terminated, truncated, info = env.step(action)
     source = info.get("reward_source", "task")
+    intervention = bool(info.get("intervention", False))
+    executed = info["intervention_action"] if intervention else action
     return Transition(
-        observation=observation, action=np.asarray(action, np.float32), reward=float(reward),
+        observation=observation, action=np.asarray(executed, np.float32), reward=float(reward),
         terminated=bool(terminated), truncated=bool(truncated), next_observation=next_observation,
-        policy_action=np.asarray(action if policy_action is None else policy_action, np.float32),
-        intervention=bool(info.get("intervention", False)), episode_id=episode_id, step=step,
-        timestamp=time.time(), success=bool(info.get("success", False)),
+        policy_action=np.asarray(action, np.float32), intervention=intervention, episode_id=episode_id,
+        step=step, timestamp=time.time(), success=bool(info.get("success", False)),
         reward_source=RewardSource[source.upper()] if isinstance(source, str) else RewardSource(source),
-        grasp_penalty=float(info.get("grasp_penalty", 0.0)))
+        grasp_penalty=float(info.get("grasp_penalty", 0.0)),
+        success_probability=float(info.get("success_probability", np.nan)),
+        label=EpisodeLabel(info.get("label", EpisodeLabel.NONE)))
 
 
 def run_episode(env: gym.Env, act: ActFn, seed: int | None, episode_id: int = 0,

@@ -123,10 +123,11 @@ class Keyboard(TeleopDevice):
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._roles = _key_roles(keys or {})
         if fd is None:
-            if sys.stdin is None:
-                raise DeviceError("keyboard teleop needs a terminal, and this process has no stdin: run it in "
-                                  "an interactive terminal or use the gamepad / SpaceMouse")
-            fd = sys.stdin.fileno()
+            try:
+                fd = sys.stdin.fileno()
+            except (AttributeError, ValueError, OSError):  # no stdin, or one replaced by a file-like object
+                raise DeviceError("keyboard teleop needs a terminal (TTY), and this process's stdin is none: "
+                                  "run it in an interactive terminal or use the gamepad / SpaceMouse") from None
         if not os.isatty(fd):
             raise DeviceError(f"keyboard teleop needs a terminal, but file descriptor {fd} is not a TTY: run it in "
                               "an interactive terminal (not under nohup, a pipe or a service) or use the "
