@@ -8,15 +8,18 @@ from pathlib import Path
 USAGE = """usage: robot-rl <command> [key=value ...]
 
 commands:
-  train         train a policy (actor + learner in one process); resumes when run_dir holds a run
-  record-demos  record scripted-expert demos in sim into <out>/episodes.zarr
-  eval          evaluate a run's latest checkpoint: robot-rl eval run_dir=<dir> episodes=50
+  train             train a policy (actor + learner in one process); resumes when run_dir holds a run
+  record-demos      record scripted-expert demos in sim into <out>/episodes.zarr
+  eval              evaluate a run's latest checkpoint: robot-rl eval run_dir=<dir> episodes=50
+  record-labels     camera frames labelled success/failure into <out>/episodes.zarr (sim: ground truth)
+  train-classifier  train a success classifier: robot-rl train-classifier data=<store> run_dir=<dir>
 
 any config key can be overridden, e.g. robot-rl train task=pick_cube agent.utd=8 seed=1
 configs: {config_dir}
 """
 
-COMMANDS = {"train": "train", "record-demos": "record_demos", "eval": "eval"}
+COMMANDS = {"train": "train", "record-demos": "record_demos", "eval": "eval", "record-labels": "record_labels",
+            "train-classifier": "train_classifier"}
 
 
 def config_dir() -> Path:
@@ -83,6 +86,12 @@ def main(argv: list[str] | None = None) -> int:
         elif command == "record-demos":
             from robot_rl.runtime.commands import record_demos
             record_demos(cfg)
+        elif command == "record-labels":
+            from robot_rl.reward.commands import record_labels
+            record_labels(cfg)
+        elif command == "train-classifier":
+            from robot_rl.reward.commands import train_classifier
+            train_classifier(cfg)
         else:
             from robot_rl.runtime.commands import evaluate_run
             evaluate_run(cfg)

@@ -1,0 +1,146 @@
+"""`robot-rl record-labels` and `robot-rl train-classifier`."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from robot_rl.data.episode_log import STORE_NAME, EpisodeLogWriter
+from robot_rl.data.schema import EpisodeSource
+from robot_rl.reward.dataset import frame_index, image_shapes, open_labelled_store
+from robot_rl.reward.metrics import CONFUSION_LAYOUT
+from robot_rl.reward.model import SuccessClassifier
+from robot_rl.reward.recording import KINDS, LabelPolicies, episode_kinds
+from robot_rl.reward.training import ClassifierTrainConfig, evaluate_store, train_classifier as train
+from robot_rl.runtime.embedded import log, typed
+
+CLASSIFIER = "classifier.pt"
+TRAIN_KEYS = [f.name for f in ClassifierTrainConfig.__dataclass_fields__.values()]
+
+
+def record_labels(cfg: DictConfig) -> dict:
+    """Camera frames labelled success/failure into `<out>/episodes.zarr` (appends when it exists).
+
+    In sim the label of each step is the task's ground truth for the frame the step produced (its next
+    observation), and scripted policies drive a mix of episode kinds (robot_rl/reward/recording.py):
+    lifts, lifts held below the success line, and the arm rising without the cube. With
+    `task.reward=dense` success does not end an episode, so a lifted cube stays up for many positive
+    frames. Episodes are logged with source `eval` (never used as demos). On a real robot the same
+    store would carry a person's button as the per-step success flag.
+    """
+    out = Path(cfg.out)
+    for key, least in (("episodes", 1), ("seed", 0)):
+        if not isinstance(cfg[key], int) or cfg[key] < least:
+            raise ValueError(f"{key}={cfg[key]!r} must be an integer >= {least}")
+    if "lift_height" not in cfg.task:
+        raise ValueError(f"record-labels has sim ground truth for pick_cube_vision only, not task {cfg.task.name}: "
+                         "use task=pick_cube_vision")
+    line = float(cfg.task.lift_height)
+    lift, partial = height_range(cfg.lift_range, "lift_range"), height_range(cfg.partial_lift_range,
+                                                                              "partial_lift_range")
+    if lift[0] < line or partial[1] >= line:
+        raise ValueError(f"lift_range {list(lift)} must lie at or above and partial_lift_range {list(partial)} "
+                         f"below the task's success line task.lift_height={line}")
+    rng = np.random.default_rng(cfg.seed)
+    kinds = episode_kinds(int(cfg.episodes), float(cfg.partial_share), float(cfg.empty_share), rng)
+    from robot_rl.envs.factory import make_env
+    from robot_rl.runtime.rollout import run_episode
+
+    env = make_env(cfg, seed=cfg.seed)
+    try:
+        cameras = [k for k in env.observation_space.spaces if k.startswith("image/")]
+        if not cameras:
+            raise ValueError(f"task {cfg.task.name} has no camera observations to label: use task=pick_cube_vision")
+        policies = LabelPolicies(env, rng, float(cfg.expert_noise), lift, partial)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        start, n = time.perf_counter(), len(kinds)
+        counts = {kind: {"episodes": 0, "frames": 0, "positives": 0} for kind in KINDS}
+        with EpisodeLogWriter(out / STORE_NAME, env.observation_space, env.action_space,
+                              config=OmegaConf.to_container(cfg, resolve=True)) as writer:
+            for i, kind in enumerate(kinds):
+                labels: list[bool] = []
+                run_episode(env, policies.act_for(kind), int(rng.integers(2**31)), writer.num_episodes,
+                            lambda t: (writer.add(t), labels.append(t.success)))
+                writer.end_episode(EpisodeSource.EVAL)
+                counts[kind]["episodes"] += 1
+                counts[kind]["frames"] += len(labels)
+                counts[kind]["positives"] += int(sum(labels))
+                if (i + 1) % 10 == 0 or i + 1 == n:
+                    frames = sum(c["frames"] for c in counts.values())
+                    positives = sum(c["positives"] for c in counts.values())
+                    log(f"[record-labels] episode {i + 1}/{n}: {frames} frames, {positives} success "
+                        f"({time.perf_counter() - start:.0f} s)")
+        store = open_labelled_store(out / STORE_NAME)
+        labels_all = frame_index(store).labels
+    finally:
+        env.close()
+    summary = {"command": "record-labels", "store": str(out / STORE_NAME), "label_source": "sim ground truth",
+               "cameras": cameras, "episodes_recorded": n, "frames_recorded": frames,
+               "positives_recorded": positives, "kinds": counts,
+               "episodes": store.num_episodes, "frames": int(len(labels_all)),
+               "positives": int(labels_all.sum()), "negatives": int((~labels_all).sum())}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    kinds_done = ", ".join(f"{c['episodes']} {kind}" for kind, c in counts.items())
+    log(f"[record-labels] {n} episodes ({kinds_done}): "
+        f"{frames} frames, {positives} success / {frames - positives} failure; store now {summary['frames']} "
+        f"frames ({summary['positives']} success) -> {out / STORE_NAME}")
+    return summary
+
+
+def height_range(value, name: str) -> tuple[float, float]:
+    try:
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}={value} must be [low, high] in metres") from None
+    if not 0.0 <= low <= high:
+        raise ValueError(f"{name}={[low, high]} must be [low, high] with 0 <= low <= high (metres)")
+    return low, high
+
+
+def train_classifier(cfg: DictConfig) -> dict:
+    """Train a success classifier on `data`; writes `<run_dir>/classifier.pt` and `summary.json`."""
+    if not cfg.data:
+        raise ValueError("data=<store> is required: a store from `robot-rl record-labels` (its out dir or "
+                         "the episodes.zarr in it)")
+    keys = OmegaConf.masked_copy(cfg, TRAIN_KEYS)
+    if isinstance(keys.cameras, str):  # cameras=front
+        keys.cameras = [keys.cameras]
+    try:
+        config = typed(keys, ClassifierTrainConfig, "train-classifier")
+    except ValueError as err:  # EncoderConfig names its keys as the agent's
+        raise ValueError(str(err).replace("agent.encoder.", "encoder.")) from None
+    torch.set_num_threads(int(cfg.torch_threads))
+    store = open_labelled_store(cfg.data)
+    shapes = image_shapes(store, config.cameras)
+    test_store = open_labelled_store(cfg.test_data) if cfg.test_data else None
+    if test_store is not None and image_shapes(test_store, list(shapes)) != shapes:
+        raise ValueError(f"test_data={cfg.test_data} has images of shapes {image_shapes(test_store, list(shapes))}, "
+                         f"data={cfg.data} {shapes}: record both with the same task.image_size")
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+
+    model, report = train(store, config, progress=log)
+    path = run_dir / CLASSIFIER
+    model.save(path, data=store.path, validation=report["validation"])
+    test = None
+    if test_store is not None:
+        test = evaluate_store(SuccessClassifier.load(path, config.device), test_store)  # the saved file
+        test["store"] = test_store.path
+    val = report["validation"]
+    summary = {"command": "train-classifier", "data": store.path, "classifier": str(path),
+               "precision": val["precision"], "recall": val["recall"], "f1": val["f1"], **report,
+               "test": test, "confusion_matrix_layout": CONFUSION_LAYOUT}
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    met = "met" if report["target_met"] else "NOT met: record more or harder labelled episodes"
+    held_out = "" if test is None else (f"; held-out {test['frames']} frames: precision {test['precision']:.3f} "
+                                        f"recall {test['recall']:.3f} F1 {test['f1']:.3f}")
+    log(f"[train-classifier] threshold {report['threshold']:.3f} (target precision {config.target_precision} "
+        f"{met}): validation precision {val['precision']:.3f} recall {val['recall']:.3f} F1 {val['f1']:.3f}"
+        f"{held_out}; {report['train_time_s']:.0f} s -> {path}")
+    return summary
