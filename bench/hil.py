@@ -9,7 +9,8 @@ Usage:
       trains pick_cube_vision for a fixed budget with ground-truth reward and with the classifier's
       reward (`reward.classifier=...`); evals always score the task's true success.
 Extra key=value arguments are config overrides for every run (e.g. task=pick_cube_vision). Prints a
-table; the last line is one JSON object. Run directories go under --out.
+table; the last line is one JSON object. Run directories go under --out. `--mode` runs one mode only:
+two processes with `runtime.torch_threads=1` then run the two modes side by side on a 2-core machine.
 """
 from __future__ import annotations
 
@@ -47,6 +48,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20_000, help="env step budget per run")
     parser.add_argument("--eval-every", type=int, default=500)
     parser.add_argument("--eval-episodes", type=int, default=50)
+    parser.add_argument("--mode", action="append", help="run only this mode (repeatable), e.g. 'with operator'")
     parser.add_argument("--classifier", help="classifier.pt for the classifier part")
     parser.add_argument("--out", default="bench/results/hil")
     args, overrides = parser.parse_known_args()
@@ -56,6 +58,11 @@ def main() -> None:
         if not args.classifier or not Path(args.classifier).is_file():
             parser.error("the classifier part needs --classifier <classifier.pt> (robot-rl train-classifier)")
         modes["classifier reward"] = [f"reward.classifier={Path(args.classifier).resolve()}"]
+    if args.mode:
+        unknown = set(args.mode) - set(modes)
+        if unknown:
+            parser.error(f"unknown mode {sorted(unknown)}: choose from {sorted(modes)}")
+        modes = {m: extra for m, extra in modes.items() if m in args.mode}
     results = {}
     for mode, extra in modes.items():
         out = Path(args.out) / args.part / mode.replace(" ", "_")

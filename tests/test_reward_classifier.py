@@ -352,3 +352,27 @@ def test_errors_are_one_line(capsys, tmp_path):
     assert "same task.image_size" in one_line_error(capsys, "train-classifier", f"data={store}", f"test_data={small}")
     assert "partial_lift_range" in one_line_error(capsys, "record-labels", "task=pick_cube_vision",
                                                   "partial_lift_range=[0.05,0.12]", f"out={tmp_path / 'x'}")
+
+
+def test_train_on_classifier_reward_logs_its_probability(gl, tmp_path):
+    """`robot-rl train reward.classifier=...`: the classifier decides reward and episode end, its
+    probability lands in the log for every online step; evals keep the task's own success."""
+    clf = SuccessClassifier({"image/front": (32, 32, 3), "image/wrist": (32, 32, 3)}, encoder=TINY, threshold=0.5)
+    clf.set_output_bias(0.3)  # never confident: no online step may be rewarded
+    clf.save(tmp_path / "classifier.pt")
+    run = tmp_path / "run"
+    robot_rl("train", "task=pick_cube_vision", "task.image_size=[32,32]", "task.max_steps=30", f"run_dir={run}",
+             f"reward.classifier={tmp_path / 'classifier.pt'}", "steps=60", "num_demos=1", "agent.compile=false",
+             "agent.batch_size=16", "agent.utd=1", "runtime.learning_starts=20", "runtime.eval_episodes=1")
+    root = zarr.open_group(run / "episodes.zarr", mode="r")
+    ends = root["meta/episode_ends"][:]
+    source = root["meta/source"][:]
+    step_episode = np.repeat(np.arange(len(ends)), np.diff(np.concatenate([[0], ends])))
+    online = source[step_episode] == EpisodeSource.ONLINE
+    assert online.sum() == 60
+    p = root["data/success_probability"][: ends[-1]]
+    np.testing.assert_allclose(p[online], 0.3, atol=1e-4)
+    assert np.all(root["data/reward"][: ends[-1]][online] == 0)
+    assert np.all(root["data/reward_source"][: ends[-1]][online] == 1)  # RewardSource.CLASSIFIER
+    evals = source[step_episode] == EpisodeSource.EVAL
+    assert evals.any() and np.all(np.isnan(p[evals]))  # evals score the task's own success

@@ -103,9 +103,13 @@ def demo_store_path(path: str) -> Path:
 
 def make_actor_env(cfg: DictConfig, seed: int, rng: np.random.Generator):
     """The env the actor trains in: the task env, with the reward classifier (`reward.classifier`)
-    and a teleop device (`teleop.device`) wrapped around it when configured."""
-    env = make_env(cfg, seed=seed)
+    and a teleop device (`teleop.device`) wrapped around it when configured. With a classifier a sim
+    task runs with `reward=dense`, so that only the classifier (not the sim's ground truth) ends episodes."""
     reward_cfg = cfg.get("reward") or {}
+    if reward_cfg.get("classifier") and "reward" in cfg.task:
+        cfg = cfg.copy()
+        cfg.task.reward = "dense"
+    env = make_env(cfg, seed=seed)
     if reward_cfg.get("classifier"):
         from robot_rl.envs.classifier_reward import ClassifierReward
         from robot_rl.reward.model import SuccessClassifier
