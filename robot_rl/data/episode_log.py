@@ -66,7 +66,7 @@ import zarr
 from zarr.codecs import BloscCodec
 from zarr.core.sync import sync as zarr_sync
 
-from robot_rl.data.schema import EpisodeLabel, EpisodeSource, RewardSource, Transition
+from robot_rl.data.schema import EpisodeLabel, EpisodeSource, RewardSource, Transition, count_takeovers
 
 try:  # advisory single-writer lock; Unix only
     import fcntl
@@ -469,8 +469,7 @@ class EpisodeLogWriter:
             "intervention_steps": np.array([int(rows["intervention"].sum())], np.int32),
             "episode_return": np.array([float(rows["reward"].astype(np.float64).sum())], np.float32),
             "episode_id": np.array([steps[0].episode_id], np.int64),
-            "interventions": np.array([int(np.count_nonzero(np.diff(rows["intervention"], prepend=False)
-                                                           & rows["intervention"]))], np.int32),
+            "interventions": np.array([count_takeovers(rows["intervention"])], np.int32),
             "label": np.array([next((int(t.label) for t in reversed(steps) if t.label), 0)], np.uint8),
             "reset_s": np.array([reset_s], np.float32),
             "episode_s": np.array([rows["timestamp"][-1] - rows["timestamp"][0] if episode_s is None

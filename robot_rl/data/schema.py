@@ -52,3 +52,9 @@ class Transition:
     success_probability: float = float("nan")  # the reward classifier's output; NaN without one
     label: EpisodeLabel = EpisodeLabel.NONE  # a person's episode label, on the step it ended the episode
     extras: dict = field(default_factory=dict)
+
+
+def count_takeovers(intervention: np.ndarray) -> int:
+    """Take-overs in an episode's per-step intervention flags: runs of consecutive True steps."""
+    flags = np.asarray(intervention, bool)
+    return int(np.count_nonzero(flags & ~np.concatenate([[False], flags[:-1]])))

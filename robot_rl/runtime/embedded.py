@@ -20,7 +20,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from robot_rl.agents.sac import SACConfig
 from robot_rl.data.episode_log import EpisodeLog, EpisodeLogWriter
-from robot_rl.data.schema import EpisodeLabel, EpisodeSource, Transition
+from robot_rl.data.schema import EpisodeLabel, EpisodeSource, Transition, count_takeovers
 from robot_rl.envs.factory import make_env
 from robot_rl.envs.intervention import InterventionWrapper
 from robot_rl.runtime.learner import Learner
@@ -220,8 +220,8 @@ def train(cfg: DictConfig) -> dict:
             continue
         # episode boundary: commit it, hand it to the learner, then evaluate / checkpoint / report when due
         writer.end_episode(EpisodeSource.ONLINE, reset_s=float(reset_info.get("reset_s", 0.0)))
-        takeovers = sum(1 for a, b in zip([None, *episode], episode) if b.intervention and not (a and a.intervention))
-        steps_in = sum(t.intervention for t in episode)
+        flags = np.array([t.intervention for t in episode])
+        takeovers, steps_in = count_takeovers(flags), int(flags.sum())
         state["interventions"] += takeovers
         state["intervention_steps"] += steps_in
         window["interventions"] += takeovers

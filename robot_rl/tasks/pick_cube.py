@@ -12,8 +12,9 @@ and `set_object_pose` (the MuJoCo robot; on hardware it would come from percepti
 Reset (`reset_mode`, see robot_rl/tasks/reset.py): "state" teleports the arm and the cube (the
 fastest; the default for training in sim); "physical" has the arm release, lift, traverse and
 descend to the start TCP as a real arm would, with a full reset (`robot.reset`: a joint-space move
-to the home posture) every `full_reset_every` episodes, on the first and before every retry. In both modes the cube is put back by a state reset, since no arm motion can place it at
-a random pose; a real-robot task would use "physical" with a human or a fixture for the object.
+to the home posture) every `full_reset_every` episodes, on the first and before every retry. In
+both modes the cube is put back by a state reset, since no arm motion can place it at a random
+pose; a real-robot task would use "physical" with a human or a fixture for the object.
 """
 from __future__ import annotations
 
