@@ -354,7 +354,7 @@ def test_errors_are_one_line(capsys, tmp_path):
                                                   "partial_lift_range=[0.05,0.12]", f"out={tmp_path / 'x'}")
 
 
-def test_train_on_classifier_reward_logs_its_probability(gl, tmp_path):
+def test_train_on_classifier_reward_logs_its_probability(gl, tmp_path, capsys):
     """`robot-rl train reward.classifier=...`: the classifier decides reward and episode end, its
     probability lands in the log for every online step; evals keep the task's own success."""
     clf = SuccessClassifier({"image/front": (32, 32, 3), "image/wrist": (32, 32, 3)}, encoder=TINY, threshold=0.5)
@@ -376,3 +376,12 @@ def test_train_on_classifier_reward_logs_its_probability(gl, tmp_path):
     assert np.all(root["data/reward_source"][: ends[-1]][online] == 1)  # RewardSource.CLASSIFIER
     evals = source[step_episode] == EpisodeSource.EVAL
     assert evals.any() and np.all(np.isnan(p[evals]))  # evals score the task's own success
+
+    # the next labelling round: this policy's own rollouts, labelled by the sim's ground truth
+    out = tmp_path / "round2"
+    robot_rl("record-labels", "task.image_size=[32,32]", "task.max_steps=30", "episodes=2", f"policy={run}",
+             f"out={out}")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["kinds"]["policy"] == {"episodes": 2, "frames": 60, "positives": summary["positives"]}
+    assert summary["kinds"]["lift"]["episodes"] == 0
+    assert "holds no trained run" in one_line_error(capsys, "record-labels", f"policy={tmp_path}", f"out={out}")

@@ -14,7 +14,7 @@ from robot_rl.data.schema import EpisodeSource
 from robot_rl.reward.dataset import frame_index, image_shapes, open_labelled_store
 from robot_rl.reward.metrics import CONFUSION_LAYOUT
 from robot_rl.reward.model import SuccessClassifier
-from robot_rl.reward.recording import KINDS, LabelPolicies, episode_kinds
+from robot_rl.reward.recording import KINDS, LabelPolicies, episode_kinds, load_policy
 from robot_rl.reward.training import ClassifierTrainConfig, evaluate_store, train_classifier as train
 from robot_rl.runtime.embedded import log, typed
 
@@ -46,7 +46,10 @@ def record_labels(cfg: DictConfig) -> dict:
         raise ValueError(f"lift_range {list(lift)} must lie at or above and partial_lift_range {list(partial)} "
                          f"below the task's success line task.lift_height={line}")
     rng = np.random.default_rng(cfg.seed)
-    kinds = episode_kinds(int(cfg.episodes), float(cfg.partial_share), float(cfg.empty_share), rng)
+    if cfg.get("policy"):  # a trained policy's own rollouts instead of the scripted kinds
+        kinds = ["policy"] * int(cfg.episodes)
+    else:
+        kinds = episode_kinds(int(cfg.episodes), float(cfg.partial_share), float(cfg.empty_share), rng)
     from robot_rl.envs.factory import make_env
     from robot_rl.runtime.rollout import run_episode
 
@@ -56,6 +59,8 @@ def record_labels(cfg: DictConfig) -> dict:
         if not cameras:
             raise ValueError(f"task {cfg.task.name} has no camera observations to label: use task=pick_cube_vision")
         policies = LabelPolicies(env, rng, float(cfg.expert_noise), lift, partial)
+        if cfg.get("policy"):
+            policies.policy = load_policy(str(cfg.policy), env)
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
         start, n = time.perf_counter(), len(kinds)

@@ -15,7 +15,7 @@ import numpy as np
 
 from robot_rl.teleop.scripted import make_expert
 
-KINDS = ("lift", "partial", "empty")
+KINDS = ("lift", "partial", "empty", "policy")
 
 
 def episode_kinds(episodes: int, partial_share: float, empty_share: float,
@@ -72,10 +72,34 @@ class LabelPolicies:
         self.empty = EmptyReach(env, rng, lift_range, noise)
         self.rng, self.line = rng, float(env.unwrapped.task.lift_height)
         self.ranges = {"lift": lift_range, "partial": partial_lift_range}
+        self.policy = None  # a trained policy's act function (`load_policy`), for the "policy" kind
 
     def act_for(self, kind: str):
+        if kind == "policy":
+            return self.policy
         if kind == "empty":
             return self.empty.act
         # the expert lifts the cube to lift_height + lift_extra
         self.expert.lift_extra = float(self.rng.uniform(*self.ranges[kind])) - self.line
         return self.expert.act
+
+
+def load_policy(run_dir: str, env):
+    """The stochastic act function of a trained run's latest checkpoint (`robot-rl train` output): its
+    rollouts show the states a classifier must not call success by mistake (hard negatives)."""
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    from robot_rl.runtime.embedded import CHECKPOINT, agent_config
+    from robot_rl.runtime.learner import Learner
+
+    run = Path(run_dir)
+    if not (run / CHECKPOINT).is_file() or not (run / "config.yaml").is_file():
+        raise FileNotFoundError(f"policy={run_dir} holds no trained run ({CHECKPOINT} or config.yaml missing): "
+                                "pass a run_dir of `robot-rl train`")
+    config = agent_config(OmegaConf.load(run / "config.yaml"))
+    config.compile = False
+    learner = Learner(env.observation_space, env.action_space.shape[0], config, capacity=1)
+    learner.load(run / CHECKPOINT)
+    return learner.agent.act
