@@ -23,8 +23,8 @@ RULES = ("stall", "schedule")
 class SimulatedOperator(TeleopDevice):
     """The scripted expert of a sim env acting as a person on a teleop device."""
 
-    def __init__(self, env, rule: str = "stall", rate: float = 1.0, patience: int = 10, duration: int = 20,
-                 start_step: int = 10, max_per_episode: int = 2, noise: float = 0.1, min_progress: float = 0.005,
+    def __init__(self, env, rule: str = "stall", rate: float = 1.0, patience: int = 8, duration: int = 8,
+                 start_step: int = 10, max_per_episode: int = 3, noise: float = 0.1, min_progress: float = 0.005,
                  discard_rate: float = 0.0, rng: np.random.Generator | None = None) -> None:
         """`env`: the sim env the operator watches (any wrapper of a RobotEnv with a scripted expert).
         `min_progress`: metres of progress that count as progress for the stall rule.
