@@ -214,7 +214,9 @@ def test_vision_task_records_trains_and_evaluates(tmp_path):
     assert root["data/observation/state"].shape[1] == 7  # proprioception only: no cube position
 
     run = tmp_path / "run"
-    robot_rl("train", *small, f"run_dir={run}", f"demos={demos_dir}", "steps=60", "runtime.learning_starts=20",
+    # the learner takes an episode once it ends (so a discarded one never reaches it): 30-step episodes
+    robot_rl("train", *small, "task.max_steps=30", f"run_dir={run}", f"demos={demos_dir}", "steps=60",
+             "runtime.learning_starts=20",
              "runtime.eval_episodes=1", "agent.batch_size=8", "agent.utd=1", "agent.compile=false",
              "agent.grasp_critic=true")
     summary = json.loads((run / "summary.json").read_text())
