@@ -360,9 +360,11 @@ def test_train_on_classifier_reward_logs_its_probability(gl, tmp_path, capsys):
     clf = SuccessClassifier({"image/front": (32, 32, 3), "image/wrist": (32, 32, 3)}, encoder=TINY, threshold=0.5)
     clf.set_output_bias(0.3)  # never confident: no online step may be rewarded
     clf.save(tmp_path / "classifier.pt")
-    run = tmp_path / "run"
-    robot_rl("train", "task=pick_cube_vision", "task.image_size=[32,32]", "task.max_steps=30", f"run_dir={run}",
-             f"reward.classifier={tmp_path / 'classifier.pt'}", "steps=60", "num_demos=1", "agent.compile=false",
+    run, demos = tmp_path / "run", tmp_path / "demos"
+    small = ["task=pick_cube_vision", "task.image_size=[32,32]", "task.max_steps=30"]
+    robot_rl("record-demos", *small, "episodes=1", f"out={demos}")  # task reward: this classifier never says yes
+    robot_rl("train", *small, f"run_dir={run}", f"demos={demos}",
+             f"reward.classifier={tmp_path / 'classifier.pt'}", "steps=60", "agent.compile=false",
              "agent.batch_size=16", "agent.utd=1", "runtime.learning_starts=20", "runtime.eval_episodes=1")
     root = zarr.open_group(run / "episodes.zarr", mode="r")
     ends = root["meta/episode_ends"][:]

@@ -90,7 +90,7 @@ def record_labels(cfg: DictConfig) -> dict:
                "episodes": store.num_episodes, "frames": int(len(labels_all)),
                "positives": int(labels_all.sum()), "negatives": int((~labels_all).sum())}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    kinds_done = ", ".join(f"{c['episodes']} {kind}" for kind, c in counts.items())
+    kinds_done = ", ".join(f"{c['episodes']} {kind}" for kind, c in counts.items() if c["episodes"])
     log(f"[record-labels] {n} episodes ({kinds_done}): "
         f"{frames} frames, {positives} success / {frames - positives} failure; store now {summary['frames']} "
         f"frames ({summary['positives']} success) -> {out / STORE_NAME}")
