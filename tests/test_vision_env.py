@@ -19,27 +19,11 @@ from robot_rl.tasks import PickCubeVisionTask, make_task
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-PROBE = """
-import mujoco
-m = mujoco.MjModel.from_xml_string("<mujoco><worldbody><geom size='1'/></worldbody></mujoco>")
-r = mujoco.Renderer(m, 8, 8)
-r.update_scene(mujoco.MjData(m))
-r.render()
-print("GL_OK")
-"""
-
 
 def run_python(script: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, MUJOCO_GL=os.environ.get("MUJOCO_GL", "egl"))
     return subprocess.run([sys.executable, "-c", script], env=env, cwd=REPO, capture_output=True, text=True,
                           timeout=300)
-
-
-@pytest.fixture(scope="module")
-def gl() -> None:
-    res = run_python(PROBE)
-    if "GL_OK" not in res.stdout:
-        pytest.skip(f"no OpenGL backend for offscreen rendering: {res.stderr.strip().splitlines()[-1:]}")
 
 
 def run_rendering(script: str) -> dict:
