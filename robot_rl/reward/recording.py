@@ -87,19 +87,6 @@ class LabelPolicies:
 def load_policy(run_dir: str, env):
     """The stochastic act function of a trained run's latest checkpoint (`robot-rl train` output): its
     rollouts show the states a classifier must not call success by mistake (hard negatives)."""
-    from pathlib import Path
+    from robot_rl.runtime.commands import load_trained
 
-    from omegaconf import OmegaConf
-
-    from robot_rl.runtime.embedded import CHECKPOINT, agent_config
-    from robot_rl.runtime.learner import Learner
-
-    run = Path(run_dir)
-    if not (run / CHECKPOINT).is_file() or not (run / "config.yaml").is_file():
-        raise FileNotFoundError(f"policy={run_dir} holds no trained run ({CHECKPOINT} or config.yaml missing): "
-                                "pass a run_dir of `robot-rl train`")
-    config = agent_config(OmegaConf.load(run / "config.yaml"))
-    config.compile = False
-    learner = Learner(env.observation_space, env.action_space.shape[0], config, capacity=1)
-    learner.load(run / CHECKPOINT)
-    return learner.agent.act
+    return load_trained(run_dir, env).agent.act

@@ -40,21 +40,31 @@ def record_demos(cfg: DictConfig) -> dict:
     return summary
 
 
+def trained_run_config(run_dir: Path) -> DictConfig:
+    """The resolved config of a `robot-rl train` run; a one-line error when `run_dir` holds none."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CHECKPOINT).exists() or not (run_dir / "config.yaml").exists():
+        raise FileNotFoundError(f"{run_dir} holds no trained run ({CHECKPOINT} or config.yaml missing): "
+                                f"pass the run_dir given to `robot-rl train`")
+    return OmegaConf.load(run_dir / "config.yaml")
+
+
+def load_trained(run_dir: Path, env, device: str = "cpu", seed: int = 0) -> Learner:
+    """A learner (agent only, no replay) restored from a `robot-rl train` run's latest checkpoint."""
+    agent_cfg = agent_config(trained_run_config(run_dir))
+    agent_cfg.compile = False  # inference only
+    learner = Learner(env.observation_space, env.action_space.shape[0], agent_cfg, capacity=1, device=device, seed=seed)
+    learner.load(Path(run_dir) / CHECKPOINT)
+    return learner
+
+
 def evaluate_run(cfg: DictConfig) -> dict:
     """Roll out a run's latest checkpoint deterministically; writes `<run_dir>/eval/summary.json`."""
     run_dir = Path(cfg.run_dir)
-    checkpoint, config_file = run_dir / CHECKPOINT, run_dir / "config.yaml"
-    if not checkpoint.exists() or not config_file.exists():
-        raise FileNotFoundError(f"{run_dir} holds no trained run ({CHECKPOINT} or config.yaml missing): "
-                                f"pass the run_dir given to `robot-rl train`")
-    run_cfg = OmegaConf.load(config_file)
+    run_cfg = trained_run_config(run_dir)
     torch.set_num_threads(int(run_cfg.runtime.torch_threads))
     env = make_env(run_cfg, seed=cfg.seed)
-    agent_cfg = agent_config(run_cfg)
-    agent_cfg.compile = False  # inference only
-    learner = Learner(env.observation_space, env.action_space.shape[0], agent_cfg, capacity=1,
-                      device=cfg.device, seed=int(cfg.seed))
-    learner.load(checkpoint)
+    learner = load_trained(run_dir, env, cfg.device, int(cfg.seed))
     rng = np.random.default_rng(cfg.seed)
     writer = None
     if cfg.log:
