@@ -387,6 +387,26 @@ class SACAgent:
         self.generator.set_state(state["generator"])
         self.num_updates = state["num_updates"]
 
+    def _policy_modules(self) -> dict[str, torch.nn.Module]:
+        """What `act` reads: the actor, the encoder (images) and the grasp critic (gripper)."""
+        modules = {"actor": self.actor, "encoder": self.encoder, "grasp_critic": self.grasp_critic}
+        return {name: module for name, module in modules.items() if module is not None}
+
+    def policy_weights(self) -> dict[str, np.ndarray]:
+        """The weights `act` needs, as named float arrays (what a learner ships to its actors)."""
+        return {f"{name}.{key}": value.detach().cpu().numpy()
+                for name, module in self._policy_modules().items() for key, value in module.state_dict().items()}
+
+    def load_policy_weights(self, weights: Mapping[str, np.ndarray]) -> None:
+        """Load `policy_weights()` of an agent with the same architecture; a one-line ValueError otherwise."""
+        for name, module in self._policy_modules().items():
+            own = module.state_dict()
+            theirs = {key[len(name) + 1:]: value for key, value in weights.items() if key.startswith(name + ".")}
+            if set(theirs) != set(own) or any(tuple(theirs[k].shape) != tuple(own[k].shape) for k in own):
+                raise ValueError(f"policy weights do not fit this agent's {name}: actor and learner must use the "
+                                 "same task and agent config")
+            module.load_state_dict({key: torch.as_tensor(value) for key, value in theirs.items()})
+
 
 def normalise_obs_dims(obs_dims: Mapping[str, int | Sequence[int]]) -> dict[str, int | tuple[int, ...]]:
     """Vector keys as ints (a length, or a 1-dim shape), image keys as (H, W, C) tuples."""

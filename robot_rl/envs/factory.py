@@ -1,5 +1,5 @@
-"""Build the env a config names: `task.name` = pick_cube, pick_cube_vision (MuJoCo sim) or gym (any
-gymnasium env)."""
+"""Build the env a config names: `task.name` = pick_cube, pick_cube_vision (on `robot.name` = mujoco,
+the in-process sim, or ros, a robot bridge over ROS 2) or gym (any gymnasium env)."""
 from __future__ import annotations
 
 import gymnasium as gym
@@ -17,9 +17,10 @@ def make_env(cfg: DictConfig, seed: int | None = None) -> gym.Env:
         from robot_rl.envs.gym_adapter import make_gym_env
         return make_gym_env(**task)
     if name in MUJOCO_TASKS:
-        from robot_rl.envs.robot_env import make_mujoco_env
+        from robot_rl.envs.robot_env import make_mujoco_env, make_ros_env
         robot = OmegaConf.to_container(cfg.robot, resolve=True)
-        robot.pop("name", None)
+        if robot.pop("name", "mujoco") == "ros":
+            return make_ros_env(name, seed=seed, robot_cfg=robot, **task)
         try:
             return make_mujoco_env(name, seed=seed, robot_cfg=robot, **task)
         except TypeError as err:

@@ -116,6 +116,20 @@ def make_mujoco_env(task: str, seed: int | None = None, robot_cfg: dict | None =
         raise
 
 
+def make_ros_env(task: str, seed: int | None = None, robot_cfg: dict | None = None, **task_cfg) -> RobotEnv:
+    """A RobotEnv with a RosRobot(**robot_cfg) (a robot bridge over ROS 2) and the registered task `task`."""
+    from robot_rl.robots.ros import RosRobot
+    from robot_rl.tasks import make_task
+
+    task_obj = make_task(task, **task_cfg)
+    robot = RosRobot(**(robot_cfg or {}))
+    try:
+        return RobotEnv(robot, task_obj, seed=seed)
+    except BaseException:
+        robot.close()
+        raise
+
+
 def make_pick_cube_env(seed: int | None = None, robot_cfg: dict | None = None, **task_cfg) -> RobotEnv:
     """A RobotEnv with a MujocoRobot and PickCubeTask(**task_cfg)."""
     return make_mujoco_env("pick_cube", seed=seed, robot_cfg=robot_cfg, **task_cfg)

@@ -235,6 +235,36 @@ class MujocoRobot(Robot):
         """Current TCP rotation matrix (3x3, columns = site axes in the world frame)."""
         return self.data.site_xmat[self._tcp].reshape(3, 3).copy()
 
+    def contact_wrench(self) -> np.ndarray:
+        """Force (N) and torque about the TCP (N m) that contacts exert on the hand and fingers, world
+        frame: float64[6] (what a wrist force-torque sensor reads, without gravity)."""
+        m, d = self.model, self.data
+        if not hasattr(self, "_hand_bodies"):
+            hand = m.body("hand").id
+            self._hand_bodies = {b for b in range(m.nbody) if b == hand or self._has_ancestor(b, hand)}
+        wrench = np.zeros(6)
+        local = np.zeros(6)
+        tcp = d.site_xpos[self._tcp]
+        for i in range(d.ncon):
+            contact = d.contact[i]
+            on1 = int(m.geom_bodyid[contact.geom1]) in self._hand_bodies
+            on2 = int(m.geom_bodyid[contact.geom2]) in self._hand_bodies
+            if on1 == on2:  # not touching the hand, or the hand touching itself
+                continue
+            mujoco.mj_contactForce(m, d, i, local)
+            force = contact.frame.reshape(3, 3).T @ local[:3]  # contact frame -> world; geom1 pushes geom2
+            force = force if on2 else -force
+            wrench[:3] += force
+            wrench[3:] += np.cross(contact.pos - tcp, force)
+        return wrench
+
+    def _has_ancestor(self, body: int, ancestor: int) -> bool:
+        while body > 0:
+            body = int(self.model.body_parentid[body])
+            if body == ancestor:
+                return True
+        return False
+
     def object_pos(self, name: str) -> np.ndarray:
         """World position of body `name` (privileged sim state)."""
         return self.data.body(name).xpos.copy()

@@ -128,6 +128,17 @@ def make_actor_env(cfg: DictConfig, seed: int, rng: np.random.Generator):
     return env
 
 
+def online_counts(log: EpisodeLog) -> dict[str, int]:
+    """What a resumed run has done, from its log's online episodes: env_steps, episodes,
+    interventions, intervention_steps, discarded."""
+    meta = log.episode_meta()
+    online = meta["source"] == EpisodeSource.ONLINE
+    return {"env_steps": int(meta["length"][online].sum()), "episodes": int(online.sum()),
+            "interventions": int(meta["interventions"][online].sum()),
+            "intervention_steps": int(meta["intervention_steps"][online].sum()),
+            "discarded": int((meta["label"][online] == EpisodeLabel.DISCARD).sum())}
+
+
 def evaluate(env, agent, episodes: int, rng: np.random.Generator, writer=None) -> dict:
     """Deterministic-policy rollouts; logged as eval episodes when a writer is given."""
     results = run_episodes(env, lambda obs: agent.act(obs, deterministic=True), episodes, rng, writer,
@@ -160,13 +171,7 @@ def train(cfg: DictConfig) -> dict:
         rng.bit_generator.state = state["rng"]
     if existing is not None:
         learner.load_log(existing)
-        meta = existing.episode_meta()
-        online = meta["source"] == EpisodeSource.ONLINE
-        state["env_steps"] = int(meta["length"][online].sum())
-        state["episodes"] = int(online.sum())
-        state["interventions"] = int(meta["interventions"][online].sum())
-        state["intervention_steps"] = int(meta["intervention_steps"][online].sum())
-        state["discarded"] = int((meta["label"][online] == EpisodeLabel.DISCARD).sum())
+        state.update(online_counts(existing))
         log(f"[train] resuming {run_dir}: {existing.num_episodes} episodes in the log, "
             f"{state['env_steps']} online steps, {learner.agent.num_updates} critic updates done")
     if len(learner.prior) == 0:

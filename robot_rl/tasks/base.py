@@ -56,6 +56,9 @@ class Task(ABC):
         robot_rl/tasks/reset.py); raises ResetError when it cannot. Returns what the reset did
         (None: one attempt, no full reset)."""
 
+    def place_scene(self, robot: Robot, rng: np.random.Generator) -> None:
+        """Put the task's objects at a random start pose on a robot that can (a sim); default: none."""
+
     @abstractmethod
     def observe(self, robot: Robot) -> dict[str, np.ndarray]:
         """The observation for the current state; matches `observation_space(robot)`."""

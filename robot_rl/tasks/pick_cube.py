@@ -6,8 +6,8 @@ table top at z = 0):
     [3:6]  TCP linear velocity (m/s)
     [6]    gripper opening between the pads (m, 0 closed .. 0.08 open)
     [7:10] cube centre position (m)
-The cube position is privileged simulator state: this task needs a robot with `object_pos`
-and `set_object_pose` (the MuJoCo robot; on hardware it would come from perception).
+The cube position is privileged simulator state: this task needs a robot with `object_pos` (the
+MuJoCo robot; over ROS the bridge's `objects/cube/pose`, from the sim or from perception).
 
 Reset (`reset_mode`, see robot_rl/tasks/reset.py): "state" teleports the arm and the cube (the
 fastest; the default for training in sim); "physical" has the arm release, lift, traverse and
@@ -34,11 +34,11 @@ STATE_LABELS = (
 )
 
 
-def _require_sim(robot: Robot) -> None:
-    if not (hasattr(robot, "object_pos") and hasattr(robot, "set_object_pose")):
+def _require_objects(robot: Robot) -> None:
+    if not hasattr(robot, "object_pos"):
         raise TypeError(
-            f"pick_cube needs object_pos/set_object_pose (privileged cube state); "
-            f"{type(robot).__name__} has none: use MujocoRobot"
+            f"pick_cube needs the cube's position (object_pos); {type(robot).__name__} has none: use "
+            "MujocoRobot, or RosRobot with a bridge that publishes objects/cube/pose"
         )
 
 
@@ -113,26 +113,53 @@ class PickCubeTask(Task):
         low[9] = self.rest_z - self.cube_half_size  # cube z: from the table up to the workspace top
         return gym.spaces.Dict({"state": gym.spaces.Box(low, high, shape=(STATE_DIM,), dtype=np.float32)})
 
-    def reset(self, robot: Robot, rng: np.random.Generator) -> ResetResult:
-        """Arm to a start TCP drawn within `start_tcp +- start_noise`, gripper open, at rest; cube at a
-        random pose on the table. Retries a failed reset; raises ResetError when it cannot."""
-        _require_sim(robot)
-        tcp = self.start_tcp + rng.uniform(-self.start_noise, self.start_noise, size=3)
+    def sample_cube_pose(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """A random resting pose for the cube: position (m) and quaternion (w, x, y, z)."""
         xy = rng.uniform(self.cube_low, self.cube_high)
         yaw = rng.uniform(-self.cube_yaw_range, self.cube_yaw_range) if self.cube_yaw_range > 0 else 0.0
-        cube_pos = np.array([xy[0], xy[1], self.rest_z])
-        cube_quat = np.array([np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)])
+        return np.array([xy[0], xy[1], self.rest_z]), np.array([np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)])
 
-        def place() -> None:
-            robot.set_object_pose(self.cube_name, cube_pos, cube_quat)
+    def place_scene(self, robot: Robot, rng: np.random.Generator) -> None:
+        """Put the cube at a random resting pose (a sim robot; the ROS sim bridge calls this on reset)."""
+        robot.set_object_pose(self.cube_name, *self.sample_cube_pose(rng))  # type: ignore[attr-defined]
+
+    def reset(self, robot: Robot, rng: np.random.Generator) -> ResetResult:
+        """Arm to a start TCP drawn within `start_tcp +- start_noise`, gripper open, at rest; cube at a
+        random pose on the table. A robot that can place objects (the in-process sim) gets the cube
+        placed here; otherwise someone else placed it (a person, a fixture, the ROS sim bridge's reset)
+        and the check only requires it to rest in the cube's start region. Retries a failed reset;
+        raises ResetError when it cannot."""
+        _require_objects(robot)
+        tcp = self.start_tcp + rng.uniform(-self.start_noise, self.start_noise, size=3)
+        tol = self.resetter.cfg.pos_tol
+        if hasattr(robot, "set_object_pose"):
+            cube_pos, cube_quat = self.sample_cube_pose(rng)
+
+            def place() -> None:
+                robot.set_object_pose(self.cube_name, cube_pos, cube_quat)
+
+            def misplaced() -> str | None:
+                off = float(np.linalg.norm(robot.object_pos(self.cube_name) - cube_pos))
+                return f"cube ended {off:.3f} m from its start pose {np.round(cube_pos, 3).tolist()}" if off > tol else None
+        else:
+            def place() -> None:
+                pass
+
+            def misplaced() -> str | None:
+                pos = robot.object_pos(self.cube_name)
+                inside = np.all(pos[:2] >= self.cube_low - tol) and np.all(pos[:2] <= self.cube_high + tol)
+                if inside and abs(pos[2] - self.rest_z) <= tol:
+                    return None
+                return (f"cube at {np.round(pos, 3).tolist()} is not resting in its start region "
+                        f"x {self.cube_low[0]}..{self.cube_high[0]}, y {self.cube_low[1]}..{self.cube_high[1]}")
 
         def check() -> tuple[str, str] | None:
-            off = float(np.linalg.norm(robot.object_pos(self.cube_name) - cube_pos))
-            if off > self.resetter.cfg.pos_tol:
-                return (f"cube ended {off:.3f} m from its start pose {np.round(cube_pos, 3).tolist()}",
-                        "check what puts the cube back (sim: its free joint; hardware: the operator or the "
-                        "fixture) and that the arm's reset path clears it (task.reset_safe_height)")
-            return None
+            problem = misplaced()
+            if problem is None:
+                return None
+            return (problem, "check what puts the cube back (sim: its free joint or the bridge's reset; hardware: "
+                             "the operator or the fixture) and that the arm's reset path clears it "
+                             "(task.reset_safe_height)")
 
         return self.resetter.run(robot, tcp, place, check)
 

@@ -1,0 +1,304 @@
+"""robot_bridge: any robot_rl Robot on the ROS 2 contract (robot_rl/ros_contract.py).
+
+Publishes one observation per control period (joint states, TCP pose/twist, wrench, tracked object
+poses, camera frames; one header stamp for all) and executes end-effector + gripper commands.
+
+Modes (`mode` parameter):
+  - free: a timer runs the robot at its control rate, like hardware; each tick executes the command
+    that answers the newest observation (its header stamp equals that observation's) and holds when
+    none arrived in time; commands answering older observations are rejected as stale.
+  - lockstep: the robot steps once per command pair (twist + gripper answering the newest
+    observation), as fast as the actor sends them (fast training in sim).
+Services: reset (reset pose, gripper open; sim: objects placed at random), arm, estop (latched),
+stats. The bridge starts disarmed unless `start_armed`; disarmed or e-stopped it holds the robot.
+
+Parameters: overrides (hydra, e.g. ['robot.control_dt=0.02']), mode, cameras, objects,
+start_armed, reliable_sensors (default: true in lockstep), seed.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+from rclpy.node import Node
+
+from robot_rl import ros_contract as contract
+from robot_rl.robots.ros import to_stamp
+from robot_rl_ros.common import node_config, run_node, string_list
+
+
+def make_robot(cfg):
+    """The Robot the config names (robot.name: mujoco; the serial robot will join here)."""
+    from omegaconf import OmegaConf
+
+    robot = OmegaConf.to_container(cfg.robot, resolve=True)
+    name = robot.pop("name", "mujoco")
+    if name == "mujoco":
+        from robot_rl.robots.mujoco import MujocoRobot
+        return MujocoRobot(**robot)
+    raise ValueError(f"robot_bridge cannot drive robot.name={name!r}: use robot=mujoco (a ros robot is a client "
+                     "of this bridge, not something it wraps)")
+
+
+class Percentiles:
+    """Samples kept for the stats service (bounded)."""
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self.values: list[float] = []
+        self.limit = limit
+
+    def add(self, value: float) -> None:
+        if len(self.values) < self.limit:
+            self.values.append(value)
+
+    def summary(self, scale: float = 1e3) -> dict:
+        if not self.values:
+            return {"n": 0}
+        v = np.asarray(self.values) * scale
+        return {"n": len(v), "p50": float(np.percentile(v, 50)), "p99": float(np.percentile(v, 99)),
+                "max": float(v.max()), "mean": float(v.mean())}
+
+
+class RobotBridge(Node):
+    def __init__(self) -> None:
+        super().__init__("robot_bridge")
+        from geometry_msgs.msg import PoseStamped, TwistStamped, WrenchStamped
+        from sensor_msgs.msg import Image, JointState
+        from std_msgs.msg import String
+        from std_srvs.srv import SetBool, Trigger
+
+        from robot_rl.tasks import make_task
+        from omegaconf import OmegaConf
+
+        cfg = node_config(self)
+        self.mode = self.declare_parameter("mode", "free").value
+        if self.mode not in ("free", "lockstep"):
+            raise ValueError(f"robot_bridge mode={self.mode!r}: use free (real time) or lockstep (one step per command)")
+        self.cameras = string_list(self, "cameras")
+        self.objects = string_list(self, "objects") or ["cube"]
+        self.armed = bool(self.declare_parameter("start_armed", False).value)
+        reliable = bool(self.declare_parameter("reliable_sensors", self.mode == "lockstep").value)
+        self.rng = np.random.default_rng(int(self.declare_parameter("seed", 0).value))
+        self.estop = False
+
+        self.robot = make_robot(cfg)
+        task_cfg = OmegaConf.to_container(cfg.task, resolve=True)
+        self.task = make_task(task_cfg.pop("name"), **task_cfg)
+        self.reset_tcp = np.asarray(getattr(self.task, "start_tcp", self.robot.home_tcp_pos), float)
+        missing = [c for c in self.cameras if c not in self.robot.camera_names]
+        if missing:
+            raise ValueError(f"robot_bridge cameras {missing} are not in the robot; choose from {list(self.robot.camera_names)}")
+        self.dt = float(self.robot.control_dt)
+        self.gripper = -1.0
+        self.stamp = 0.0  # stamp of the newest published observation
+        self.pending: dict[str, object] = {}  # lockstep: the twist and the gripper command for self.stamp
+        self.latest_twist = None
+        self.latest_gripper = None
+        self.tick_times = Percentiles()  # s between control ticks (free mode)
+        self.jitter = Percentiles()  # |tick period - control_dt|, s
+        self.latency = Percentiles()
+        self.applied = self.rejected_stale = self.held = 0
+        self.last_tick: float | None = None
+
+        name = lambda endpoint, **kw: endpoint.name.format(**kw)  # noqa: E731
+        sensor = contract.qos("sensor", reliable)
+        self.pub_joints = self.create_publisher(JointState, contract.JOINT_STATES.name, sensor)
+        self.pub_pose = self.create_publisher(PoseStamped, contract.TCP_POSE.name, sensor)
+        self.pub_twist = self.create_publisher(TwistStamped, contract.TCP_TWIST.name, sensor)
+        self.pub_wrench = self.create_publisher(WrenchStamped, contract.WRENCH.name, sensor)
+        self.pub_objects = {o: self.create_publisher(PoseStamped, name(contract.OBJECT_POSE, object=o), sensor)
+                            for o in self.objects}
+        self.pub_images = {c: self.create_publisher(Image, name(contract.IMAGE, camera=c), sensor) for c in self.cameras}
+        self.pub_status = self.create_publisher(String, contract.ROBOT_STATUS.name, contract.qos("latched"))
+        command = contract.qos("command")
+        self.create_subscription(TwistStamped, contract.CMD_TWIST.name, self.on_twist, command)
+        self.create_subscription(JointState, contract.CMD_GRIPPER.name, self.on_gripper, command)
+        self.create_service(Trigger, contract.RESET.name, self.on_reset)
+        self.create_service(SetBool, contract.ARM.name, self.on_arm)
+        self.create_service(SetBool, contract.ESTOP.name, self.on_estop)
+        self.create_service(Trigger, contract.BRIDGE_STATS.name, self.on_stats)
+        self.msgs = (JointState, PoseStamped, TwistStamped, WrenchStamped, Image)
+
+        self.robot.reset(self.reset_tcp)
+        self.task.place_scene(self.robot, self.rng)
+        self.publish_status()
+        self.publish_observation()
+        if self.mode == "free":
+            self.create_timer(self.dt, self.tick)
+        self.get_logger().info(f"{type(self.robot).__name__} at {1 / self.dt:.0f} Hz, {self.mode}, cameras "
+                               f"{self.cameras}, objects {self.objects}, {'armed' if self.armed else 'disarmed'}")
+
+    # ------------------------------------------------------------------ publishing
+    def publish_status(self) -> None:
+        from std_msgs.msg import String
+        lo, hi = self.robot.workspace
+        status = {"armed": self.armed, "estop": self.estop, "mode": self.mode, "control_dt": self.dt,
+                  "workspace": [lo.tolist(), hi.tolist()], "gripper_max_opening": self.robot.gripper_max_opening,
+                  "joint_names": [f"joint{i + 1}" for i in range(len(self.robot.read_state().joint_pos))],
+                  "cameras": self.cameras, "objects": self.objects}
+        self.pub_status.publish(String(data=json.dumps(status)))
+
+    def publish_observation(self) -> None:
+        """One observation, every part with the same stamp (now)."""
+        JointState, PoseStamped, TwistStamped, WrenchStamped, Image = self.msgs
+        state = self.robot.read_state()
+        self.stamp = max(time.time(), self.stamp + 1e-6)  # strictly increasing, even within a clock tick
+        stamp = to_stamp(self.stamp)
+        self.stamp = stamp.sec + stamp.nanosec * 1e-9  # exactly what subscribers read back
+
+        joints = JointState()
+        joints.header.stamp = stamp
+        joints.name = [f"joint{i + 1}" for i in range(len(state.joint_pos))] + [contract.GRIPPER_JOINT]
+        joints.position = [*map(float, state.joint_pos), float(state.gripper_opening)]
+        joints.velocity = [*map(float, state.joint_vel), 0.0]
+        self.pub_joints.publish(joints)
+
+        pose = PoseStamped()
+        pose.header.stamp, pose.header.frame_id = stamp, contract.BASE_FRAME
+        pose.pose.position.x, pose.pose.position.y, pose.pose.position.z = map(float, state.tcp_pos)
+        w, x, y, z = rotation_to_quat(self.robot.tcp_rotation()) if hasattr(self.robot, "tcp_rotation") else (1, 0, 0, 0)
+        pose.pose.orientation.w, pose.pose.orientation.x, pose.pose.orientation.y, pose.pose.orientation.z = w, x, y, z
+        self.pub_pose.publish(pose)
+
+        twist = TwistStamped()
+        twist.header = pose.header
+        twist.twist.linear.x, twist.twist.linear.y, twist.twist.linear.z = map(float, state.tcp_vel)
+        self.pub_twist.publish(twist)
+
+        if hasattr(self.robot, "contact_wrench"):
+            wrench = WrenchStamped()
+            wrench.header = pose.header
+            f = self.robot.contact_wrench()
+            wrench.wrench.force.x, wrench.wrench.force.y, wrench.wrench.force.z = map(float, f[:3])
+            wrench.wrench.torque.x, wrench.wrench.torque.y, wrench.wrench.torque.z = map(float, f[3:])
+            self.pub_wrench.publish(wrench)
+
+        for obj, pub in self.pub_objects.items():
+            msg = PoseStamped()
+            msg.header = pose.header
+            msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = map(float, self.robot.object_pos(obj))
+            qw, qx, qy, qz = map(float, self.robot.object_quat(obj))
+            msg.pose.orientation.w, msg.pose.orientation.x, msg.pose.orientation.y, msg.pose.orientation.z = qw, qx, qy, qz
+            pub.publish(msg)
+
+        for camera, pub in self.pub_images.items():
+            frame = self.robot.render(camera)
+            image = Image()
+            image.header.stamp, image.header.frame_id = stamp, camera
+            image.height, image.width = frame.shape[:2]
+            image.encoding, image.step = "rgb8", frame.shape[1] * 3
+            image.data = frame.tobytes()
+            pub.publish(image)
+
+    # ------------------------------------------------------------------ commands
+    def commandable(self) -> bool:
+        return self.armed and not self.estop
+
+    def on_twist(self, msg) -> None:
+        self.on_command("twist", msg)
+
+    def on_gripper(self, msg) -> None:
+        self.on_command("gripper", msg)
+
+    def on_command(self, kind: str, msg) -> None:
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        if stamp != self.stamp:  # answers an older observation: too late to execute
+            self.rejected_stale += 1
+            return
+        if kind == "twist":
+            self.latency.add(time.time() - stamp)  # observation published -> its command here
+        self.pending[kind] = msg
+        if self.mode == "lockstep" and len(self.pending) == 2:
+            self.step()
+
+    def step(self) -> None:
+        """Execute the pending command (or hold) for one control period, then publish."""
+        twist, grip = self.pending.get("twist"), self.pending.get("gripper")
+        self.pending = {}
+        if twist is not None and grip is not None and self.commandable():
+            v = twist.twist.linear
+            delta = np.array([v.x, v.y, v.z]) * self.dt
+            opening = grip.position[grip.name.index(contract.GRIPPER_JOINT)]
+            self.gripper = float(1.0 - 2.0 * opening / self.robot.gripper_max_opening)
+            self.applied += 1
+        else:
+            delta = np.zeros(3)
+            self.held += 1
+        if self.commandable() or self.mode == "free":  # hardware keeps its physics running when held
+            self.robot.apply_action(delta, self.gripper)
+        self.publish_observation()
+
+    def tick(self) -> None:
+        now = time.perf_counter()
+        if self.last_tick is not None:
+            self.tick_times.add(now - self.last_tick)
+            self.jitter.add(abs(now - self.last_tick - self.dt))
+        self.last_tick = now
+        self.step()
+
+    # ------------------------------------------------------------------ services
+    def on_reset(self, request, response):
+        if self.estop:
+            response.success, response.message = False, "e-stopped: clear it with the estop service (false) first"
+            return response
+        self.robot.reset(self.reset_tcp)
+        self.gripper = -1.0
+        self.task.place_scene(self.robot, self.rng)
+        self.pending = {}
+        self.publish_observation()
+        response.success, response.message = True, f"reset to TCP {np.round(self.reset_tcp, 3).tolist()}"
+        return response
+
+    def on_arm(self, request, response):
+        if request.data and self.estop:
+            response.success, response.message = False, "e-stopped: clear it with the estop service (false) first"
+            return response
+        self.armed = bool(request.data)
+        self.robot.stop()
+        self.publish_status()
+        response.success, response.message = True, "armed" if self.armed else "disarmed"
+        return response
+
+    def on_estop(self, request, response):
+        if request.data:
+            self.estop, self.armed = True, False
+            self.robot.stop()
+            message = "e-stop engaged: holding; clear with estop false, then arm"
+        else:
+            self.estop = False
+            message = "e-stop cleared; still disarmed: arm to move"
+        self.publish_status()
+        if self.mode == "lockstep":
+            self.publish_observation()  # a waiting actor sees the new state at once
+        response.success, response.message = True, message
+        return response
+
+    def on_stats(self, request, response):
+        response.success = True
+        response.message = json.dumps({
+            "mode": self.mode, "control_dt_ms": self.dt * 1e3, "period_ms": self.tick_times.summary(),
+            "jitter_ms": self.jitter.summary(),
+            "obs_to_command_ms": self.latency.summary(), "applied": self.applied, "held": self.held,
+            "rejected_stale": self.rejected_stale})
+        return response
+
+    def shutdown(self) -> None:
+        self.robot.stop()
+        self.robot.close()
+
+
+def rotation_to_quat(rot: np.ndarray) -> tuple[float, float, float, float]:
+    """3x3 rotation matrix -> quaternion (w, x, y, z)."""
+    import mujoco
+    quat = np.empty(4)
+    mujoco.mju_mat2Quat(quat, np.ascontiguousarray(rot, dtype=np.float64).reshape(9))
+    return tuple(float(q) for q in quat)
+
+
+def main(args: list[str] | None = None) -> None:
+    run_node(RobotBridge, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""What every robot_rl node shares: its hydra config from parameters, list parameters, and `run_node`."""
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+from omegaconf import DictConfig
+
+
+def string_list(node, name: str) -> list[str]:
+    """A string-array parameter; [] when not given (ROS cannot infer a type from an empty default)."""
+    from rclpy.exceptions import ParameterUninitializedException
+    from rclpy.parameter import Parameter
+
+    node.declare_parameter(name, Parameter.Type.STRING_ARRAY)
+    try:
+        return list(node.get_parameter(name).value)
+    except ParameterUninitializedException:
+        return []
+
+
+def node_config(node, config_name: str = "train") -> DictConfig:
+    """The node's robot_rl config: `configs/<config_name>.yaml` composed with the `overrides`
+    parameter (hydra key=value strings, e.g. ['task=pick_cube', 'agent.utd=8'])."""
+    from robot_rl.cli import compose
+
+    return compose(config_name, string_list(node, "overrides"))
+
+
+def run_node(make: Callable[[], object], args: list[str] | None = None, threads: int = 1) -> None:
+    """rclpy.init, build the node with `make`, spin until SIGINT/SIGTERM, clean up. A config or
+    device error ends the process with its one-line message (exit status 2)."""
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
+
+    rclpy.init(args=args if args is not None else sys.argv)
+    node = None
+    try:
+        node = make()
+        executor = MultiThreadedExecutor(threads) if threads > 1 else SingleThreadedExecutor()
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except (ValueError, TypeError, ImportError, FileNotFoundError, RuntimeError) as err:
+        print(f"[{getattr(node, 'get_name', lambda: 'robot_rl node')()}] error: {err}", file=sys.stderr, flush=True)
+        sys.exit(2)
+    finally:
+        if node is not None:
+            shutdown = getattr(node, "shutdown", None)
+            if shutdown is not None:
+                shutdown()
+            node.destroy_node()
+        rclpy.try_shutdown()

@@ -1,0 +1,115 @@
+"""learner: trains on the episodes any number of actors stream in; publishes weights and a heartbeat.
+
+Episodes arrive on `<training_namespace>/transitions` and go to the zarr log (`run_dir/episodes.zarr`)
+and the replay buffers; one learner update per online env step received (as the embedded runner);
+checkpoints every `runtime.checkpoint_every` env steps; weights on `policy_weights` (reliable,
+transient local: a late-joining actor gets the latest) at most every `weights_period_s`; status on
+`learner_status` at 10 Hz and whenever it has caught up. A restart on the same run_dir resumes from
+its checkpoint and log. With `exit_when_done` it stops after the config's `steps` online env steps,
+writing summary.json. The learning logic is robot_rl.runtime.remote_learner.
+
+Parameters: overrides (the train config, e.g. ['task=pick_cube', 'run_dir=runs/ros']),
+training_namespace, weights_period_s, exit_when_done.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+from rclpy.node import Node
+
+from robot_rl import ros_contract as contract
+from robot_rl_ros.common import node_config, run_node
+
+
+class LearnerNode(Node):
+    def __init__(self) -> None:
+        super().__init__("learner")
+        from std_msgs.msg import String, UInt8MultiArray
+
+        from robot_rl.runtime.remote_learner import RemoteLearner
+
+        cfg = node_config(self)
+        ns = self.declare_parameter("training_namespace", contract.DEFAULT_TRAINING_NAMESPACE).value
+        self.weights_period = float(self.declare_parameter("weights_period_s", 0.5).value)
+        self.exit_when_done = bool(self.declare_parameter("exit_when_done", True).value)
+        self.steps = int(cfg.steps)
+        self.core = RemoteLearner(cfg, log=lambda msg: self.get_logger().info(msg))
+        self.String, self.Bytes = String, UInt8MultiArray
+        self.pub_weights = self.create_publisher(UInt8MultiArray, contract.join(ns, contract.POLICY_WEIGHTS.name),
+                                                 contract.qos("latched"))
+        self.pub_status = self.create_publisher(String, contract.join(ns, contract.LEARNER_STATUS.name),
+                                                contract.qos("command"))
+        self.create_subscription(UInt8MultiArray, contract.join(ns, contract.TRANSITIONS.name),
+                                 lambda msg: self.core.ingest(msg.data.tobytes()), contract.qos("stream"))
+        self.create_timer(0.1, self.publish_status)
+        self.running = True
+        self.finished = False
+        self.thread = threading.Thread(target=self.train_loop, name="learner_loop", daemon=True)
+        self.thread.start()
+        self.get_logger().info(f"learner on {ns}: run_dir {cfg.run_dir}, {self.steps} online env steps")
+
+    def publish_status(self) -> None:
+        self.pub_status.publish(self.String(data=json.dumps(self.core.status())))
+
+    def publish_weights(self) -> None:
+        payload = self.core.weights()
+        if payload is not None:
+            msg = self.Bytes()
+            msg.data = payload
+            self.pub_weights.publish(msg)
+
+    def train_loop(self) -> None:
+        try:
+            self._train()
+        except Exception:
+            if self.context.ok():  # not just the node shutting down under us
+                raise
+
+    def _train(self) -> None:
+        last_weights = last_log = 0.0
+        while self.running:
+            backlog_before = self.core.status()["backlog"]
+            busy = self.core.work()
+            now = time.monotonic()
+            if now - last_weights >= self.weights_period:
+                self.publish_weights()
+                last_weights = now
+            status = self.core.status()
+            if backlog_before > 0 and status["backlog"] == 0:  # caught up: tell waiting actors at once
+                self.publish_weights()
+                last_weights = now
+                self.publish_status()
+            if now - last_log >= 10.0 and status["ready"]:
+                self.get_logger().info(f"step {status['env_steps']}/{self.steps} | episodes {status['episodes']} | "
+                                       f"updates {status['updates']} | success(last 20) {status['success_recent']:.0%} "
+                                       f"| actors {status['actors']}")
+                last_log = now
+            if self.exit_when_done and status["env_steps"] >= self.steps and status["backlog"] == 0 and status["ready"]:
+                summary = self.core.finish()
+                self.finished = True
+                self.publish_weights()
+                self.get_logger().info(f"done: {summary['env_steps']} env steps, {summary['updates']} critic updates "
+                                       f"-> {self.core.run_dir / 'summary.json'}")
+                self.running = False
+                from rclpy.utilities import try_shutdown
+                try_shutdown(context=self.context)
+                return
+            if not busy:
+                time.sleep(0.002)
+
+    def shutdown(self) -> None:
+        self.running = False
+        if threading.current_thread() is not self.thread:
+            self.thread.join(timeout=30.0)
+        if not self.finished:
+            self.core.finish()
+
+
+def main(args: list[str] | None = None) -> None:
+    run_node(LearnerNode, args)
+
+
+if __name__ == "__main__":
+    main()
