@@ -531,7 +531,7 @@ def test_keyboard_needs_a_terminal():
 def test_make_device_names_and_errors(tmp_path, monkeypatch):
     assert {"spacemouse", "gamepad", "keyboard"} <= set(DEVICES)
     with pytest.raises(ValueError,
-                       match="unknown teleop device 'wiimote'; choose one of: gamepad, keyboard, spacemouse"):
+                       match="unknown teleop device 'wiimote'; choose one of: gamepad, keyboard, ros, spacemouse"):
         make_device("wiimote")
     with pytest.raises(ValueError, match=r"bad config for teleop device 'gamepad'.*its keys: path, layout"):
         make_device("gamepad", port="/dev/input/js0")
@@ -560,5 +560,5 @@ def test_make_device_registry_takes_new_devices(monkeypatch):
     monkeypatch.setitem(DEVICES, "sim_operator", Operator)
     dev = make_device("sim_operator", gain=0.5)
     assert isinstance(dev, Operator) and dev.read().action[0] == 0.5
-    with pytest.raises(ValueError, match="choose one of: gamepad, keyboard, sim_operator, spacemouse"):
+    with pytest.raises(ValueError, match="choose one of: gamepad, keyboard, ros, sim_operator, spacemouse"):
         make_device("nope")

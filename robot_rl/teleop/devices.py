@@ -1,4 +1,4 @@
-"""Teleop devices by name: make_device("spacemouse" | "gamepad" | "keyboard", **cfg)."""
+"""Teleop devices by name: make_device("spacemouse" | "gamepad" | "keyboard" | "ros", **cfg)."""
 from __future__ import annotations
 
 import inspect
@@ -8,6 +8,7 @@ from robot_rl.teleop.common import DeviceError
 from robot_rl.teleop.device import TeleopDevice
 from robot_rl.teleop.gamepad import Gamepad
 from robot_rl.teleop.keyboard import Keyboard
+from robot_rl.teleop.ros import RosTeleopDevice
 from robot_rl.teleop.spacemouse import SpaceMouse
 
 # name -> factory(**cfg) returning an open device; add entries with register_device()
@@ -15,6 +16,7 @@ DEVICES: dict[str, Callable[..., TeleopDevice]] = {
     "spacemouse": SpaceMouse,
     "gamepad": Gamepad,
     "keyboard": Keyboard,
+    "ros": RosTeleopDevice,  # commands from the teleop node over ROS 2 (rclpy imported when opened)
 }
 
 __all__ = ["DEVICES", "DeviceError", "make_device", "register_device"]

@@ -33,6 +33,8 @@ def run_node(make: Callable[[], object], args: list[str] | None = None, threads:
     import rclpy
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 
+    from robot_rl.cli import UserError, one_line
+
     rclpy.init(args=args if args is not None else sys.argv)
     node = None
     try:
@@ -42,8 +44,9 @@ def run_node(make: Callable[[], object], args: list[str] | None = None, threads:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except (ValueError, TypeError, ImportError, FileNotFoundError, RuntimeError) as err:
-        print(f"[{getattr(node, 'get_name', lambda: 'robot_rl node')()}] error: {err}", file=sys.stderr, flush=True)
+    except (UserError, ValueError, TypeError, ImportError, FileNotFoundError, RuntimeError) as err:
+        print(f"[{getattr(node, 'get_name', lambda: 'robot_rl node')()}] error: {one_line(err)}", file=sys.stderr,
+              flush=True)
         sys.exit(2)
     finally:
         if node is not None:
