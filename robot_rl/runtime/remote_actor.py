@@ -49,22 +49,23 @@ class RemoteActor:
         self.spec = {"observation": space_to_json(space), "action_dim": action_dim}
         self.expert_noise = float(cfg.expert_noise)
         self.weights_version = -1
-        self._pending_weights: bytes | None = None
+        self._pending_weights: tuple[int, dict[str, np.ndarray]] | None = None
         self.episodes = 0  # episodes finished (their index in this actor's stream)
         self.steps = 0  # online env steps finished
         frame_bytes = sum(int(np.prod(box.shape)) * np.dtype(box.dtype).itemsize for box in space.spaces.values())
         self.chunk_steps = max(1, MAX_CHUNK_BYTES // max(frame_bytes, 1))
 
     def offer_weights(self, payload: bytes) -> None:
-        """Keep the newest weights payload; loaded before the next step (thread-safe: one assignment)."""
-        self._pending_weights = payload
+        """Decode the newest weights (on the caller's thread, not the control loop's); they are loaded
+        before the next step (thread-safe: one assignment)."""
+        header, weights = decode_weights(payload)
+        self._pending_weights = (int(header["version"]), weights)
 
     def _load_pending_weights(self) -> None:
-        payload, self._pending_weights = self._pending_weights, None
-        if payload is not None:
-            header, weights = decode_weights(payload)
-            self.agent.load_policy_weights(weights)
-            self.weights_version = int(header["version"])
+        pending, self._pending_weights = self._pending_weights, None
+        if pending is not None:
+            self.agent.load_policy_weights(pending[1])
+            self.weights_version = pending[0]
 
     def run_episode(self, keep_going: Callable[[], bool], source: EpisodeSource = EpisodeSource.ONLINE
                     ) -> tuple[list[bytes], EpisodeResult] | None:
