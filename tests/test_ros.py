@@ -224,3 +224,25 @@ def test_two_actors_feed_one_learner_which_survives_a_kill(ros, tmp_path):
     assert probe.latest["/robot_rl/learner_status"]["demo_episodes"] == resumed["demo_episodes"]  # no second demo set
     nodes.stop_all()
     assert EpisodeLog(run_dir / "episodes.zarr").num_episodes > before
+
+
+def test_deploy_actor_runs_a_fixed_policy_in_real_time(ros, tmp_path):
+    import subprocess
+    import sys
+
+    nodes, probe = ros
+    policy = tmp_path / "policy"
+    subprocess.run([sys.executable, "-m", "robot_rl.cli", "train", f"run_dir={policy}", "steps=0", "num_demos=0",
+                    "runtime.eval_episodes=1", "agent.compile=false", "task.max_steps=10"], check=True,
+                   capture_output=True)
+    nodes.start("bridge", "bridge", "mode:=free", "start_armed:=true", namespace="/arm2")
+    nodes.start("actor", "actor", "overrides:=[robot=ros, robot.namespace=/arm2, task.max_steps=10]",
+                f"policy:={policy}", "episodes:=2", namespace="/arm2")
+    probe.watch("/arm2/actor/status")
+    status = probe.wait_for("/arm2/actor/status", lambda s: True, 90, "the deploy actor")
+    assert status["state"] == "inactive" and status["episodes"] == 0
+    assert probe.set_bool("/arm2/actor/activate", True).success
+    status = probe.wait_for("/arm2/actor/status", lambda s: s["state"] == "done", 60, "two episodes")
+    assert status["episodes"] == 2 and status["weights_version"] == -1  # its own policy, no learner
+    stats = json.loads(probe.trigger("/arm2/stats").message)
+    assert stats["applied"] >= 20 and stats["rejected_stale"] <= 0.1 * stats["applied"]  # real time: answers in time
