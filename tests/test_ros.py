@@ -246,3 +246,25 @@ def test_deploy_actor_runs_a_fixed_policy_in_real_time(ros, tmp_path):
     assert status["episodes"] == 2 and status["weights_version"] == -1  # its own policy, no learner
     stats = json.loads(probe.trigger("/arm2/stats").message)
     assert stats["applied"] >= 20 and stats["rejected_stale"] <= 0.1 * stats["applied"]  # real time: answers in time
+
+
+def test_ros_robot_gives_vision_tasks_the_bridge_camera_frames(ros):
+    from robot_rl.envs.robot_env import RobotEnv
+    from robot_rl.robots.ros import RosRobot
+    from robot_rl.tasks import make_task
+
+    nodes, _ = ros
+    nodes.start("bridge", "bridge", "mode:=lockstep", "start_armed:=true", "cameras:=[front, wrist]",
+                "overrides:=['robot.render_size=[48,64]']", namespace="/cam0")
+    robot = RosRobot("/cam0", reliable_sensors=True, timeout=30.0)
+    try:
+        env = RobotEnv(robot, make_task("pick_cube_vision", image_size=[48, 64]), seed=0)
+        observation, _ = env.reset(seed=0)
+        observation, *_ = env.step(np.array([0.0, 0.0, -0.5, 0.0], np.float32))
+        assert observation["image/front"].shape == observation["image/wrist"].shape == (48, 64, 3)
+        with pytest.raises(ValueError, match="robot.render_size"):
+            robot.render("front", 128, 128)
+        assert observation["image/front"].std() > 5 and not np.array_equal(observation["image/front"],
+                                                                          observation["image/wrist"])
+    finally:
+        robot.close()
