@@ -167,9 +167,9 @@ def _learner_args(run_dir, steps):
            "agent.compile=false, agent.utd=1, agent.batch_size=64, runtime.torch_threads=1]"
 
 
-def _actor_args(namespace, actor_id, demos):
+def _actor_args(namespace, actor_id, demos, on_lost):
     return (f"overrides:=[robot=ros, robot.namespace={namespace}, robot.reliable_sensors=true, robot.timeout=30.0, "
-            "task.max_steps=30]", f"actor_id:={actor_id}", f"num_demos:={demos}", "on_learner_lost:=hold",
+            "task.max_steps=30]", f"actor_id:={actor_id}", f"num_demos:={demos}", f"on_learner_lost:={on_lost}",
             "learner_timeout_s:=1.5")
 
 
@@ -179,7 +179,8 @@ def test_two_actors_feed_one_learner_which_survives_a_kill(ros, tmp_path):
     for name in ("robot0", "robot1"):
         nodes.start(f"bridge_{name}", "bridge", "mode:=lockstep", "start_armed:=true", f"seed:={len(name)}",
                     namespace=f"/{name}")
-        nodes.start(f"actor_{name}", "actor", *_actor_args(f"/{name}", name, 3 if name == "robot0" else 0),
+        nodes.start(f"actor_{name}", "actor", *_actor_args(f"/{name}", name, 3 if name == "robot0" else 0,
+                                                            "hold" if name == "robot0" else "keep"),
                     namespace=f"/{name}")
     nodes.start("learner", "learner", _learner_args(run_dir, 100_000))
     probe.watch("/robot_rl/learner_status")
@@ -199,14 +200,17 @@ def test_two_actors_feed_one_learner_which_survives_a_kill(ros, tmp_path):
     probe.wait_for("/robot_rl/learner_status", lambda s: s["env_steps"] >= 200, 240, "a checkpoint's worth of steps")
     time.sleep(1.0)  # past the checkpoint at 100/200 steps
 
-    # kill -9 the learner: the actors hold (no commands reach the bridges) and keep their state
+    # kill -9 the learner: robot0's actor (hold) stops commanding its bridge; robot1's (keep) goes on
+    # with its last weights and keeps its finished episodes for the learner's return
     nodes.kill("learner")
-    for name in ("robot0", "robot1"):
-        probe.wait_for(f"/{name}/actor/status", lambda s: not s["learner_ok"] and s["state"] == "learner lost: holding",
-                       30, f"{name} holding")
+    probe.wait_for("/robot0/actor/status", lambda s: not s["learner_ok"] and s["state"] == "learner lost: holding",
+                   30, "robot0 holding")
+    probe.wait_for("/robot1/actor/status", lambda s: not s["learner_ok"] and s["outbox"] >= 1, 60,
+                   "robot1 acting on and keeping episodes")
     applied = [json.loads(probe.trigger(f"/{n}/stats").message)["applied"] for n in ("robot0", "robot1")]
     time.sleep(2.0)
-    assert [json.loads(probe.trigger(f"/{n}/stats").message)["applied"] for n in ("robot0", "robot1")] == applied
+    after = [json.loads(probe.trigger(f"/{n}/stats").message)["applied"] for n in ("robot0", "robot1")]
+    assert after[0] == applied[0] and after[1] > applied[1]
 
     log = EpisodeLog(run_dir / "episodes.zarr")
     meta = log.episode_meta()
@@ -221,6 +225,7 @@ def test_two_actors_feed_one_learner_which_survives_a_kill(ros, tmp_path):
     probe.wait_for("/robot_rl/learner_status", lambda s: s["episodes"] > resumed["episodes"] + 2, 180,
                    "new episodes after the restart")
     assert "resuming" in nodes.log("learner2")
+    probe.wait_for("/robot1/actor/status", lambda s: s["learner_ok"] and s["outbox"] == 0, 30, "robot1's kept episodes sent")
     assert probe.latest["/robot_rl/learner_status"]["demo_episodes"] == resumed["demo_episodes"]  # no second demo set
     nodes.stop_all()
     assert EpisodeLog(run_dir / "episodes.zarr").num_episodes > before
