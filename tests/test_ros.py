@@ -167,10 +167,10 @@ def _learner_args(run_dir, steps):
            "agent.compile=false, agent.utd=1, agent.batch_size=64, runtime.torch_threads=1]"
 
 
-def _actor_args(namespace, actor_id, demos, on_lost):
+def _actor_args(namespace, actor_id, demos, on_lost, max_ahead):
     return (f"overrides:=[robot=ros, robot.namespace={namespace}, robot.reliable_sensors=true, robot.timeout=30.0, "
             "task.max_steps=30]", f"actor_id:={actor_id}", f"num_demos:={demos}", f"on_learner_lost:={on_lost}",
-            "learner_timeout_s:=1.5")
+            "learner_timeout_s:=1.5", f"max_steps_ahead:={max_ahead}")
 
 
 def test_two_actors_feed_one_learner_which_survives_a_kill(ros, tmp_path):
@@ -180,7 +180,7 @@ def test_two_actors_feed_one_learner_which_survives_a_kill(ros, tmp_path):
         nodes.start(f"bridge_{name}", "bridge", "mode:=lockstep", "start_armed:=true", f"seed:={len(name)}",
                     namespace=f"/{name}")
         nodes.start(f"actor_{name}", "actor", *_actor_args(f"/{name}", name, 3 if name == "robot0" else 0,
-                                                            "hold" if name == "robot0" else "keep"),
+                                                            *(("hold", 0) if name == "robot0" else ("keep", 0))),
                     namespace=f"/{name}")
     nodes.start("learner", "learner", _learner_args(run_dir, 100_000))
     probe.watch("/robot_rl/learner_status")
@@ -218,13 +218,16 @@ def test_two_actors_feed_one_learner_which_survives_a_kill(ros, tmp_path):
     assert int(meta["length"][meta["source"] == EpisodeSource.ONLINE].sum()) >= 200
     before = log.num_episodes
 
-    # a restarted learner resumes from its checkpoint and log, and the actors feed it again
+    # a restarted learner resumes from its checkpoint and log, and the actors feed it again (robot0 paces
+    # itself to the learner: what the dead one never committed must not hold it up)
+    paced = probe.latest["/robot0/actor/status"]["episodes"]
     nodes.start("learner2", "learner", _learner_args(run_dir, 100_000))
     resumed = probe.wait_for("/robot_rl/learner_status", lambda s: s["ready"] and s["updates"] >= 100 and
                              s["env_steps"] >= learner["env_steps"], 120, "the resumed learner")
     probe.wait_for("/robot_rl/learner_status", lambda s: s["episodes"] > resumed["episodes"] + 2, 180,
                    "new episodes after the restart")
     assert "resuming" in nodes.log("learner2")
+    probe.wait_for("/robot0/actor/status", lambda s: s["episodes"] >= paced + 2, 60, "robot0 acting again")
     probe.wait_for("/robot1/actor/status", lambda s: s["learner_ok"] and s["outbox"] == 0, 30, "robot1's kept episodes sent")
     assert probe.latest["/robot_rl/learner_status"]["demo_episodes"] == resumed["demo_episodes"]  # no second demo set
     nodes.stop_all()

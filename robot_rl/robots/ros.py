@@ -25,6 +25,7 @@ from robot_rl import ros_contract as contract
 from robot_rl.robots.base import Robot, RobotState
 
 
+MAX_PENDING = 10  # incomplete observations kept while their parts arrive
 SETTLED_SPEED = 0.01  # m/s: reset(tcp_pos) waits for the TCP to come to rest below this
 
 
@@ -171,6 +172,8 @@ class RosRobot(Robot):
             parts = self._pending.setdefault(stamp, {})
             parts[part] = msg
             if len(parts) < len(self._parts):
+                if len(self._pending) > MAX_PENDING:  # best effort lost a part: forget the oldest sets
+                    self._pending = dict(sorted(self._pending.items())[-MAX_PENDING:])
                 return
             self._frame = self._assemble(stamp, parts)
             self._pending = {s: p for s, p in self._pending.items() if s > stamp}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from collections import deque
 from pathlib import Path
 
@@ -48,7 +49,9 @@ class RemoteLearner:
         self.counts = {"env_steps": 0, "episodes": 0, "interventions": 0, "intervention_steps": 0, "discarded": 0,
                        "demo_episodes": 0}
         self.trained_steps = 0  # online env steps that got their update (or were before learning_starts)
-        self.per_actor: dict[str, int] = {}
+        self.per_actor: dict[str, int] = {}  # online env steps committed per actor (restored on resume)
+        self.last_episode: dict[str, int] = {}  # each actor's newest committed episode (its own counter), this run
+        self.run_id = uuid.uuid4().hex[:12]  # tells actors this learner process from an earlier one
         self.recent_success: deque[bool] = deque(maxlen=20)
         self.rejected = 0
         self.weights_version = -1  # the last version handed out by weights()
@@ -148,6 +151,7 @@ class RemoteLearner:
 
     def _commit(self, header: dict, steps: list[Transition]) -> None:
         source = EpisodeSource(int(header["source"]))
+        self.last_episode[header["actor"]] = int(header["episode"])
         for step in steps:
             self.writer.add(step)
         self.writer.end_episode(source, reset_s=float(header.get("reset_s", 0.0)))
@@ -187,7 +191,8 @@ class RemoteLearner:
                 "weights_version": self.weights_version, "env_steps": self.counts["env_steps"],
                 "trained_steps": self.trained_steps, "backlog": self.counts["env_steps"] - self.trained_steps,
                 "episodes": self.counts["episodes"], "demo_episodes": self.counts["demo_episodes"],
-                "actors": self.per_actor, "rejected": self.rejected,
+                "actors": self.per_actor, "last_episode": self.last_episode, "run_id": self.run_id,
+                "rejected": self.rejected,
                 "success_recent": float(np.mean(self.recent_success)) if self.recent_success else 0.0}
 
     def checkpoint(self) -> None:

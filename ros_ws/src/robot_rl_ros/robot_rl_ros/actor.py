@@ -6,7 +6,8 @@ if the learner has fewer, then acts with the newest weights the learner publishe
 goes silent for `learner_timeout_s`: `on_learner_lost=hold` drops the episode in progress and sends
 nothing until it returns; `keep` goes on with the last weights and keeps finished episodes (up to
 `outbox_episodes`) until it returns. `max_steps_ahead` >= 0 makes an episode wait until the learner
-has trained on all but that many of this actor's steps (lock-stepped sim: in-process pacing).
+has committed this actor's previous episode and has at most that many received steps left to train
+on (0 with a lock-stepped sim: the embedded runner's pacing).
 Deploy mode (`policy` = a run directory): a fixed policy, deterministic, no learner.
 A command is never sent from an observation older than one control period (RosRobot refuses).
 
@@ -50,7 +51,8 @@ class ActorNode(Node):
             raise ValueError(f"actor on_learner_lost={self.on_lost!r}: use hold (stop acting) or keep (last weights)")
         self.learner_timeout = float(p("learner_timeout_s", 2.0))
         self.max_ahead = int(p("max_steps_ahead", -1))
-        self.outbox: deque[list[bytes]] = deque(maxlen=int(p("outbox_episodes", 100)))
+        self.outbox: deque[tuple[list[bytes], int]] = deque(maxlen=int(p("outbox_episodes", 100)))  # (chunks, episode)
+        self.awaiting: tuple[str, int] | None = None  # (learner run_id, episode) last sent
         self.active = bool(p("start_active", False))
         deterministic = bool(p("deterministic", not self.training))
 
@@ -119,15 +121,18 @@ class ActorNode(Node):
         if not self.learner_ok():
             return "learner lost: holding" if self.on_lost == "hold" else None
         while self.outbox:
-            self.send(self.outbox.popleft())
+            self.send(*self.outbox.popleft())
         status = self.learner_status
         if self.max_ahead >= 0:
-            in_flight = self.core.steps - int(status["actors"].get(self.actor_id, 0))
-            if in_flight + int(status["backlog"]) > self.max_ahead:
+            run_id, episode = self.awaiting or (None, -1)
+            received = run_id != status["run_id"] or status["last_episode"].get(self.actor_id, -1) >= episode
+            if not received or int(status["backlog"]) > self.max_ahead:  # (a restarted learner lost what it had not committed)
                 return "waiting for the learner to catch up"
         return None
 
-    def send(self, chunks: list[bytes]) -> None:
+    def send(self, chunks: list[bytes], episode: int) -> None:
+        """Publish one episode's chunks; with max_steps_ahead the next episode waits for its commit."""
+        self.awaiting = (self.learner_status["run_id"], episode)
         for chunk in chunks:
             msg = self.Bytes()
             msg.data = chunk  # bytes -> uint8[] without a Python loop
@@ -164,10 +169,11 @@ class ActorNode(Node):
                 continue
             if source == EpisodeSource.DEMO:
                 self.sent_demos += 1
+            episode = self.core.episodes - 1
             if self.learner_ok():
-                self.send(chunks)
+                self.send(chunks, episode)
             else:
-                self.outbox.append(chunks)
+                self.outbox.append((chunks, episode))
 
     def wants_demo(self) -> bool:
         """Record a scripted demo: the learner holds (or has been sent) fewer than `num_demos`."""
