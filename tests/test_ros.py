@@ -218,8 +218,8 @@ def test_two_actors_feed_one_learner_which_survives_a_kill(ros, tmp_path):
     assert int(meta["length"][meta["source"] == EpisodeSource.ONLINE].sum()) >= 200
     before = log.num_episodes
 
-    # a restarted learner resumes from its checkpoint and log, and the actors feed it again (robot0 paces
-    # itself to the learner: what the dead one never committed must not hold it up)
+    # a restarted learner resumes from its checkpoint and log, and the actors feed it again (both pace
+    # themselves to the learner: what the dead one never committed must not hold them up)
     paced = probe.latest["/robot0/actor/status"]["episodes"]
     nodes.start("learner2", "learner", _learner_args(run_dir, 100_000))
     resumed = probe.wait_for("/robot_rl/learner_status", lambda s: s["ready"] and s["updates"] >= 100 and
