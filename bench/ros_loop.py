@@ -150,7 +150,7 @@ def throughput(kind: str, count: int) -> dict:
     if len(times) < 2:
         return {"received": len(times)}
     span = times[-1] - times[0]
-    result = {"received": len(times), "of": count, "payload_kB": round(sizes[0] / 1e3, 1),
+    result = {"received": len(times), "of": count, "lost": count - len(times), "payload_kB": round(sizes[0] / 1e3, 1),
               "messages_per_s": round((len(times) - 1) / span, 1), "MB_per_s": round(sum(sizes[1:]) / span / 1e6, 1)}
     if steps:
         result["transitions_per_s"] = round(sum(steps[1:]) / span, 0)
@@ -189,7 +189,7 @@ def main() -> None:
         r = results[key]
         extra = f", {r['transitions_per_s']:.0f} transitions/s" if "transitions_per_s" in r else ""
         print(f"{key:<46} {r.get('messages_per_s', 0)} msg/s, {r.get('MB_per_s', 0)} MB/s "
-              f"({r.get('payload_kB', 0)} kB each){extra}")
+              f"({r.get('payload_kB', 0)} kB each){extra}, lost {r.get('lost', r.get('of', 0))} of {r.get('of')}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2))
     print(json.dumps(results))

@@ -17,7 +17,7 @@ class Endpoint:
     name: str  # relative topic or service name ("{camera}" / "{object}" are filled in per robot)
     type: str  # ROS interface type, e.g. "sensor_msgs/msg/JointState"
     qos: str  # "sensor" (best effort, depth 5; reliable when the bridge is lock-stepped), "command"
-    # (reliable, depth 10), "latched" (reliable, transient local, depth 1), "stream" (reliable, depth 100)
+    # (reliable, depth 10), "latched" (reliable, transient local, depth 1), "stream" (reliable, keep all)
     # or "service"
     source: str  # who publishes / serves
     sinks: str  # who subscribes / calls
@@ -93,8 +93,8 @@ def qos(kind: str, reliable_sensors: bool = False):
         return QoSProfile(depth=5, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
     if kind == "command":
         return QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
-    if kind == "stream":
-        return QoSProfile(depth=100, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
+    if kind == "stream":  # keep all: a burst (an actor flushing its kept episodes) must not drop any
+        return QoSProfile(depth=100, history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE)
     if kind == "latched":
         return QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE,
                           durability=DurabilityPolicy.TRANSIENT_LOCAL)

@@ -70,12 +70,12 @@ class RosRobot(Robot):
     """A Robot over the bridge in `namespace` (see the module docstring)."""
 
     def __init__(self, namespace: str = contract.DEFAULT_ROBOT_NAMESPACE, max_obs_age: float = 0.25,
-                 timeout: float = 5.0, reliable_sensors: bool = False, reset_servo_steps: int = 10,
-                 reset_tol: float = 0.005, node_name: str = "robot_rl_ros_robot") -> None:
+                 timeout: float = 5.0, reliable_sensors: bool = False, reset_speed: float = 0.2,
+                 reset_timeout: float = 3.0, reset_tol: float = 0.005, node_name: str = "robot_rl_ros_robot") -> None:
         """`max_obs_age`: s, the oldest frame `apply_action` acts on (it also never acts on one older than
         the control period); `timeout`: s to wait for the bridge; `reliable_sensors`: subscribe the
-        sensor topics reliably (a lock-stepped sim bridge); `reset_servo_steps` / `reset_tol`: the moves
-        (and m tolerance) `reset(tcp_pos)` may take from the bridge's reset pose to `tcp_pos`."""
+        sensor topics reliably (a lock-stepped sim bridge); `reset_speed` (m/s), `reset_timeout` (s) and
+        `reset_tol` (m): how `reset(tcp_pos)` servos from the bridge's reset pose to `tcp_pos` and settles."""
         rclpy = contract.require_rclpy()
         from rclpy.executors import SingleThreadedExecutor
         from std_msgs.msg import String
@@ -83,7 +83,8 @@ class RosRobot(Robot):
         self.namespace = namespace
         self.max_obs_age = float(max_obs_age)
         self.timeout = float(timeout)
-        self.reset_servo_steps = int(reset_servo_steps)
+        self.reset_speed = float(reset_speed)
+        self.reset_timeout = float(reset_timeout)
         self.reset_tol = float(reset_tol)
         self._context = rclpy.Context()
         self._context.init()
@@ -255,7 +256,7 @@ class RosRobot(Robot):
 
     def reset(self, tcp_pos: np.ndarray | None = None) -> RobotState:
         """The bridge's reset (its reset pose, gripper open; a sim bridge also places the objects), then,
-        given `tcp_pos`, servo there in at most `reset_servo_steps` moves."""
+        given `tcp_pos`, servo there at up to `reset_speed` and let the arm settle (`reset_timeout` at most)."""
         from std_srvs.srv import Trigger
 
         if not self._reset_client.wait_for_service(timeout_sec=self.timeout):
@@ -274,11 +275,14 @@ class RosRobot(Robot):
         if tcp_pos is None:
             return state
         target = np.clip(np.asarray(tcp_pos, float), *self.workspace)
-        for _ in range(self.reset_servo_steps):  # move there, then let it come to rest
+        max_step = self.reset_speed * self.control_dt
+        for _ in range(int(np.ceil(self.reset_timeout / self.control_dt))):  # move there, then come to rest
             error = target - state.tcp_pos
-            if np.linalg.norm(error) <= self.reset_tol and np.linalg.norm(state.tcp_vel) <= SETTLED_SPEED:
+            distance = float(np.linalg.norm(error))
+            if distance <= self.reset_tol and np.linalg.norm(state.tcp_vel) <= SETTLED_SPEED:
                 break
-            state = self.apply_action(error if np.linalg.norm(error) > self.reset_tol else np.zeros(3), -1.0)
+            step = error * min(1.0, max_step / distance) if distance > self.reset_tol else np.zeros(3)
+            state = self.apply_action(step, -1.0)
         return state
 
     def stop(self) -> None:
