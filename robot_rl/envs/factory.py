@@ -5,8 +5,8 @@ from __future__ import annotations
 import gymnasium as gym
 from omegaconf import DictConfig, OmegaConf
 
-MUJOCO_TASKS = ("pick_cube", "pick_cube_vision")
-TASKS = (*MUJOCO_TASKS, "gym")
+ROBOT_TASKS = ("pick_cube", "pick_cube_vision")  # tasks for a Robot: the in-process sim or a ROS bridge
+TASKS = (*ROBOT_TASKS, "gym")
 
 
 def make_env(cfg: DictConfig, seed: int | None = None) -> gym.Env:
@@ -16,7 +16,7 @@ def make_env(cfg: DictConfig, seed: int | None = None) -> gym.Env:
     if name == "gym":
         from robot_rl.envs.gym_adapter import make_gym_env
         return make_gym_env(**task)
-    if name in MUJOCO_TASKS:
+    if name in ROBOT_TASKS:
         from robot_rl.envs.robot_env import make_mujoco_env, make_ros_env
         robot = OmegaConf.to_container(cfg.robot, resolve=True)
         if robot.pop("name", "mujoco") == "ros":
