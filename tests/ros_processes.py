@@ -69,25 +69,12 @@ class Probe:
     """An rclpy node in the test process: keeps the newest JSON of String topics and calls services."""
 
     def __init__(self, domain_id: int) -> None:
-        import rclpy
-        from rclpy.executors import SingleThreadedExecutor
+        from robot_rl.ros_node import BackgroundNode
 
         os.environ["ROS_DOMAIN_ID"] = str(domain_id)
-        self.context = rclpy.Context()
-        self.context.init(domain_id=domain_id)
-        self.node = rclpy.create_node("test_probe", context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
         self.latest: dict[str, dict] = {}
-        self.thread = threading.Thread(target=self._spin, daemon=True)
-        self.thread.start()
-
-    def _spin(self) -> None:
-        from rclpy.executors import ExternalShutdownException
-        try:
-            self.executor.spin()
-        except ExternalShutdownException:
-            pass
+        self.ros = BackgroundNode("test_probe", domain_id)
+        self.node = self.ros.node
 
     def watch(self, topic: str, qos_kind: str = "command") -> None:
         from std_msgs.msg import String
@@ -124,7 +111,4 @@ class Probe:
         return self.call(Trigger, name, Trigger.Request())
 
     def close(self) -> None:
-        self.executor.shutdown(timeout_sec=1.0)
-        self.node.destroy_node()
-        self.context.try_shutdown()
-        self.thread.join(timeout=2.0)
+        self.ros.close()

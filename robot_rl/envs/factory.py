@@ -17,12 +17,11 @@ def make_env(cfg: DictConfig, seed: int | None = None) -> gym.Env:
         from robot_rl.envs.gym_adapter import make_gym_env
         return make_gym_env(**task)
     if name in ROBOT_TASKS:
-        from robot_rl.envs.robot_env import make_mujoco_env, make_ros_env
+        from robot_rl.envs.robot_env import make_robot_env
         robot = OmegaConf.to_container(cfg.robot, resolve=True)
-        if robot.pop("name", "mujoco") == "ros":
-            return make_ros_env(name, seed=seed, robot_cfg=robot, **task)
+        robot_name = robot.pop("name", "mujoco")
         try:
-            return make_mujoco_env(name, seed=seed, robot_cfg=robot, **task)
+            return make_robot_env(name, robot_name, seed=seed, robot_cfg=robot, **task)
         except TypeError as err:
             raise ValueError(f"bad task/robot config for {name} ({err}); see configs/task/{name}.yaml") from None
     raise ValueError(f"unknown task '{name}': choose one of {', '.join(TASKS)}")

@@ -102,32 +102,28 @@ class RobotEnv(gym.Env):
         self.robot.close()
 
 
+def make_robot_env(task: str, robot: str = "mujoco", seed: int | None = None, robot_cfg: dict | None = None,
+                   **task_cfg) -> RobotEnv:
+    """A RobotEnv with the registered task `task` (**task_cfg) on `robot`: "mujoco" (MujocoRobot, the
+    in-process sim) or "ros" (RosRobot, a robot bridge over ROS 2), built with **robot_cfg."""
+    from robot_rl.tasks import make_task
+
+    task_obj = make_task(task, **task_cfg)  # bad task config fails before the robot starts
+    if robot == "ros":
+        from robot_rl.robots.ros import RosRobot as robot_class
+    else:
+        from robot_rl.robots.mujoco import MujocoRobot as robot_class
+    robot_obj = robot_class(**(robot_cfg or {}))
+    try:
+        return RobotEnv(robot_obj, task_obj, seed=seed)
+    except BaseException:
+        robot_obj.close()
+        raise
+
+
 def make_mujoco_env(task: str, seed: int | None = None, robot_cfg: dict | None = None, **task_cfg) -> RobotEnv:
     """A RobotEnv with a MujocoRobot(**robot_cfg) and the registered task `task` (**task_cfg)."""
-    from robot_rl.robots.mujoco import MujocoRobot
-    from robot_rl.tasks import make_task
-
-    task_obj = make_task(task, **task_cfg)  # bad task config fails before the model loads
-    robot = MujocoRobot(**(robot_cfg or {}))
-    try:
-        return RobotEnv(robot, task_obj, seed=seed)
-    except BaseException:
-        robot.close()
-        raise
-
-
-def make_ros_env(task: str, seed: int | None = None, robot_cfg: dict | None = None, **task_cfg) -> RobotEnv:
-    """A RobotEnv with a RosRobot(**robot_cfg) (a robot bridge over ROS 2) and the registered task `task`."""
-    from robot_rl.robots.ros import RosRobot
-    from robot_rl.tasks import make_task
-
-    task_obj = make_task(task, **task_cfg)
-    robot = RosRobot(**(robot_cfg or {}))
-    try:
-        return RobotEnv(robot, task_obj, seed=seed)
-    except BaseException:
-        robot.close()
-        raise
+    return make_robot_env(task, "mujoco", seed, robot_cfg, **task_cfg)
 
 
 def make_pick_cube_env(seed: int | None = None, robot_cfg: dict | None = None, **task_cfg) -> RobotEnv:

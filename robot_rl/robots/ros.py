@@ -10,7 +10,7 @@ per stamp (a frame) and acts only on the newest one:
   - a lock-stepped sim bridge does not move between commands, so its newest frame never goes stale;
   - after sending it waits for the next frame (free-running bridge: the next control tick;
     lock-stepped: the step the command triggered).
-rclpy is imported lazily; the node spins in its own context and thread.
+rclpy is imported lazily; the node spins in its own context and thread (robot_rl.ros_node).
 """
 from __future__ import annotations
 
@@ -76,9 +76,9 @@ class RosRobot(Robot):
         the control period); `timeout`: s to wait for the bridge; `reliable_sensors`: subscribe the
         sensor topics reliably (a lock-stepped sim bridge); `reset_speed` (m/s), `reset_timeout` (s) and
         `reset_tol` (m): how `reset(tcp_pos)` servos from the bridge's reset pose to `tcp_pos` and settles."""
-        rclpy = contract.require_rclpy()
-        from rclpy.executors import SingleThreadedExecutor
         from std_msgs.msg import String
+
+        from robot_rl.ros_node import BackgroundNode
 
         self.namespace = namespace
         self.max_obs_age = float(max_obs_age)
@@ -86,19 +86,14 @@ class RosRobot(Robot):
         self.reset_speed = float(reset_speed)
         self.reset_timeout = float(reset_timeout)
         self.reset_tol = float(reset_tol)
-        self._context = rclpy.Context()
-        self._context.init()
-        self.node = rclpy.create_node(node_name, context=self._context)
-        self._executor = SingleThreadedExecutor(context=self._context)
-        self._executor.add_node(self.node)
         self._lock = threading.Condition()
         self._frame: Frame | None = None
         self._pending: dict[float, dict[str, object]] = {}
         self._status: dict | None = None
+        self._ros = BackgroundNode(node_name)
+        self.node = self._ros.node
         self.node.create_subscription(String, self._name(contract.ROBOT_STATUS.name), self._on_status,
                                       contract.qos("latched"))
-        self._thread = threading.Thread(target=self._spin, name="ros_robot_spin", daemon=True)
-        self._thread.start()
         try:
             status = self._wait(lambda: self._status, self.timeout,
                                 f"no robot bridge at {namespace} (no {self._name('status')} within {self.timeout:.0f} s): "
@@ -117,13 +112,6 @@ class RosRobot(Robot):
     # ------------------------------------------------------------------ plumbing
     def _name(self, relative: str) -> str:
         return contract.join(self.namespace, relative)
-
-    def _spin(self) -> None:
-        from rclpy.executors import ExternalShutdownException
-        try:
-            self._executor.spin()
-        except ExternalShutdownException:
-            pass
 
     def _wait(self, ready, timeout: float, error: str):
         deadline = time.monotonic() + timeout
@@ -289,12 +277,7 @@ class RosRobot(Robot):
         """Send nothing: the bridge holds the robot when commands stop."""
 
     def close(self) -> None:
-        if self._context.ok():
-            self._executor.shutdown(timeout_sec=1.0)
-            self.node.destroy_node()
-            self._context.try_shutdown()
-        if self._thread.is_alive() and threading.current_thread() is not self._thread:
-            self._thread.join(timeout=2.0)
+        self._ros.close()
 
     # ------------------------------------------------------------------ what the tasks read
     def object_pos(self, name: str) -> np.ndarray:

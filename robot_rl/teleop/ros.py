@@ -34,9 +34,10 @@ class RosTeleopDevice(TeleopDevice):
                  node_name: str = "robot_rl_teleop_client") -> None:
         """`namespace`: the robot's namespace the teleop node publishes in; `max_age`: s, the oldest
         command `read()` still acts on."""
-        rclpy = contract.require_rclpy()
-        from rclpy.executors import SingleThreadedExecutor
+        contract.require_rclpy()
         from sensor_msgs.msg import Joy
+
+        from robot_rl.ros_node import BackgroundNode
 
         if not max_age > 0:
             raise ValueError(f"ros teleop max_age={max_age}: must be > 0 seconds")
@@ -47,21 +48,9 @@ class RosTeleopDevice(TeleopDevice):
         self._latest: tuple[float, np.ndarray, bool] | None = None  # (arrival, action, active)
         self._labels: deque[EpisodeLabel] = deque()
         self.received = 0
-        self._context = rclpy.Context()
-        self._context.init()
-        self.node = rclpy.create_node(node_name, context=self._context)
-        self._executor = SingleThreadedExecutor(context=self._context)
-        self._executor.add_node(self.node)
+        self._ros = BackgroundNode(node_name)
+        self.node = self._ros.node
         self.node.create_subscription(Joy, self.topic, self._on_command, contract.qos(contract.TELEOP.qos))
-        self._thread = threading.Thread(target=self._spin, name="ros_teleop_spin", daemon=True)
-        self._thread.start()
-
-    def _spin(self) -> None:
-        from rclpy.executors import ExternalShutdownException
-        try:
-            self._executor.spin()
-        except ExternalShutdownException:
-            pass
 
     def _on_command(self, msg) -> None:
         action = np.zeros(4, np.float32)
@@ -90,9 +79,4 @@ class RosTeleopDevice(TeleopDevice):
             self._labels.clear()
 
     def close(self) -> None:
-        if self._context.ok():
-            self._executor.shutdown(timeout_sec=1.0)
-            self.node.destroy_node()
-            self._context.try_shutdown()
-        if self._thread.is_alive() and threading.current_thread() is not self._thread:
-            self._thread.join(timeout=2.0)
+        self._ros.close()
