@@ -214,3 +214,18 @@ def test_render_cameras() -> None:
         if "gl" in err and "assert" not in err:
             pytest.skip(f"no OpenGL backend for offscreen rendering ({env['MUJOCO_GL']})")
     assert "RENDER_OK" in res.stdout, res.stderr[-2000:]
+
+
+def test_wrench_reads_the_cube_pushing_back_on_the_hand_and_quat_matches_rotation(robot):
+    robot.reset(np.array([0.5, 0.0, 0.1]))
+    robot.set_object_pose("cube", np.array([0.5, 0.0, 0.02]))
+    assert np.allclose(robot.wrench(), 0.0)  # touching nothing
+    rot = np.empty(9)
+    mujoco.mju_quat2Mat(rot, robot.tcp_quat())
+    np.testing.assert_allclose(rot.reshape(3, 3), robot.tcp_rotation(), atol=1e-9)
+    forces = []
+    for _ in range(4):  # the closed fingers press down on the cube
+        robot.apply_action(np.array([0.0, 0.0, -0.03]), 1.0)
+        forces.append(robot.wrench())
+    assert max(f[2] for f in forces) > 10.0  # upward on the hand, newtons
+    park_cube(robot)

@@ -106,14 +106,11 @@ def make_robot_env(task: str, robot: str = "mujoco", seed: int | None = None, ro
                    **task_cfg) -> RobotEnv:
     """A RobotEnv with the registered task `task` (**task_cfg) on `robot`: "mujoco" (MujocoRobot, the
     in-process sim) or "ros" (RosRobot, a robot bridge over ROS 2), built with **robot_cfg."""
+    from robot_rl.robots import make_robot
     from robot_rl.tasks import make_task
 
     task_obj = make_task(task, **task_cfg)  # bad task config fails before the robot starts
-    if robot == "ros":
-        from robot_rl.robots.ros import RosRobot as robot_class
-    else:
-        from robot_rl.robots.mujoco import MujocoRobot as robot_class
-    robot_obj = robot_class(**(robot_cfg or {}))
+    robot_obj = make_robot(robot, **(robot_cfg or {}))
     try:
         return RobotEnv(robot_obj, task_obj, seed=seed)
     except BaseException:

@@ -41,6 +41,15 @@ class Robot(ABC):
     def read_state(self) -> RobotState:
         """The current proprioception."""
 
+    def tcp_quat(self) -> np.ndarray | None:
+        """TCP orientation as a quaternion (w, x, y, z) in the base frame; None when not reported."""
+        return None
+
+    def wrench(self) -> np.ndarray | None:
+        """Force (N) and torque about the TCP (N m) on the hand, base frame, float64[6]; None without
+        a force-torque sensor."""
+        return None
+
     def stop(self) -> None:
         """Hold still (hardware: stop the actuators); default does nothing."""
 

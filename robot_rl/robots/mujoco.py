@@ -235,7 +235,13 @@ class MujocoRobot(Robot):
         """Current TCP rotation matrix (3x3, columns = site axes in the world frame)."""
         return self.data.site_xmat[self._tcp].reshape(3, 3).copy()
 
-    def contact_wrench(self) -> np.ndarray:
+    def tcp_quat(self) -> np.ndarray:
+        """TCP orientation (w, x, y, z), world frame."""
+        quat = np.empty(4)
+        mujoco.mju_mat2Quat(quat, self.data.site_xmat[self._tcp])
+        return quat
+
+    def wrench(self) -> np.ndarray:
         """Force (N) and torque about the TCP (N m) that contacts exert on the hand and fingers, world
         frame: float64[6] (what a wrist force-torque sensor reads, without gravity)."""
         m, d = self.model, self.data

@@ -42,7 +42,6 @@ class Frame:
     """One complete observation from the bridge."""
 
     stamp: float  # seconds (the bridge's clock when it published)
-    received: float  # seconds (our clock when the set completed)
     state: RobotState
     objects: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # name -> (pos, quat wxyz)
     images: dict[str, np.ndarray] = field(default_factory=dict)
@@ -186,7 +185,7 @@ class RosRobot(Robot):
                             np.array([pose.orientation.w, pose.orientation.x, pose.orientation.y, pose.orientation.z]))
         images = {camera: image_to_array(parts[contract.IMAGE.name.format(camera=camera)])
                   for camera in self.camera_names}
-        return Frame(stamp, time.time(), state, objects, images)
+        return Frame(stamp, state, objects, images)
 
     def _fresh_frame(self, limit: float, command: bool = False) -> Frame:
         """The newest frame if it is at most `limit` s old (and, for a `command`, the robot is armed)."""

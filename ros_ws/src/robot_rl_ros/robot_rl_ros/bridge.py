@@ -21,24 +21,15 @@ import json
 import time
 
 import numpy as np
+from geometry_msgs.msg import PoseStamped, TwistStamped, WrenchStamped
 from rclpy.node import Node
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Header, String
+from std_srvs.srv import SetBool, Trigger
 
 from robot_rl import ros_contract as contract
 from robot_rl.robots.ros import to_stamp
 from robot_rl_ros.common import node_config, run_node, string_list
-
-
-def make_robot(cfg):
-    """The Robot the config names (robot.name: mujoco; the serial robot will join here)."""
-    from omegaconf import OmegaConf
-
-    robot = OmegaConf.to_container(cfg.robot, resolve=True)
-    name = robot.pop("name", "mujoco")
-    if name == "mujoco":
-        from robot_rl.robots.mujoco import MujocoRobot
-        return MujocoRobot(**robot)
-    raise ValueError(f"robot_bridge cannot drive robot.name={name!r}: use robot=mujoco (a ros robot is a client "
-                     "of this bridge, not something it wraps)")
 
 
 class Percentiles:
@@ -63,13 +54,10 @@ class Percentiles:
 class RobotBridge(Node):
     def __init__(self) -> None:
         super().__init__("robot_bridge")
-        from geometry_msgs.msg import PoseStamped, TwistStamped, WrenchStamped
-        from sensor_msgs.msg import Image, JointState
-        from std_msgs.msg import String
-        from std_srvs.srv import SetBool, Trigger
-
-        from robot_rl.tasks import make_task
         from omegaconf import OmegaConf
+
+        from robot_rl.robots import make_robot
+        from robot_rl.tasks import make_task
 
         cfg = node_config(self)
         self.mode = self.declare_parameter("mode", "free").value
@@ -82,7 +70,11 @@ class RobotBridge(Node):
         self.rng = np.random.default_rng(int(self.declare_parameter("seed", 0).value))
         self.estop = False
 
-        self.robot = make_robot(cfg)
+        robot_cfg = OmegaConf.to_container(cfg.robot, resolve=True)
+        robot_name = robot_cfg.pop("name", "mujoco")
+        if robot_name == "ros":
+            raise ValueError("robot_bridge cannot wrap robot=ros (a client of a bridge, not a robot): use robot=mujoco")
+        self.robot = make_robot(robot_name, **robot_cfg)
         task_cfg = OmegaConf.to_container(cfg.task, resolve=True)
         self.task = make_task(task_cfg.pop("name"), **task_cfg)
         self.reset_tcp = np.asarray(getattr(self.task, "start_tcp", self.robot.home_tcp_pos), float)
@@ -90,11 +82,10 @@ class RobotBridge(Node):
         if missing:
             raise ValueError(f"robot_bridge cameras {missing} are not in the robot; choose from {list(self.robot.camera_names)}")
         self.dt = float(self.robot.control_dt)
+        self.joint_names = [f"joint{i + 1}" for i in range(len(self.robot.read_state().joint_pos))]
         self.gripper = -1.0
         self.stamp = 0.0  # stamp of the newest published observation
         self.pending: dict[str, object] = {}  # lockstep: the twist and the gripper command for self.stamp
-        self.latest_twist = None
-        self.latest_gripper = None
         self.tick_times = Percentiles()  # s between control ticks (free mode)
         self.jitter = Percentiles()  # |tick period - control_dt|, s
         self.latency = Percentiles()
@@ -118,7 +109,6 @@ class RobotBridge(Node):
         self.create_service(SetBool, contract.ARM.name, self.on_arm)
         self.create_service(SetBool, contract.ESTOP.name, self.on_estop)
         self.create_service(Trigger, contract.BRIDGE_STATS.name, self.on_stats)
-        self.msgs = (JointState, PoseStamped, TwistStamped, WrenchStamped, Image)
 
         self.robot.reset(self.reset_tcp)
         self.task.place_scene(self.robot, self.rng)
@@ -131,17 +121,15 @@ class RobotBridge(Node):
 
     # ------------------------------------------------------------------ publishing
     def publish_status(self) -> None:
-        from std_msgs.msg import String
         lo, hi = self.robot.workspace
         status = {"armed": self.armed, "estop": self.estop, "mode": self.mode, "control_dt": self.dt,
                   "workspace": [lo.tolist(), hi.tolist()], "gripper_max_opening": self.robot.gripper_max_opening,
-                  "joint_names": [f"joint{i + 1}" for i in range(len(self.robot.read_state().joint_pos))],
+                  "joint_names": self.joint_names,
                   "cameras": self.cameras, "objects": self.objects}
         self.pub_status.publish(String(data=json.dumps(status)))
 
     def publish_observation(self) -> None:
         """One observation, every part with the same stamp (now)."""
-        JointState, PoseStamped, TwistStamped, WrenchStamped, Image = self.msgs
         state = self.robot.read_state()
         self.stamp = max(time.time(), self.stamp + 1e-6)  # strictly increasing, even within a clock tick
         stamp = to_stamp(self.stamp)
@@ -149,38 +137,24 @@ class RobotBridge(Node):
 
         joints = JointState()
         joints.header.stamp = stamp
-        joints.name = [f"joint{i + 1}" for i in range(len(state.joint_pos))] + [contract.GRIPPER_JOINT]
+        joints.name = [*self.joint_names, contract.GRIPPER_JOINT]
         joints.position = [*map(float, state.joint_pos), float(state.gripper_opening)]
         joints.velocity = [*map(float, state.joint_vel), 0.0]
         self.pub_joints.publish(joints)
 
-        pose = PoseStamped()
-        pose.header.stamp, pose.header.frame_id = stamp, contract.BASE_FRAME
-        pose.pose.position.x, pose.pose.position.y, pose.pose.position.z = map(float, state.tcp_pos)
-        w, x, y, z = rotation_to_quat(self.robot.tcp_rotation()) if hasattr(self.robot, "tcp_rotation") else (1, 0, 0, 0)
-        pose.pose.orientation.w, pose.pose.orientation.x, pose.pose.orientation.y, pose.pose.orientation.z = w, x, y, z
-        self.pub_pose.publish(pose)
-
-        twist = TwistStamped()
-        twist.header = pose.header
-        twist.twist.linear.x, twist.twist.linear.y, twist.twist.linear.z = map(float, state.tcp_vel)
+        header = Header(stamp=stamp, frame_id=contract.BASE_FRAME)
+        self.pub_pose.publish(pose_msg(header, state.tcp_pos, self.robot.tcp_quat()))
+        twist = TwistStamped(header=header)
+        set_xyz(twist.twist.linear, state.tcp_vel)
         self.pub_twist.publish(twist)
-
-        if hasattr(self.robot, "contact_wrench"):
-            wrench = WrenchStamped()
-            wrench.header = pose.header
-            f = self.robot.contact_wrench()
-            wrench.wrench.force.x, wrench.wrench.force.y, wrench.wrench.force.z = map(float, f[:3])
-            wrench.wrench.torque.x, wrench.wrench.torque.y, wrench.wrench.torque.z = map(float, f[3:])
-            self.pub_wrench.publish(wrench)
-
+        wrench = self.robot.wrench()
+        if wrench is not None:
+            msg = WrenchStamped(header=header)
+            set_xyz(msg.wrench.force, wrench[:3])
+            set_xyz(msg.wrench.torque, wrench[3:])
+            self.pub_wrench.publish(msg)
         for obj, pub in self.pub_objects.items():
-            msg = PoseStamped()
-            msg.header = pose.header
-            msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = map(float, self.robot.object_pos(obj))
-            qw, qx, qy, qz = map(float, self.robot.object_quat(obj))
-            msg.pose.orientation.w, msg.pose.orientation.x, msg.pose.orientation.y, msg.pose.orientation.z = qw, qx, qy, qz
-            pub.publish(msg)
+            pub.publish(pose_msg(header, self.robot.object_pos(obj), self.robot.object_quat(obj)))
 
         for camera, pub in self.pub_images.items():
             frame = self.robot.render(camera)
@@ -288,12 +262,18 @@ class RobotBridge(Node):
         self.robot.close()
 
 
-def rotation_to_quat(rot: np.ndarray) -> tuple[float, float, float, float]:
-    """3x3 rotation matrix -> quaternion (w, x, y, z)."""
-    import mujoco
-    quat = np.empty(4)
-    mujoco.mju_mat2Quat(quat, np.ascontiguousarray(rot, dtype=np.float64).reshape(9))
-    return tuple(float(q) for q in quat)
+def set_xyz(vector, values) -> None:
+    """Fill a geometry_msgs Vector3 / Point from 3 numbers."""
+    vector.x, vector.y, vector.z = (float(v) for v in values)
+
+
+def pose_msg(header, position, quat) -> PoseStamped:
+    """A PoseStamped at `position` with orientation `quat` (w, x, y, z; identity when None)."""
+    msg = PoseStamped(header=header)
+    set_xyz(msg.pose.position, position)
+    w, x, y, z = (1.0, 0.0, 0.0, 0.0) if quat is None else (float(q) for q in quat)
+    msg.pose.orientation.w, msg.pose.orientation.x, msg.pose.orientation.y, msg.pose.orientation.z = w, x, y, z
+    return msg
 
 
 def main(args: list[str] | None = None) -> None:
