@@ -276,3 +276,24 @@ def test_ros_robot_gives_vision_tasks_the_bridge_camera_frames(ros):
                                                                           observation["image/wrist"])
     finally:
         robot.close()
+
+
+def test_a_learner_that_fails_on_its_first_episode_exits_with_a_one_line_error(ros, tmp_path):
+    import gymnasium as gym
+    from std_msgs.msg import UInt8MultiArray
+
+    from robot_rl import ros_contract as contract
+
+    nodes, probe = ros
+    learner = nodes.start("learner", "learner", f"overrides:=[run_dir={tmp_path / 'run'}, demos={tmp_path / 'none'}]")
+    pub = probe.node.create_publisher(UInt8MultiArray, "/robot_rl/transitions", contract.qos("stream"))
+    space = gym.spaces.Dict({"state": gym.spaces.Box(-1, 1, (7,), np.float32)})
+    chunk = encode_chunk(_transitions(3, image=False), "robot0", 0, 0, final=True,
+                         spec={"observation": space_to_json(space), "action_dim": 4})
+    deadline = time.monotonic() + 60
+    while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    pub.publish(UInt8MultiArray(data=chunk))
+    assert learner.wait(timeout=60) == 2  # the demos it was told to copy do not exist: it says so and stops
+    errors = [line for line in nodes.log("learner").splitlines() if "error:" in line]
+    assert len(errors) == 1 and str(tmp_path / "none") in errors[0], nodes.log("learner")[-2000:]

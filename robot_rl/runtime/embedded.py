@@ -75,15 +75,28 @@ def check_train_config(cfg: DictConfig) -> RuntimeConfig:
     return typed(cfg.runtime, RuntimeConfig, "runtime")
 
 
+def make_learner(cfg: DictConfig, rt: RuntimeConfig, observation_space, action_dim: int) -> Learner:
+    """The run's learner: replay capacity `runtime.image_replay_capacity` when observations hold images."""
+    has_images = any(len(box.shape) == 3 for box in observation_space.spaces.values())
+    return Learner(observation_space, action_dim, agent_config(cfg),
+                   rt.image_replay_capacity if has_images else rt.replay_capacity, cfg.device, int(cfg.seed))
+
+
+def copy_demos(demos: str, writer: EpisodeLogWriter, who: str = "train") -> int:
+    """Copy the demo and intervention episodes of the store `demos` into the run's log."""
+    copied = writer.copy_episodes(EpisodeLog(demo_store_path(demos)),
+                                  sources={EpisodeSource.DEMO, EpisodeSource.INTERVENTION})
+    log(f"[{who}] copied {copied} demo episodes from {demos}")
+    if copied == 0:
+        raise ValueError(f"demos={demos} holds no demo episodes: record some with "
+                         "`robot-rl record-demos` or drop demos= to record scripted ones")
+    return copied
+
+
 def collect_demos(cfg: DictConfig, env, writer: EpisodeLogWriter, rng: np.random.Generator) -> None:
     """Record demos with the task's scripted expert (sim), or copy them from `cfg.demos`."""
     if cfg.demos:
-        demo_log = EpisodeLog(demo_store_path(cfg.demos))
-        copied = writer.copy_episodes(demo_log, sources={EpisodeSource.DEMO, EpisodeSource.INTERVENTION})
-        log(f"[train] copied {copied} demo episodes from {cfg.demos}")
-        if copied == 0:
-            raise ValueError(f"demos={cfg.demos} holds no demo episodes: record some with "
-                             "`robot-rl record-demos` or drop demos= to record scripted ones")
+        copy_demos(cfg.demos, writer)
         return
     if cfg.num_demos == 0:
         return
@@ -158,9 +171,7 @@ def train(cfg: DictConfig) -> dict:
     eval_env = make_env(cfg, seed=cfg.seed + 10_000)  # the task's own success, no person: the truth
     writer = EpisodeLogWriter(run_dir / LOG, env.observation_space, env.action_space.shape[0],
                               config=OmegaConf.to_container(cfg, resolve=True))
-    has_images = any(len(box.shape) == 3 for box in env.observation_space.spaces.values())
-    learner = Learner(env.observation_space, env.action_space.shape[0], agent_config(cfg),
-                      rt.image_replay_capacity if has_images else rt.replay_capacity, cfg.device, int(cfg.seed))
+    learner = make_learner(cfg, rt, env.observation_space, env.action_space.shape[0])
     state = {"env_steps": 0, "episodes": 0, "evals": [], "wall_s": 0.0, "rng": None,
              "interventions": 0, "intervention_steps": 0, "discarded": 0}
 

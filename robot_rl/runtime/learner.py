@@ -35,6 +35,13 @@ def agent_obs_dims(spec: dict[str, tuple[tuple[int, ...], np.dtype]]) -> dict[st
     return dims
 
 
+def make_agent(observation_space: spaces.Dict, action_dim: int, config: SACConfig, device: str = "cpu",
+               seed: int = 0) -> SACAgent:
+    """The SAC agent for an env's spaces; float vector observations are scaled by their Box bounds."""
+    return SACAgent(agent_obs_dims(obs_spec(observation_space)), action_dim, config, device, seed,
+                    {key: (box.low, box.high) for key, box in observation_space.spaces.items() if len(box.shape) == 1})
+
+
 class Learner:
     """Owns the SAC agent and replay; `update()` runs `utd` critic updates and one actor update on a
     symmetric batch (half demos/interventions, half online)."""
@@ -42,9 +49,7 @@ class Learner:
     def __init__(self, observation_space: spaces.Dict, action_dim: int, agent_config: SACConfig,
                  capacity: int, device: str = "cpu", seed: int = 0):
         spec = obs_spec(observation_space)
-        self.agent = SACAgent(agent_obs_dims(spec), action_dim, agent_config, device, seed,
-                              {key: (box.low, box.high) for key, box in observation_space.spaces.items()
-                               if len(box.shape) == 1})
+        self.agent = make_agent(observation_space, action_dim, agent_config, device, seed)
         self.prior = ReplayBuffer(spec, action_dim, capacity, device)
         self.online = ReplayBuffer(spec, action_dim, capacity, device)
         self.sample_generator = torch.Generator().manual_seed(seed + 1)

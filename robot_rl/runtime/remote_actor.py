@@ -14,14 +14,17 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from robot_rl.agents.sac import SACAgent
 from robot_rl.data.schema import EpisodeSource, Transition
 from robot_rl.runtime.embedded import agent_config, check_train_config, make_actor_env
-from robot_rl.runtime.learner import agent_obs_dims, obs_spec
-from robot_rl.runtime.rollout import EpisodeResult, env_step
+from robot_rl.runtime.learner import make_agent
+from robot_rl.runtime.rollout import EpisodeResult, run_episode
 from robot_rl.runtime.wire import decode_weights, encode_chunk, space_to_json
 
 MAX_CHUNK_BYTES = 4 << 20  # frames per message stay well under DDS's comfortable message sizes
+
+
+class _Abandoned(Exception):
+    """The episode in progress is dropped (the actor was told to stop)."""
 
 
 class RemoteActor:
@@ -44,8 +47,7 @@ class RemoteActor:
         else:
             agent_cfg = agent_config(cfg)
             agent_cfg.compile = False  # inference only
-            bounds = {key: (box.low, box.high) for key, box in space.spaces.items() if len(box.shape) == 1}
-            self.agent = SACAgent(agent_obs_dims(obs_spec(space)), action_dim, agent_cfg, "cpu", int(cfg.seed), bounds)
+            self.agent = make_agent(space, action_dim, agent_cfg, "cpu", int(cfg.seed))
         self.spec = {"observation": space_to_json(space), "action_dim": action_dim}
         self.expert_noise = float(cfg.expert_noise)
         self.weights_version = -1
@@ -71,26 +73,25 @@ class RemoteActor:
                     ) -> tuple[list[bytes], EpisodeResult] | None:
         """One episode with the policy (DEMO: the scripted expert), encoded as chunks; None when
         `keep_going()` turned false before it ended. RobotUnavailable propagates."""
-        act = self._expert_act() if source == EpisodeSource.DEMO else None
-        observation, reset_info = self.env.reset(seed=int(self.rng.integers(2**31)))
-        steps: list[Transition] = []
-        while True:
+        policy = self._expert_act() if source == EpisodeSource.DEMO else (
+            lambda obs: self.agent.act(obs, deterministic=self.deterministic))
+
+        def act(observation):
             if not keep_going():
-                return None
+                raise _Abandoned
             self._load_pending_weights()
-            action = act(observation) if act else self.agent.act(observation, deterministic=self.deterministic)
-            step = env_step(self.env, observation, action, self.episodes, len(steps))
-            steps.append(step)
-            if step.terminated or step.truncated:
-                break
-            observation = step.next_observation
-        success_at = next((i + 1 for i, t in enumerate(steps) if t.success), None)
-        result = EpisodeResult(len(steps), float(sum(t.reward for t in steps)), success_at is not None, success_at)
+            return policy(observation)
+
+        steps: list[Transition] = []
+        try:
+            result = run_episode(self.env, act, int(self.rng.integers(2**31)), self.episodes, steps.append)
+        except _Abandoned:
+            return None
         if source == EpisodeSource.DEMO and not result.success:
             return [], result  # a failed demo is not a demo
         chunks = [encode_chunk(steps[i:i + self.chunk_steps], self.actor_id, self.episodes, n,
-                               final=i + self.chunk_steps >= len(steps), source=source,
-                               reset_s=float(reset_info.get("reset_s", 0.0)), spec=self.spec if n == 0 else None)
+                               final=i + self.chunk_steps >= len(steps), source=source, reset_s=result.reset_s,
+                               spec=self.spec if n == 0 else None)
                   for n, i in enumerate(range(0, len(steps), self.chunk_steps))]
         self.episodes += 1
         if source == EpisodeSource.ONLINE:

@@ -22,8 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from robot_rl.data.episode_log import EpisodeLog, EpisodeLogWriter
 from robot_rl.data.schema import EpisodeLabel, EpisodeSource, Transition, count_takeovers
-from robot_rl.runtime.embedded import (CHECKPOINT, LOG, agent_config, check_train_config, demo_store_path,
-                                       online_counts)
+from robot_rl.runtime.embedded import CHECKPOINT, LOG, check_train_config, copy_demos, make_learner, online_counts
 from robot_rl.runtime.learner import Learner
 from robot_rl.runtime.wire import WireError, decode_chunk, encode_weights, space_from_json
 
@@ -73,10 +72,7 @@ class RemoteLearner:
         action_dim = int(spec["action_dim"])
         self.writer = EpisodeLogWriter(self.run_dir / LOG, space, action_dim,
                                        config=OmegaConf.to_container(self.cfg, resolve=True))
-        images = any(len(box.shape) == 3 for box in space.spaces.values())
-        self.learner = Learner(space, action_dim, agent_config(self.cfg),
-                               self.rt.image_replay_capacity if images else self.rt.replay_capacity,
-                               self.cfg.device, int(self.cfg.seed))
+        self.learner = make_learner(self.cfg, self.rt, space, action_dim)
         self.spec = spec
         (self.run_dir / SPEC_FILE).write_text(json.dumps(spec))
         checkpoint = self.run_dir / CHECKPOINT
@@ -89,15 +85,12 @@ class RemoteLearner:
             self.learner.load_log(existing)
             self.counts.update(online_counts(existing))
             self.counts["demo_episodes"] = int((existing.episode_meta()["source"] == EpisodeSource.DEMO).sum())
-            self.trained_steps = min(max(self.trained_steps, 0), self.counts["env_steps"])
+            self.trained_steps = min(self.trained_steps, self.counts["env_steps"])
             self.log(f"[learner] resuming {self.run_dir}: {existing.num_episodes} episodes in the log, "
                      f"{self.counts['env_steps']} online steps, {self.learner.agent.num_updates} critic updates done")
         elif self.cfg.demos:
-            copied = self.writer.copy_episodes(EpisodeLog(demo_store_path(self.cfg.demos)),
-                                               sources={EpisodeSource.DEMO, EpisodeSource.INTERVENTION})
+            self.counts["demo_episodes"] = copy_demos(self.cfg.demos, self.writer, "learner")
             self.learner.load_log(EpisodeLog(self.run_dir / LOG), online=False)
-            self.counts["demo_episodes"] = copied
-            self.log(f"[learner] copied {copied} demo episodes from {self.cfg.demos}")
         self.next_checkpoint = self.counts["env_steps"] + self.rt.checkpoint_every
 
     # ------------------------------------------------------------------ work
@@ -110,7 +103,7 @@ class RemoteLearner:
         if self.learner is None:
             return busy
         for _ in range(max_updates):
-            if self.trained_steps >= self.counts["env_steps"]:
+            if self.backlog <= 0:
                 break
             if len(self.learner.online) < self.rt.learning_starts:
                 self.trained_steps = self.counts["env_steps"]  # as embedded: no updates before learning_starts
@@ -119,7 +112,7 @@ class RemoteLearner:
                 self.learner.update()
             self.trained_steps += 1
             busy = True
-        if self.counts["env_steps"] >= self.next_checkpoint and self.trained_steps >= self.counts["env_steps"]:
+        if self.counts["env_steps"] >= self.next_checkpoint and self.backlog <= 0:
             self.checkpoint()
             self.next_checkpoint = self.counts["env_steps"] + self.rt.checkpoint_every
         return busy
@@ -186,10 +179,15 @@ class RemoteLearner:
             self.weights_version = version
             return encode_weights(self.learner.agent.policy_weights(), version)
 
+    @property
+    def backlog(self) -> int:
+        """Online env steps received that have not had their update yet."""
+        return self.counts["env_steps"] - self.trained_steps
+
     def status(self) -> dict:
         return {"ready": self.learner is not None, "updates": self.learner.agent.num_updates if self.learner else 0,
                 "weights_version": self.weights_version, "env_steps": self.counts["env_steps"],
-                "trained_steps": self.trained_steps, "backlog": self.counts["env_steps"] - self.trained_steps,
+                "trained_steps": self.trained_steps, "backlog": self.backlog,
                 "episodes": self.counts["episodes"], "demo_episodes": self.counts["demo_episodes"],
                 "actors": self.per_actor, "last_episode": self.last_episode, "run_id": self.run_id,
                 "rejected": self.rejected,

@@ -19,6 +19,7 @@ class EpisodeResult:
     episode_return: float
     success: bool
     steps_to_success: int | None  # 1-based step at which success was first reported
+    reset_s: float = 0.0  # wall seconds of the reset before it (the env's reset info)
 
 
 def env_step(env: gym.Env, observation: Observation, action: np.ndarray, episode_id: int, step: int) -> Transition:
@@ -42,7 +43,7 @@ def env_step(env: gym.Env, observation: Observation, action: np.ndarray, episode
 def run_episode(env: gym.Env, act: ActFn, seed: int | None, episode_id: int = 0,
                 on_transition: Callable[[Transition], None] | None = None) -> EpisodeResult:
     """Roll out one episode with `act`; each transition goes to `on_transition` (e.g. a log writer)."""
-    observation, _ = env.reset(seed=seed)
+    observation, reset_info = env.reset(seed=seed)
     episode_return, steps_to_success, step = 0.0, None, 0
     while True:
         transition = env_step(env, observation, act(observation), episode_id, step)
@@ -53,7 +54,8 @@ def run_episode(env: gym.Env, act: ActFn, seed: int | None, episode_id: int = 0,
         if transition.success and steps_to_success is None:
             steps_to_success = step
         if transition.terminated or transition.truncated:
-            return EpisodeResult(step, episode_return, steps_to_success is not None, steps_to_success)
+            return EpisodeResult(step, episode_return, steps_to_success is not None, steps_to_success,
+                                 float(reset_info.get("reset_s", 0.0)))
         observation = transition.next_observation
 
 
@@ -88,6 +90,6 @@ def run_episodes(env: gym.Env, act: ActFn, episodes: int, rng: np.random.Generat
                 writer.discard_episode()
             continue
         if writer is not None:
-            writer.end_episode(source)
+            writer.end_episode(source, reset_s=result.reset_s)
         results.append(result)
     return results

@@ -17,7 +17,6 @@ Parameters: overrides, training_namespace, actor_id, policy, deterministic, num_
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections import deque
 
@@ -27,7 +26,7 @@ from robot_rl import ros_contract as contract
 from robot_rl.data.schema import EpisodeSource
 from robot_rl.robots.ros import RobotUnavailable
 from robot_rl.tasks.reset import ResetError
-from robot_rl_ros.common import node_config, run_node
+from robot_rl_ros.common import node_config, run_node, start_worker
 
 
 class ActorNode(Node):
@@ -76,8 +75,7 @@ class ActorNode(Node):
         self.create_service(SetBool, contract.ACTIVATE.name, self.on_activate)
         self.create_timer(0.5, self.publish_status)
         self.String, self.Bytes = String, UInt8MultiArray
-        self.thread = threading.Thread(target=self.control_loop, name="actor_loop", daemon=True)
-        self.thread.start()
+        self.thread = start_worker(self, self.control_loop, "actor_loop")
         self.get_logger().info(f"actor {self.actor_id}: {'training' if self.training else 'deploying ' + policy}, "
                                f"{'active' if self.active else 'inactive: call ~/activate true'}")
 
@@ -120,8 +118,6 @@ class ActorNode(Node):
             return "waiting for the learner"
         if not self.learner_ok():
             return "learner lost: holding" if self.on_lost == "hold" else None
-        while self.outbox:
-            self.send(*self.outbox.popleft())
         status = self.learner_status
         if self.max_ahead >= 0:
             run_id, episode = self.awaiting or (None, -1)
@@ -130,17 +126,21 @@ class ActorNode(Node):
                 return "waiting for the learner to catch up"
         return None
 
-    def send(self, chunks: list[bytes], episode: int) -> None:
-        """Publish one episode's chunks; with max_steps_ahead the next episode waits for its commit."""
-        self.awaiting = (self.learner_status["run_id"], episode)
-        for chunk in chunks:
-            msg = self.Bytes()
-            msg.data = chunk  # bytes -> uint8[] without a Python loop
-            self.pub_transitions.publish(msg)
+    def flush(self) -> None:
+        """Publish the kept episodes' chunks while the learner is there; with max_steps_ahead the next
+        episode waits for the last one's commit."""
+        while self.outbox and self.learner_ok():
+            chunks, episode = self.outbox.popleft()
+            self.awaiting = (self.learner_status["run_id"], episode)
+            for chunk in chunks:
+                msg = self.Bytes()
+                msg.data = chunk  # bytes -> uint8[] without a Python loop
+                self.pub_transitions.publish(msg)
 
     def control_loop(self) -> None:
         warned = None
         while self.running:
+            self.flush()
             reason = self.wait_reason()
             self.state = reason or "acting"
             if reason is not None:
@@ -169,11 +169,7 @@ class ActorNode(Node):
                 continue
             if source == EpisodeSource.DEMO:
                 self.sent_demos += 1
-            episode = self.core.episodes - 1
-            if self.learner_ok():
-                self.send(chunks, episode)
-            else:
-                self.outbox.append((chunks, episode))
+            self.outbox.append((chunks, self.core.episodes - 1))
 
     def wants_demo(self) -> bool:
         """Record a scripted demo: the learner holds (or has been sent) fewer than `num_demos`."""

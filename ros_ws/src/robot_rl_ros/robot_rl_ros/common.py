@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 from typing import Callable
 
 from omegaconf import DictConfig
@@ -27,11 +28,28 @@ def node_config(node, config_name: str = "train") -> DictConfig:
     return compose(config_name, string_list(node, "overrides"))
 
 
-def run_node(make: Callable[[], object], args: list[str] | None = None, threads: int = 1) -> None:
+def start_worker(node, loop: Callable[[], None], name: str) -> threading.Thread:
+    """Run `loop` on a daemon thread beside the node's executor. If it raises while the node is up,
+    the error is kept in `node.worker_error` and the node shuts down, so that `run_node` reports it."""
+    def run() -> None:
+        try:
+            loop()
+        except Exception as err:
+            if node.context.ok():  # not just the node shutting down under us
+                node.worker_error = err
+                node.context.try_shutdown()
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    return thread
+
+
+def run_node(make: Callable[[], object], args: list[str] | None = None) -> None:
     """rclpy.init, build the node with `make`, spin until SIGINT/SIGTERM, clean up. A config or
-    device error ends the process with its one-line message (exit status 2)."""
+    device error (in the node or its worker thread) ends the process with its one-line message
+    (exit status 2)."""
     import rclpy
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
     from robot_rl.cli import UserError, one_line
 
@@ -39,10 +57,15 @@ def run_node(make: Callable[[], object], args: list[str] | None = None, threads:
     node = None
     try:
         node = make()
-        executor = MultiThreadedExecutor(threads) if threads > 1 else SingleThreadedExecutor()
+        executor = SingleThreadedExecutor()
         executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
+        try:
+            executor.spin()
+        except ExternalShutdownException:
+            pass
+        if getattr(node, "worker_error", None) is not None:
+            raise node.worker_error
+    except KeyboardInterrupt:
         pass
     except (UserError, ValueError, TypeError, ImportError, FileNotFoundError, RuntimeError) as err:
         print(f"[{getattr(node, 'get_name', lambda: 'robot_rl node')()}] error: {one_line(err)}", file=sys.stderr,

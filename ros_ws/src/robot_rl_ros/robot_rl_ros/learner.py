@@ -20,7 +20,7 @@ import time
 from rclpy.node import Node
 
 from robot_rl import ros_contract as contract
-from robot_rl_ros.common import node_config, run_node
+from robot_rl_ros.common import node_config, run_node, start_worker
 
 
 class LearnerNode(Node):
@@ -46,8 +46,7 @@ class LearnerNode(Node):
         self.create_timer(0.1, self.publish_status)
         self.running = True
         self.finished = False
-        self.thread = threading.Thread(target=self.train_loop, name="learner_loop", daemon=True)
-        self.thread.start()
+        self.thread = start_worker(self, self.train_loop, "learner_loop")
         self.get_logger().info(f"learner on {ns}: run_dir {cfg.run_dir}, {self.steps} online env steps")
 
     def publish_status(self) -> None:
@@ -61,40 +60,32 @@ class LearnerNode(Node):
             self.pub_weights.publish(msg)
 
     def train_loop(self) -> None:
-        try:
-            self._train()
-        except Exception:
-            if self.context.ok():  # not just the node shutting down under us
-                raise
-
-    def _train(self) -> None:
         last_weights = last_log = 0.0
         while self.running:
-            backlog_before = self.core.status()["backlog"]
+            waiting = self.core.backlog > 0
             busy = self.core.work()
             now = time.monotonic()
-            if now - last_weights >= self.weights_period:
+            caught_up = waiting and self.core.backlog == 0  # tell pacing actors at once
+            if caught_up or now - last_weights >= self.weights_period:
                 self.publish_weights()
                 last_weights = now
-            status = self.core.status()
-            if backlog_before > 0 and status["backlog"] == 0:  # caught up: tell waiting actors at once
-                self.publish_weights()
-                last_weights = now
+            if caught_up:
                 self.publish_status()
-            if now - last_log >= 10.0 and status["ready"]:
+            if now - last_log >= 10.0 and self.core.learner is not None:
+                status = self.core.status()
                 self.get_logger().info(f"step {status['env_steps']}/{self.steps} | episodes {status['episodes']} | "
                                        f"updates {status['updates']} | success(last 20) {status['success_recent']:.0%} "
                                        f"| actors {status['actors']}")
                 last_log = now
-            if self.exit_when_done and status["env_steps"] >= self.steps and status["backlog"] == 0 and status["ready"]:
+            if self.exit_when_done and self.core.learner is not None and self.core.backlog == 0 \
+                    and self.core.counts["env_steps"] >= self.steps:
                 summary = self.core.finish()
                 self.finished = True
                 self.publish_weights()
                 self.get_logger().info(f"done: {summary['env_steps']} env steps, {summary['updates']} critic updates "
                                        f"-> {self.core.run_dir / 'summary.json'}")
                 self.running = False
-                from rclpy.utilities import try_shutdown
-                try_shutdown(context=self.context)
+                self.context.try_shutdown()
                 return
             if not busy:
                 time.sleep(0.002)
