@@ -28,7 +28,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
-from ros_processes import Nodes, Probe  # noqa: E402  (the same process harness the tests use)
+from ros_processes import Probe, ros_session  # noqa: E402  (the same process harness the tests use)
 
 DOMAIN = 90
 
@@ -45,10 +45,8 @@ def policy_run(tmp: Path, dt: float) -> Path:
 
 def control_loop(rate: int, seconds: float, tmp: Path) -> dict:
     run = policy_run(tmp, 1.0 / rate)
-    nodes = Nodes(DOMAIN, tmp)
-    probe = Probe(DOMAIN)
     ns = f"/bench{rate}"
-    try:
+    with ros_session(DOMAIN, tmp) as (nodes, probe):
         dt = 1.0 / rate
         nodes.start(f"bridge{rate}", "bridge", "mode:=free", "start_armed:=true",
                     f"overrides:=[robot.control_dt={dt}]", namespace=ns)
@@ -66,9 +64,6 @@ def control_loop(rate: int, seconds: float, tmp: Path) -> dict:
         stats["held_during"] = stats["held"] - start["held"]
         stats["rejected_stale_during"] = stats["rejected_stale"] - start["rejected_stale"]
         return stats
-    finally:
-        probe.close()
-        nodes.stop_all()
 
 
 def sender(kind: str, count: int) -> None:
@@ -168,7 +163,6 @@ def main() -> None:
     if args.send:
         sender(args.send, args.count)
         return
-    os.environ["ROS_DOMAIN_ID"] = str(DOMAIN)
     results = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores", "control": {}}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

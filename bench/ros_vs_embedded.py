@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 os.environ.setdefault("MUJOCO_GL", "egl")
-from ros_processes import Nodes, Probe  # noqa: E402
+from ros_processes import ros_session  # noqa: E402
 
 from robot_rl.cli import compose  # noqa: E402
 from robot_rl.runtime.commands import evaluate_run  # noqa: E402
@@ -41,17 +41,14 @@ def embedded(run_dir: Path, seed: int, steps: int, overrides: list[str]) -> floa
 
 
 def over_ros(run_dir: Path, seed: int, steps: int, overrides: list[str], logs: Path) -> float:
-    os.environ["ROS_DOMAIN_ID"] = str(DOMAIN)
-    nodes, probe = Nodes(DOMAIN, logs), Probe(DOMAIN)
     joined = ", ".join(overrides)
     extra = f", {joined}" if joined else ""
     start = time.perf_counter()
-    try:
+    with ros_session(DOMAIN, logs) as (nodes, _):
         nodes.start("bridge", "bridge", "mode:=lockstep", "start_armed:=true", f"seed:={seed}", namespace="/robot")
-        nodes.start("learner", "learner", f"overrides:=[run_dir={run_dir}, seed={seed}, steps={steps}{extra}]")
+        learner = nodes.start("learner", "learner", f"overrides:=[run_dir={run_dir}, seed={seed}, steps={steps}{extra}]")
         nodes.start("actor", "actor", f"overrides:=[robot=ros, robot.reliable_sensors=true, seed={seed}{extra}]",
                     "num_demos:=20", "max_steps_ahead:=0", "start_active:=true", namespace="/robot")
-        learner = nodes.procs["learner"]
         while learner.poll() is None:  # it exits once it has trained on `steps` online env steps
             time.sleep(1.0)
             if time.perf_counter() - start > 3 * 3600:
@@ -59,9 +56,6 @@ def over_ros(run_dir: Path, seed: int, steps: int, overrides: list[str], logs: P
         if learner.returncode != 0:
             raise RuntimeError(f"learner exited with {learner.returncode}: see {logs / 'learner.log'}")
         return time.perf_counter() - start
-    finally:
-        probe.close()
-        nodes.stop_all()
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,7 +72,6 @@ class Probe:
     def __init__(self, domain_id: int) -> None:
         from robot_rl.ros_node import BackgroundNode
 
-        os.environ["ROS_DOMAIN_ID"] = str(domain_id)
         self.latest: dict[str, dict] = {}
         self.ros = BackgroundNode("test_probe", domain_id)
         self.node = self.ros.node
@@ -112,3 +112,21 @@ class Probe:
 
     def close(self) -> None:
         self.ros.close()
+
+
+@contextmanager
+def ros_session(domain_id: int, log_dir: Path, probe_class: type[Probe] = Probe):
+    """(Nodes, probe) in DDS domain `domain_id`; this process's own rclpy contexts (RosRobot, ...) join it
+    while the session lasts. Everything is stopped and ROS_DOMAIN_ID restored after."""
+    saved = os.environ.get("ROS_DOMAIN_ID")
+    os.environ["ROS_DOMAIN_ID"] = str(domain_id)
+    nodes, probe = Nodes(domain_id, log_dir), probe_class(domain_id)
+    try:
+        yield nodes, probe
+    finally:
+        probe.close()
+        nodes.stop_all()
+        if saved is None:
+            os.environ.pop("ROS_DOMAIN_ID", None)
+        else:
+            os.environ["ROS_DOMAIN_ID"] = saved

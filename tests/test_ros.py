@@ -87,19 +87,13 @@ def test_policy_weights_move_the_policy_between_agents():
 
 # ---------------------------------------------------------------------------------------------- over DDS
 rclpy = pytest.importorskip("rclpy")
-from ros_processes import Nodes, Probe  # noqa: E402
+from ros_processes import ros_session  # noqa: E402
 
 
 @pytest.fixture
 def ros(tmp_path, gl):
-    os.environ["ROS_DOMAIN_ID"] = str(DOMAIN)
-    nodes = Nodes(DOMAIN, tmp_path)
-    probe = Probe(DOMAIN)
-    try:
-        yield nodes, probe
-    finally:
-        probe.close()
-        nodes.stop_all()
+    with ros_session(DOMAIN, tmp_path) as session:
+        yield session
 
 
 def test_ros_robot_runs_robot_env_unchanged_and_obeys_arm_and_estop(ros):

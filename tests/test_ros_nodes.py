@@ -23,7 +23,7 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy")
 
-from ros_processes import Nodes, Probe  # noqa: E402
+from ros_processes import Nodes, Probe, ros_session  # noqa: E402
 
 from robot_rl import ros_contract as contract  # noqa: E402
 from robot_rl.data.schema import EpisodeLabel  # noqa: E402
@@ -34,24 +34,11 @@ TINY = dict(channels=8, strides=[2, 2], spatial_features=2, bottleneck=16)
 
 
 @pytest.fixture
-def ros(tmp_path):
-    """Node processes and a recording probe in this module's domain; this process's other rclpy
-    contexts (RosTeleopDevice) join it too. Everything is stopped and the environment restored after."""
-    saved = {k: os.environ.get(k) for k in ("ROS_DOMAIN_ID", "OMP_NUM_THREADS")}
-    os.environ["OMP_NUM_THREADS"] = "1"  # for the node processes (two CPUs, benchmarks beside us)
-    nodes = Nodes(DOMAIN, tmp_path)
-    os.environ["ROS_DOMAIN_ID"] = str(DOMAIN)
-    probe = Recorder(DOMAIN)
-    try:
-        yield nodes, probe
-    finally:
-        probe.close()
-        nodes.stop_all()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+def ros(tmp_path, monkeypatch):
+    """Node processes and a recording probe in this module's domain (tests/ros_processes.py)."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # for the node processes (two CPUs, benchmarks beside us)
+    with ros_session(DOMAIN, tmp_path, Recorder) as session:
+        yield session
 
 
 class Recorder(Probe):
