@@ -256,15 +256,15 @@ def test_ros_robot_gives_vision_tasks_the_bridge_camera_frames(ros):
     from robot_rl.tasks import make_task
 
     nodes, _ = ros
-    nodes.start("bridge", "bridge", "mode:=lockstep", "start_armed:=true", "cameras:=[front, wrist]",
-                "overrides:=['robot.render_size=[48,64]']", namespace="/cam0")
+    nodes.start("bridge", "bridge", "mode:=lockstep", "start_armed:=true",  # cameras and size: the task's
+                "overrides:=[task=pick_cube_vision, 'task.image_size=[48,64]']", namespace="/cam0")
     robot = RosRobot("/cam0", reliable_sensors=True, timeout=30.0)
     try:
         env = RobotEnv(robot, make_task("pick_cube_vision", image_size=[48, 64]), seed=0)
         observation, _ = env.reset(seed=0)
         observation, *_ = env.step(np.array([0.0, 0.0, -0.5, 0.0], np.float32))
         assert observation["image/front"].shape == observation["image/wrist"].shape == (48, 64, 3)
-        with pytest.raises(ValueError, match="robot.render_size"):
+        with pytest.raises(ValueError, match="task.image_size"):
             robot.render("front", 128, 128)
         assert observation["image/front"].std() > 5 and not np.array_equal(observation["image/front"],
                                                                           observation["image/wrist"])

@@ -214,8 +214,8 @@ def test_reward_classifier_node_scores_bridge_frames(gl, ros, classifier_file):
     for topic in topics.values():
         probe.record(Image, topic, sensor)
     probe.record(Float32, out, contract.qos("command"))
-    nodes.start("bridge", "bridge", "mode:=free", "cameras:=[front,wrist]", "reliable_sensors:=true",
-                "overrides:=['task=pick_cube_vision','task.image_size=[64,64]','robot.render_size=[64,64]']",
+    nodes.start("bridge", "bridge", "mode:=free", "reliable_sensors:=true",
+                "overrides:=['task=pick_cube_vision','task.image_size=[64,64]']",
                 namespace=NS)
     wait_for(lambda: all(probe.got(t) for t in topics.values()), 60, "the bridge's camera frames", nodes)
     # the node starts once this process receives frames, so it scores no frame this process misses

@@ -293,7 +293,7 @@ class RosRobot(Robot):
         return objects[name]
 
     def render(self, camera: str, height: int | None = None, width: int | None = None) -> np.ndarray:
-        """The newest frame's image from `camera` (the bridge renders at the size its config sets)."""
+        """The newest frame's image from `camera` (the bridge renders at its task's image_size)."""
         images = self._fresh_frame(self.max_obs_age).images
         if camera not in images:
             raise ValueError(f"robot bridge {self.namespace} publishes no camera {camera!r} (it has "
@@ -301,5 +301,5 @@ class RosRobot(Robot):
         image = images[camera]
         if (height or image.shape[0], width or image.shape[1]) != image.shape[:2]:
             raise ValueError(f"camera {camera!r} publishes {image.shape[0]}x{image.shape[1]}, the task wants "
-                             f"{height}x{width}: set the bridge's robot.render_size to match the task's image_size")
+                             f"{height}x{width}: give the bridge the same task config (it renders at task.image_size)")
         return image

@@ -17,7 +17,6 @@ import os
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
-from launch.conditions import IfCondition, UnlessCondition
 from launch.substitutions import LaunchConfiguration, PythonExpression
 from launch_ros.actions import Node
 
@@ -32,11 +31,9 @@ def generate_launch_description():
     task = LaunchConfiguration('task')
     robot = LaunchConfiguration('robot')
     mode = LaunchConfiguration('mode')
-    cameras = LaunchConfiguration('cameras')
     episodes = LaunchConfiguration('episodes')
     robot_namespace = LaunchConfiguration('robot_namespace')
 
-    has_cameras = PythonExpression(['"', cameras, '".strip() not in ("", "[]")'])
     # a lock-stepped bridge publishes its sensor topics reliably: the actor subscribes alike
     reliable = PythonExpression(['"true" if "', mode, '" == "lockstep" else "false"'])
 
@@ -49,8 +46,6 @@ def generate_launch_description():
                               description='robot config the bridge drives (configs/robot): mujoco today'),
         DeclareLaunchArgument('mode', default_value='free',
                               description='bridge mode: free (real time) | lockstep (one step per command)'),
-        DeclareLaunchArgument('cameras', default_value='',
-                              description='cameras the bridge publishes, a YAML list, e.g. "[front, wrist]"'),
         DeclareLaunchArgument('episodes', default_value='0', description='episodes to run (0: until stopped)'),
         DeclareLaunchArgument('robot_namespace', default_value='/robot',
                               description='namespace of the robot bridge and the actor'),
@@ -58,14 +53,7 @@ def generate_launch_description():
         Node(
             package='robot_rl_ros', executable='robot_bridge', name='robot_bridge', namespace=robot_namespace,
             output='screen', emulate_tty=True,
-            parameters=[config('real_bridge.yaml'), bridge_params, {'cameras': cameras}],
-            condition=IfCondition(has_cameras),
-        ),
-        Node(
-            package='robot_rl_ros', executable='robot_bridge', name='robot_bridge', namespace=robot_namespace,
-            output='screen', emulate_tty=True,
             parameters=[config('real_bridge.yaml'), bridge_params],
-            condition=UnlessCondition(has_cameras),
         ),
         Node(
             package='robot_rl_ros', executable='actor', name='actor', namespace=robot_namespace,

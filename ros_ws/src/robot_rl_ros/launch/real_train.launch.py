@@ -3,7 +3,7 @@
 node [, the reward classifier when `classifier` is set].
 
     ros2 launch robot_rl_ros real_train.launch.py device:=spacemouse
-    ros2 launch robot_rl_ros real_train.launch.py task:=pick_cube_vision cameras:="[front, wrist]" \
+    ros2 launch robot_rl_ros real_train.launch.py task:=pick_cube_vision \
         classifier:=runs/classifier/classifier.pt demos:=runs/demos
 
 Nothing moves until the operator arms the bridge and activates the actor:
@@ -21,7 +21,7 @@ import os
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
-from launch.conditions import IfCondition, UnlessCondition
+from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PythonExpression
 from launch_ros.actions import Node
 
@@ -39,11 +39,9 @@ def generate_launch_description():
     device = LaunchConfiguration('device')
     teleop = LaunchConfiguration('teleop')
     classifier = LaunchConfiguration('classifier')
-    cameras = LaunchConfiguration('cameras')
     demos = LaunchConfiguration('demos')
     robot_namespace = LaunchConfiguration('robot_namespace')
 
-    has_cameras = PythonExpression(['"', cameras, '".strip() not in ("", "[]")'])
     has_classifier = PythonExpression(['"', classifier, '" != ""'])
 
     bridge_params = {'overrides': [['robot=', robot], ['task=', task]]}
@@ -60,9 +58,7 @@ def generate_launch_description():
                               description='start the teleop node here (false: run it on another machine)'),
         DeclareLaunchArgument('classifier', default_value='',
                               description='classifier.pt from `robot-rl train-classifier`: reward and success '
-                                          'come from the cameras (needs cameras)'),
-        DeclareLaunchArgument('cameras', default_value='',
-                              description='cameras the bridge publishes, a YAML list, e.g. "[front, wrist]"'),
+                                          'come from the cameras (needs a vision task)'),
         DeclareLaunchArgument('demos', default_value='',
                               description='zarr store (or run directory) of recorded demos the learner copies'),
         DeclareLaunchArgument('robot_namespace', default_value='/robot',
@@ -71,14 +67,7 @@ def generate_launch_description():
         Node(
             package='robot_rl_ros', executable='robot_bridge', name='robot_bridge', namespace=robot_namespace,
             output='screen', emulate_tty=True,
-            parameters=[config('real_bridge.yaml'), bridge_params, {'cameras': cameras}],
-            condition=IfCondition(has_cameras),
-        ),
-        Node(
-            package='robot_rl_ros', executable='robot_bridge', name='robot_bridge', namespace=robot_namespace,
-            output='screen', emulate_tty=True,
             parameters=[config('real_bridge.yaml'), bridge_params],
-            condition=UnlessCondition(has_cameras),
         ),
         Node(
             package='robot_rl_ros', executable='actor', name='actor', namespace=robot_namespace,

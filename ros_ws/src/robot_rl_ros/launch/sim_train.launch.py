@@ -3,7 +3,7 @@
 
     ros2 launch robot_rl_ros sim_train.launch.py
     ros2 launch robot_rl_ros sim_train.launch.py task:=pick_cube steps:=5000 seed:=1
-    ros2 launch robot_rl_ros sim_train.launch.py task:=pick_cube_vision cameras:="[front, wrist]" \
+    ros2 launch robot_rl_ros sim_train.launch.py task:=pick_cube_vision \
         classifier:=runs/classifier/classifier.pt
 
 The bridge starts armed and the actor active (sim: nothing physical can get hurt; `activate:=false`
@@ -16,7 +16,7 @@ import os
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
-from launch.conditions import IfCondition, UnlessCondition
+from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PythonExpression
 from launch_ros.actions import Node
 
@@ -33,12 +33,10 @@ def generate_launch_description():
     seed = LaunchConfiguration('seed')
     robot_namespace = LaunchConfiguration('robot_namespace')
     classifier = LaunchConfiguration('classifier')
-    cameras = LaunchConfiguration('cameras')
     num_demos = LaunchConfiguration('num_demos')
     demos = LaunchConfiguration('demos')
     activate = LaunchConfiguration('activate')
 
-    has_cameras = PythonExpression(['"', cameras, '".strip() not in ("", "[]")'])
     has_classifier = PythonExpression(['"', classifier, '" != ""'])
 
     # hydra overrides: each item a list (concatenated into one string); a bare substitution in the
@@ -59,10 +57,7 @@ def generate_launch_description():
         DeclareLaunchArgument('classifier', default_value='',
                               description='classifier.pt from `robot-rl train-classifier`: the actor\'s reward '
                                           'comes from it and a reward_classifier node monitors the cameras '
-                                          '(needs a vision task and its cameras)'),
-        DeclareLaunchArgument('cameras', default_value='',
-                              description='cameras the bridge publishes, a YAML list, e.g. "[front, wrist]" '
-                                          '(pick_cube_vision); empty: none'),
+                                          '(needs a vision task)'),
         DeclareLaunchArgument('num_demos', default_value='20',
                               description='scripted demos the actor records before it trains'),
         DeclareLaunchArgument('demos', default_value='',
@@ -73,14 +68,7 @@ def generate_launch_description():
         Node(
             package='robot_rl_ros', executable='robot_bridge', name='robot_bridge', namespace=robot_namespace,
             output='screen', emulate_tty=True,
-            parameters=[config('sim_bridge.yaml'), bridge_params, {'cameras': cameras}],
-            condition=IfCondition(has_cameras),
-        ),
-        Node(
-            package='robot_rl_ros', executable='robot_bridge', name='robot_bridge', namespace=robot_namespace,
-            output='screen', emulate_tty=True,
             parameters=[config('sim_bridge.yaml'), bridge_params],
-            condition=UnlessCondition(has_cameras),
         ),
         Node(
             package='robot_rl_ros', executable='actor', name='actor', namespace=robot_namespace,

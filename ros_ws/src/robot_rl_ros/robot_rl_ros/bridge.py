@@ -12,8 +12,9 @@ Modes (`mode` parameter):
 Services: reset (reset pose, gripper open; sim: objects placed at random), arm, estop (latched),
 stats. The bridge starts disarmed unless `start_armed`; disarmed or e-stopped it holds the robot.
 
-Parameters: overrides (hydra, e.g. ['robot.control_dt=0.02']), mode, cameras, objects,
-start_armed, reliable_sensors (default: true in lockstep), seed.
+Parameters: overrides (hydra, e.g. ['task=pick_cube_vision', 'robot.control_dt=0.02']), mode,
+cameras and objects (default: what the task observes; frames at the task's image_size), start_armed,
+reliable_sensors (default: true in lockstep), seed.
 """
 from __future__ import annotations
 
@@ -63,8 +64,7 @@ class RobotBridge(Node):
         self.mode = self.declare_parameter("mode", "free").value
         if self.mode not in ("free", "lockstep"):
             raise ValueError(f"robot_bridge mode={self.mode!r}: use free (real time) or lockstep (one step per command)")
-        self.cameras = string_list(self, "cameras")
-        self.objects = string_list(self, "objects") or ["cube"]
+        cameras, objects = string_list(self, "cameras"), string_list(self, "objects")
         self.armed = bool(self.declare_parameter("start_armed", False).value)
         reliable = bool(self.declare_parameter("reliable_sensors", self.mode == "lockstep").value)
         self.rng = np.random.default_rng(int(self.declare_parameter("seed", 0).value))
@@ -78,6 +78,10 @@ class RobotBridge(Node):
         task_cfg = OmegaConf.to_container(cfg.task, resolve=True)
         self.task = make_task(task_cfg.pop("name"), **task_cfg)
         self.reset_tcp = np.asarray(getattr(self.task, "start_tcp", self.robot.home_tcp_pos), float)
+        # by default what the task observes: its cameras at its image size, its object
+        self.cameras = cameras or list(getattr(self.task, "cameras", []))
+        self.objects = objects or ([self.task.cube_name] if hasattr(self.task, "cube_name") else [])
+        self.image_size = tuple(getattr(self.task, "image_size", self.robot.render_size))
         missing = [c for c in self.cameras if c not in self.robot.camera_names]
         if missing:
             raise ValueError(f"robot_bridge cameras {missing} are not in the robot; choose from {list(self.robot.camera_names)}")
@@ -157,7 +161,7 @@ class RobotBridge(Node):
             pub.publish(pose_msg(header, self.robot.object_pos(obj), self.robot.object_quat(obj)))
 
         for camera, pub in self.pub_images.items():
-            frame = self.robot.render(camera)
+            frame = self.robot.render(camera, *self.image_size)
             image = Image()
             image.header.stamp, image.header.frame_id = stamp, camera
             image.height, image.width = frame.shape[:2]

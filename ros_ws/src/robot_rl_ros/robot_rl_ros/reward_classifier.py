@@ -63,7 +63,7 @@ class RewardClassifier(Node):
         if image.shape != self.classifier.image_shapes[key]:
             h, w = self.classifier.image_shapes[key][:2]
             raise ValueError(f"{key} frames are {image.shape[0]}x{image.shape[1]}, the classifier was trained on "
-                             f"{h}x{w}: set the bridge's robot.render_size=[{h},{w}]")
+                             f"{h}x{w}: give the bridge task.image_size=[{h},{w}]")
         frames = self.pending.setdefault(stamp, {})
         frames[key] = image
         if len(frames) < len(self.keys):
