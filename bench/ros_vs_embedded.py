@@ -47,7 +47,7 @@ def over_ros(run_dir: Path, seed: int, steps: int, overrides: list[str], logs: P
     with ros_session(DOMAIN, logs) as (nodes, _):
         nodes.start("bridge", "bridge", "mode:=lockstep", "start_armed:=true", f"seed:={seed}", namespace="/robot")
         learner = nodes.start("learner", "learner", f"overrides:=[run_dir={run_dir}, seed={seed}, steps={steps}{extra}]")
-        nodes.start("actor", "actor", f"overrides:=[robot=ros, robot.reliable_sensors=true, seed={seed}{extra}]",
+        nodes.start("actor", "actor", f"overrides:=[robot=ros, seed={seed}{extra}]",
                     "num_demos:=20", "max_steps_ahead:=0", "start_active:=true", namespace="/robot")
         while learner.poll() is None:  # it exits once it has trained on `steps` online env steps
             time.sleep(1.0)

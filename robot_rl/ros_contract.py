@@ -38,7 +38,7 @@ OBJECT_POSE = Endpoint("objects/{object}/pose", "geometry_msgs/msg/PoseStamped",
 IMAGE = Endpoint("image/{camera}", "sensor_msgs/msg/Image", "sensor", "robot_bridge",
                  "RosRobot, reward_classifier", "camera frame, rgb8")
 ROBOT_STATUS = Endpoint("status", "std_msgs/msg/String", "latched", "robot_bridge", "RosRobot",
-                        "JSON: armed, estop, mode, control_dt, workspace, gripper_max_opening, joint_names, "
+                        "JSON: armed, estop, mode, reliable_sensors, control_dt, workspace, gripper_max_opening, joint_names, "
                         "cameras, objects")
 CMD_TWIST = Endpoint("cmd/tcp_twist", "geometry_msgs/msg/TwistStamped", "command", "actor (RosRobot)",
                      "robot_bridge", "TCP velocity for one control period (m/s); header.stamp = the stamp of "

@@ -105,7 +105,7 @@ def test_ros_robot_runs_robot_env_unchanged_and_obeys_arm_and_estop(ros):
 
     nodes, probe = ros
     nodes.start("bridge", "bridge", "mode:=lockstep", "start_armed:=true", namespace="/arm0")
-    robot = RosRobot("/arm0", reliable_sensors=True, timeout=30.0)
+    robot = RosRobot("/arm0", timeout=30.0)
     try:
         env = RobotEnv(robot, make_task("pick_cube"), seed=3)
         expert = make_expert(env, noise=0.0, rng=np.random.default_rng(0))
@@ -162,7 +162,7 @@ def _learner_args(run_dir, steps):
 
 
 def _actor_args(namespace, actor_id, demos, on_lost, max_ahead):
-    return (f"overrides:=[robot=ros, robot.namespace={namespace}, robot.reliable_sensors=true, robot.timeout=30.0, "
+    return (f"overrides:=[robot=ros, robot.namespace={namespace}, robot.timeout=30.0, "
             "task.max_steps=30]", f"actor_id:={actor_id}", f"num_demos:={demos}", f"on_learner_lost:={on_lost}",
             "learner_timeout_s:=1.5", f"max_steps_ahead:={max_ahead}")
 
@@ -258,7 +258,7 @@ def test_ros_robot_gives_vision_tasks_the_bridge_camera_frames(ros):
     nodes, _ = ros
     nodes.start("bridge", "bridge", "mode:=lockstep", "start_armed:=true",  # cameras and size: the task's
                 "overrides:=[task=pick_cube_vision, 'task.image_size=[48,64]']", namespace="/cam0")
-    robot = RosRobot("/cam0", reliable_sensors=True, timeout=30.0)
+    robot = RosRobot("/cam0", timeout=30.0)
     try:
         env = RobotEnv(robot, make_task("pick_cube_vision", image_size=[48, 64]), seed=0)
         observation, _ = env.reset(seed=0)

@@ -69,11 +69,10 @@ class RosRobot(Robot):
     """A Robot over the bridge in `namespace` (see the module docstring)."""
 
     def __init__(self, namespace: str = contract.DEFAULT_ROBOT_NAMESPACE, max_obs_age: float = 0.25,
-                 timeout: float = 5.0, reliable_sensors: bool = False, reset_speed: float = 0.2,
+                 timeout: float = 5.0, reset_speed: float = 0.2,
                  reset_timeout: float = 3.0, reset_tol: float = 0.005, node_name: str = "robot_rl_ros_robot") -> None:
         """`max_obs_age`: s, the oldest frame `apply_action` acts on (it also never acts on one older than
-        the control period); `timeout`: s to wait for the bridge; `reliable_sensors`: subscribe the
-        sensor topics reliably (a lock-stepped sim bridge); `reset_speed` (m/s), `reset_timeout` (s) and
+        the control period); `timeout`: s to wait for the bridge; `reset_speed` (m/s), `reset_timeout` (s) and
         `reset_tol` (m): how `reset(tcp_pos)` servos from the bridge's reset pose to `tcp_pos` and settles."""
         from std_msgs.msg import String
 
@@ -103,7 +102,9 @@ class RosRobot(Robot):
             self.joint_names = list(status["joint_names"])
             self.camera_names = tuple(status["cameras"])
             self.object_names = tuple(status["objects"])
-            self._subscribe(reliable_sensors)  # a lock-stepped bridge publishes its first frame on reset()
+            # sensor topics as reliable as the bridge publishes them (a lock-stepped one: every frame counts);
+            # a lock-stepped bridge publishes its first frame on reset()
+            self._subscribe(bool(status.get("reliable_sensors")))
         except BaseException:
             self.close()
             raise

@@ -17,7 +17,7 @@ import os
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
-from launch.substitutions import LaunchConfiguration, PythonExpression
+from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 
@@ -33,9 +33,6 @@ def generate_launch_description():
     mode = LaunchConfiguration('mode')
     episodes = LaunchConfiguration('episodes')
     robot_namespace = LaunchConfiguration('robot_namespace')
-
-    # a lock-stepped bridge publishes its sensor topics reliably: the actor subscribes alike
-    reliable = PythonExpression(['"true" if "', mode, '" == "lockstep" else "false"'])
 
     bridge_params = {'overrides': [['robot=', robot], ['task=', task]], 'mode': mode}
     return LaunchDescription([
@@ -59,8 +56,7 @@ def generate_launch_description():
             package='robot_rl_ros', executable='actor', name='actor', namespace=robot_namespace,
             output='screen', emulate_tty=True,
             parameters=[config('deploy_actor.yaml'), {
-                'overrides': ['robot=ros', ['robot.namespace=', robot_namespace],
-                              ['robot.reliable_sensors=', reliable], ['task=', task]],
+                'overrides': ['robot=ros', ['robot.namespace=', robot_namespace], ['task=', task]],
                 'policy': policy,
                 'episodes': episodes,
             }],

@@ -74,7 +74,7 @@ def generate_launch_description():
             package='robot_rl_ros', executable='actor', name='actor', namespace=robot_namespace,
             output='screen', emulate_tty=True,
             parameters=[config('sim_actor.yaml'), {
-                'overrides': ['robot=ros', ['robot.namespace=', robot_namespace], 'robot.reliable_sensors=true',
+                'overrides': ['robot=ros', ['robot.namespace=', robot_namespace],
                               ['task=', task], ['seed=', seed], ['reward.classifier=', classifier]],
                 'num_demos': num_demos,
                 'start_active': activate,

@@ -66,7 +66,7 @@ class RobotBridge(Node):
             raise ValueError(f"robot_bridge mode={self.mode!r}: use free (real time) or lockstep (one step per command)")
         cameras, objects = string_list(self, "cameras"), string_list(self, "objects")
         self.armed = bool(self.declare_parameter("start_armed", False).value)
-        reliable = bool(self.declare_parameter("reliable_sensors", self.mode == "lockstep").value)
+        self.reliable = bool(self.declare_parameter("reliable_sensors", self.mode == "lockstep").value)
         self.rng = np.random.default_rng(int(self.declare_parameter("seed", 0).value))
         self.estop = False
 
@@ -97,7 +97,7 @@ class RobotBridge(Node):
         self.last_tick: float | None = None
 
         name = lambda endpoint, **kw: endpoint.name.format(**kw)  # noqa: E731
-        sensor = contract.qos("sensor", reliable)
+        sensor = contract.qos("sensor", self.reliable)
         self.pub_joints = self.create_publisher(JointState, contract.JOINT_STATES.name, sensor)
         self.pub_pose = self.create_publisher(PoseStamped, contract.TCP_POSE.name, sensor)
         self.pub_twist = self.create_publisher(TwistStamped, contract.TCP_TWIST.name, sensor)
@@ -126,7 +126,8 @@ class RobotBridge(Node):
     # ------------------------------------------------------------------ publishing
     def publish_status(self) -> None:
         lo, hi = self.robot.workspace
-        status = {"armed": self.armed, "estop": self.estop, "mode": self.mode, "control_dt": self.dt,
+        status = {"armed": self.armed, "estop": self.estop, "mode": self.mode, "reliable_sensors": self.reliable,
+                  "control_dt": self.dt,
                   "workspace": [lo.tolist(), hi.tolist()], "gripper_max_opening": self.robot.gripper_max_opening,
                   "joint_names": self.joint_names,
                   "cameras": self.cameras, "objects": self.objects}
