@@ -6,7 +6,8 @@ a payload from the network can never run code, and any numpy can read it without
 Episode chunk: consecutive steps of one episode (`obs/<key>` per step, `last_next_obs/<key>` for the
 last step's next observation; the next observation of every other step is the following step's
 observation, so each frame travels once). Header: actor, episode (the actor's counter), chunk
-(index within the episode), final (the episode ends with this chunk), source, reset_s.
+(index within the episode), final (the episode ends with this chunk), source, reset_s, spec (first
+chunk of an episode: the actor's observation space and action size).
 """
 from __future__ import annotations
 
