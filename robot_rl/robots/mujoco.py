@@ -160,7 +160,10 @@ class MujocoRobot(Robot):
 
     # ------------------------------------------------------------------ Robot API
     def reset(self, tcp_pos: np.ndarray | None = None) -> RobotState:
-        """Teleport the arm to an IK solution for `tcp_pos` (default: home), gripper open, at rest."""
+        """Teleport the arm to an IK solution for `tcp_pos` (default: home), gripper open, at rest.
+        A non-finite `tcp_pos` raises ValueError and changes nothing."""
+        if tcp_pos is not None and not np.all(np.isfinite(np.asarray(tcp_pos, dtype=np.float64))):
+            raise ValueError(f"reset tcp_pos {np.asarray(tcp_pos).tolist()} is not finite: nothing moved")
         m, d = self.model, self.data
         mujoco.mj_resetData(m, d)
         if tcp_pos is None:
@@ -180,7 +183,12 @@ class MujocoRobot(Robot):
 
     def apply_action(self, tcp_delta: np.ndarray, gripper: float) -> RobotState:
         """Shift the TCP target by `tcp_delta` (m), set the gripper (-1 open .. +1 closed), run
-        one control period."""
+        one control period. A non-finite `tcp_delta` or `gripper` raises ValueError before anything
+        moves (clipping would not help: clip(NaN) is NaN)."""
+        delta = np.asarray(tcp_delta, dtype=np.float64)
+        if not np.all(np.isfinite(delta)) or not np.isfinite(float(gripper)):
+            raise ValueError(f"apply_action got tcp_delta {delta.tolist()} and gripper {float(gripper)}: not finite, "
+                             "nothing moved")
         m, d = self.model, self.data
         measured = d.site_xpos[self._tcp]
         target = self.tcp_target
@@ -190,7 +198,7 @@ class MujocoRobot(Robot):
         dist = float(np.linalg.norm(offset))
         if dist > self.reanchor_dist:
             target = measured + offset * (self.reanchor_dist / dist)
-        target = self.clip_to_workspace(target + np.asarray(tcp_delta, dtype=np.float64))
+        target = self.clip_to_workspace(target + delta)
         self.tcp_target = target
 
         q_prev = self.q_target

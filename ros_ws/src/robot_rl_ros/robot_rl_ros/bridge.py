@@ -12,13 +12,27 @@ Modes (`mode` parameter):
 Services: reset (reset pose, gripper open; sim: objects placed at random), arm, estop (latched),
 stats. The bridge starts disarmed unless `start_armed`; disarmed or e-stopped it holds the robot.
 
+Commands are untrusted (anyone on the DDS domain can publish) and validated before they can reach the
+robot; an invalid one is dropped as if it never came (free: the tick holds; lockstep: no step),
+counted by kind in the `stats` service (`invalid`) and logged at once, then at most every 10 s per
+kind with the count. Twist: every component finite; the linear speed at most `max_tcp_speed`;
+angular zero (the robots keep a fixed TCP orientation: a command asking for a rotation is refused,
+not half executed); frame_id empty or the base frame; a normalised stamp (nanosec < 1e9, sec >= 0).
+Gripper: `name` and `position` of one length, the gripper joint named exactly once, its opening
+finite and within [0, gripper_max_opening] (+1 mm). No exception in a callback stops the node: it is
+counted as `internal` and logged the same way.
+
 Parameters: overrides (hydra, e.g. ['task=pick_cube_vision', 'robot.control_dt=0.02']), mode,
 cameras and objects (default: what the task observes; frames at the task's image_size), start_armed,
-reliable_sensors (default: true in lockstep), seed.
+reliable_sensors (default: true in lockstep), seed, max_tcp_speed (m/s; 0 = the task's top speed,
+sqrt(3) * action_scale / control_dt, times 1.25: a full-scale action on every axis passes, anything
+faster is not a policy's command).
 """
 from __future__ import annotations
 
+import functools
 import json
+import math
 import time
 
 import numpy as np
@@ -30,7 +44,31 @@ from std_srvs.srv import SetBool, Trigger
 
 from robot_rl import ros_contract as contract
 from robot_rl.robots.ros import to_stamp
+from robot_rl.runtime.wire import RejectCounter
 from robot_rl_ros.common import node_config, run_node, string_list
+
+SPEED_MARGIN = 1.25  # default max_tcp_speed: the task's top speed times this
+GRIPPER_TOLERANCE = 1e-3  # m past [0, gripper_max_opening] still accepted (and clipped)
+MAX_JOINT_NAMES = 64
+
+
+def guarded(kind: str):
+    """A callback wrapper: an exception is counted (`internal`) and logged instead of stopping the node;
+    a service callback answers success=False with the reason."""
+    def wrap(method):
+        @functools.wraps(method)
+        def call(self, *args):
+            try:
+                return method(self, *args)
+            except Exception as err:
+                reason = " ".join(str(err).split())[:200]
+                self.invalid.add("internal", f"{kind} failed ({type(err).__name__}: {reason})")
+                if len(args) == 2 and hasattr(args[1], "success"):  # (request, response) of a service
+                    args[1].success, args[1].message = False, f"internal error: {type(err).__name__}: {err}"[:500]
+                    return args[1]
+                return None
+        return call
+    return wrap
 
 
 class Percentiles:
@@ -68,7 +106,9 @@ class RobotBridge(Node):
         self.armed = bool(self.declare_parameter("start_armed", False).value)
         self.reliable = bool(self.declare_parameter("reliable_sensors", self.mode == "lockstep").value)
         self.rng = np.random.default_rng(int(self.declare_parameter("seed", 0).value))
+        max_tcp_speed = float(self.declare_parameter("max_tcp_speed", 0.0).value)
         self.estop = False
+        self.invalid = RejectCounter(lambda msg: self.get_logger().warning(msg))
 
         robot_cfg = OmegaConf.to_container(cfg.robot, resolve=True)
         robot_name = robot_cfg.pop("name", "mujoco")
@@ -86,6 +126,10 @@ class RobotBridge(Node):
         if missing:
             raise ValueError(f"robot_bridge cameras {missing} are not in the robot; choose from {list(self.robot.camera_names)}")
         self.dt = float(self.robot.control_dt)
+        if not math.isfinite(max_tcp_speed) or max_tcp_speed < 0:
+            raise ValueError(f"robot_bridge max_tcp_speed={max_tcp_speed}: give a speed in m/s (0: the task's)")
+        scale = float(getattr(self.task, "action_scale", 0.0))
+        self.max_tcp_speed = max_tcp_speed or (SPEED_MARGIN * math.sqrt(3) * scale / self.dt if scale > 0 else 0.5)
         self.joint_names = [f"joint{i + 1}" for i in range(len(self.robot.read_state().joint_pos))]
         self.gripper = -1.0
         self.stamp = 0.0  # stamp of the newest published observation
@@ -174,11 +218,64 @@ class RobotBridge(Node):
     def commandable(self) -> bool:
         return self.armed and not self.estop
 
+    @guarded("a twist command")
     def on_twist(self, msg) -> None:
+        reason = self.check_stamp(msg) or self.check_twist(msg)
+        if reason:
+            self.reject(*reason)
+            return
         self.on_command("twist", msg)
 
+    @guarded("a gripper command")
     def on_gripper(self, msg) -> None:
+        reason = self.check_stamp(msg) or self.check_gripper(msg)
+        if reason:
+            self.reject(*reason)
+            return
         self.on_command("gripper", msg)
+
+    def reject(self, kind: str, why: str) -> None:
+        self.invalid.add(kind, f"dropped a command ({kind}): {why}")
+
+    @staticmethod
+    def check_stamp(msg) -> tuple[str, str] | None:
+        stamp = msg.header.stamp
+        if stamp.sec < 0 or stamp.nanosec >= 1_000_000_000:
+            return "stamp_invalid", f"header stamp {stamp.sec} s {stamp.nanosec} ns is not a normalised time"
+        return None
+
+    def check_twist(self, msg) -> tuple[str, str] | None:
+        """Why a twist command may not run (kind, reason), or None."""
+        linear = [msg.twist.linear.x, msg.twist.linear.y, msg.twist.linear.z]
+        angular = [msg.twist.angular.x, msg.twist.angular.y, msg.twist.angular.z]
+        if not all(math.isfinite(v) for v in linear + angular):
+            return "twist_nonfinite", f"linear {linear} angular {angular} are not all finite"
+        speed = math.sqrt(sum(v * v for v in linear))
+        if speed > self.max_tcp_speed:
+            return "twist_overspeed", f"linear speed {speed:.3g} m/s exceeds max_tcp_speed {self.max_tcp_speed:.3g} m/s"
+        if any(angular):
+            return "twist_angular", f"angular {angular}: the TCP orientation is fixed, rotations are not executed"
+        if msg.header.frame_id not in ("", contract.BASE_FRAME):
+            return "twist_frame", f"frame_id {msg.header.frame_id[:40]!r}: commands are in {contract.BASE_FRAME!r}"
+        return None
+
+    def check_gripper(self, msg) -> tuple[str, str] | None:
+        """Why a gripper command may not run (kind, reason), or None."""
+        names, positions = list(msg.name), list(msg.position)
+        if len(names) != len(positions) or len(names) > MAX_JOINT_NAMES:
+            return "gripper_malformed", f"{len(names)} names and {len(positions)} positions"
+        count = names.count(contract.GRIPPER_JOINT)
+        if count == 0:
+            return "gripper_no_joint", f"no {contract.GRIPPER_JOINT!r} joint among {names[:8]}"
+        if count > 1:
+            return "gripper_malformed", f"the {contract.GRIPPER_JOINT!r} joint is named {count} times"
+        opening = positions[names.index(contract.GRIPPER_JOINT)]
+        if not math.isfinite(opening):
+            return "gripper_nonfinite", f"opening {opening}"
+        top = self.robot.gripper_max_opening
+        if not -GRIPPER_TOLERANCE <= opening <= top + GRIPPER_TOLERANCE:
+            return "gripper_range", f"opening {opening:.4g} m is outside [0, {top:.4g}] m"
+        return None
 
     def on_command(self, kind: str, msg) -> None:
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
@@ -198,8 +295,8 @@ class RobotBridge(Node):
         if twist is not None and grip is not None and self.commandable():
             v = twist.twist.linear
             delta = np.array([v.x, v.y, v.z]) * self.dt
-            opening = grip.position[grip.name.index(contract.GRIPPER_JOINT)]
-            self.gripper = float(1.0 - 2.0 * opening / self.robot.gripper_max_opening)
+            opening = grip.position[list(grip.name).index(contract.GRIPPER_JOINT)]
+            self.gripper = float(np.clip(1.0 - 2.0 * opening / self.robot.gripper_max_opening, -1.0, 1.0))
             self.applied += 1
         else:
             delta = np.zeros(3)
@@ -208,6 +305,7 @@ class RobotBridge(Node):
             self.robot.apply_action(delta, self.gripper)
         self.publish_observation()
 
+    @guarded("a control tick")
     def tick(self) -> None:
         now = time.perf_counter()
         if self.last_tick is not None:
@@ -217,6 +315,7 @@ class RobotBridge(Node):
         self.step()
 
     # ------------------------------------------------------------------ services
+    @guarded("the reset service")
     def on_reset(self, request, response):
         if self.estop:
             response.success, response.message = False, "e-stopped: clear it with the estop service (false) first"
@@ -229,6 +328,7 @@ class RobotBridge(Node):
         response.success, response.message = True, f"reset to TCP {np.round(self.reset_tcp, 3).tolist()}"
         return response
 
+    @guarded("the arm service")
     def on_arm(self, request, response):
         if request.data and self.estop:
             response.success, response.message = False, "e-stopped: clear it with the estop service (false) first"
@@ -239,6 +339,7 @@ class RobotBridge(Node):
         response.success, response.message = True, "armed" if self.armed else "disarmed"
         return response
 
+    @guarded("the estop service")
     def on_estop(self, request, response):
         if request.data:
             self.estop, self.armed = True, False
@@ -253,13 +354,15 @@ class RobotBridge(Node):
         response.success, response.message = True, message
         return response
 
+    @guarded("the stats service")
     def on_stats(self, request, response):
         response.success = True
         response.message = json.dumps({
             "mode": self.mode, "control_dt_ms": self.dt * 1e3, "period_ms": self.tick_times.summary(),
             "jitter_ms": self.jitter.summary(),
             "obs_to_command_ms": self.latency.summary(), "applied": self.applied, "held": self.held,
-            "rejected_stale": self.rejected_stale})
+            "rejected_stale": self.rejected_stale, "invalid": self.invalid.counts(),
+            "max_tcp_speed": self.max_tcp_speed})
         return response
 
     def shutdown(self) -> None:

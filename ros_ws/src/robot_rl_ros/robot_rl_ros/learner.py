@@ -8,8 +8,14 @@ transient local: a late-joining actor gets the latest) at most every `weights_pe
 its checkpoint and log. With `exit_when_done` it stops after the config's `steps` online env steps,
 writing summary.json. The learning logic is robot_rl.runtime.remote_learner.
 
+Whatever arrives on `transitions` is untrusted (anyone on the domain can publish): a payload over the
+size limit or arriving while the inbox is full is dropped before it is copied; the rest is validated
+by RemoteLearner, and every rejection is counted by kind in the heartbeat's `rejected` and logged at
+most every 10 s per kind. No callback's exception stops the node.
+
 Parameters: overrides (the train config, e.g. ['task=pick_cube', 'run_dir=runs/ros']),
-training_namespace, weights_period_s, exit_when_done.
+training_namespace, weights_period_s, exit_when_done, max_inbox_mb (payloads received, not yet
+decoded), max_pending_mb (episodes in progress, all actors).
 """
 from __future__ import annotations
 
@@ -28,26 +34,43 @@ class LearnerNode(Node):
         super().__init__("learner")
         from std_msgs.msg import String, UInt8MultiArray
 
-        from robot_rl.runtime.remote_learner import RemoteLearner
+        from robot_rl.runtime.remote_learner import IngestLimits, RemoteLearner
 
         cfg = node_config(self)
         ns = self.declare_parameter("training_namespace", contract.DEFAULT_TRAINING_NAMESPACE).value
         self.weights_period = float(self.declare_parameter("weights_period_s", 0.5).value)
         self.exit_when_done = bool(self.declare_parameter("exit_when_done", True).value)
+        defaults = IngestLimits()
+        inbox_mb = int(self.declare_parameter("max_inbox_mb", defaults.inbox_bytes >> 20).value)
+        pending_mb = int(self.declare_parameter("max_pending_mb", defaults.pending_bytes >> 20).value)
+        if inbox_mb < 1 or pending_mb < 1:
+            raise ValueError(f"learner max_inbox_mb={inbox_mb}, max_pending_mb={pending_mb}: give at least 1 MiB each")
+        limits = IngestLimits(inbox_bytes=inbox_mb << 20, pending_bytes=pending_mb << 20)
         self.steps = int(cfg.steps)
-        self.core = RemoteLearner(cfg, log=lambda msg: self.get_logger().info(msg))
+        self.core = None
+        # subscribe before building (seconds: the env, the agent, a resumed log): the stream QoS keeps
+        # what actors send meanwhile in the reader, and it is taken once the node spins
+        self.create_subscription(UInt8MultiArray, contract.join(ns, contract.TRANSITIONS.name), self.on_chunk,
+                                 contract.qos("stream"))
+        self.core = RemoteLearner(cfg, log=lambda msg: self.get_logger().info(msg), limits=limits)
         self.String, self.Bytes = String, UInt8MultiArray
         self.pub_weights = self.create_publisher(UInt8MultiArray, contract.join(ns, contract.POLICY_WEIGHTS.name),
                                                  contract.qos("latched"))
         self.pub_status = self.create_publisher(String, contract.join(ns, contract.LEARNER_STATUS.name),
                                                 contract.qos("command"))
-        self.create_subscription(UInt8MultiArray, contract.join(ns, contract.TRANSITIONS.name),
-                                 lambda msg: self.core.ingest(msg.data.tobytes()), contract.qos("stream"))
         self.create_timer(0.1, self.publish_status)
         self.running = True
         self.finished = False
         self.thread = start_worker(self, self.train_loop, "learner_loop")
         self.get_logger().info(f"learner on {ns}: run_dir {cfg.run_dir}, {self.steps} online env steps")
+
+    def on_chunk(self, msg) -> None:
+        """One transitions message: handed over as the message's own buffer (RemoteLearner.ingest drops
+        an oversized one before copying it). Nothing raised here may stop the executor."""
+        try:
+            self.core.ingest(msg.data)
+        except Exception as err:
+            self.core.rejects.add("internal", f"[learner] dropped a message ({type(err).__name__}: {err}) (internal)")
 
     def publish_status(self) -> None:
         self.pub_status.publish(self.String(data=json.dumps(self.core.status())))
