@@ -185,11 +185,12 @@ def test_plain_zarr_reader_sees_consistent_store(tmp_path):
     np.testing.assert_array_equal(root["data/step"][ends[1] : ends[2]], np.arange(lengths[2]))
     np.testing.assert_array_equal(root["data/observation/image/front"][ends[0]], pattern_obs(1, 0)["image/front"])
     attrs = root.attrs.asdict()
-    assert attrs["format"] == {"name": "robot_rl.episode_log", "version": 2}
+    assert attrs["format"] == {"name": "robot_rl.episode_log", "version": 3}
     assert attrs["config"] == {"lr": 3e-4}
     assert attrs["obs_spec"]["image/front"] == {"shape": list(IMAGE_SHAPE), "dtype": "uint8"}
     assert attrs["action_spec"]["low"] == [-1.0] * ACTION_DIM
-    assert "last_observation" in attrs["layout"]
+    assert "last_observation" in attrs["layout"] and "eval_step" in attrs["layout"]
+    np.testing.assert_array_equal(root["meta/eval_step"][:], -1)  # not an evaluation of a training run
 
 
 def test_resume_appends_and_rejects_spec_mismatch(tmp_path):
@@ -261,6 +262,7 @@ def test_missing_and_corrupt_stores_give_one_line_errors(tmp_path):
         msg = str(err.value)
         assert "\n" not in msg and path in msg, msg
     assert "corrupt" in str(pytest.raises(EpisodeLogError, EpisodeLog, broken).value)
+    assert f"robot-rl check-log {broken}" in str(pytest.raises(EpisodeLogError, EpisodeLog, broken).value)
     with pytest.raises(EpisodeLogError, match="corrupt"):
         EpisodeLogWriter(broken, SPEC, ACTION_DIM)
 
