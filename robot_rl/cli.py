@@ -13,6 +13,8 @@ commands:
   eval              evaluate a run's latest checkpoint: robot-rl eval run_dir=<dir> episodes=50
   record-labels     camera frames labelled success/failure into <out>/episodes.zarr (sim: ground truth)
   train-classifier  train a success classifier: robot-rl train-classifier data=<store> run_dir=<dir>
+  check-log         check an episode log, every chunk: robot-rl check-log <store> (exit 0 intact, 1 damaged)
+  salvage-log       copy a log's intact episodes to a new store: robot-rl salvage-log <store> out=<new store>
 
 any config key can be overridden, e.g. robot-rl train task=pick_cube agent.utd=8 seed=1
 configs: {config_dir}
@@ -20,6 +22,7 @@ configs: {config_dir}
 
 COMMANDS = {"train": "train", "record-demos": "record_demos", "eval": "eval", "record-labels": "record_labels",
             "train-classifier": "train_classifier"}
+LOG_COMMANDS = ("check-log", "salvage-log")  # take a positional store path; code in robot_rl/data/log_check.py
 
 
 def config_dir() -> Path:
@@ -70,8 +73,12 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE.format(config_dir=config_dir()))
         return 0
     command, overrides = argv[0], argv[1:]
+    if command in LOG_COMMANDS:
+        from robot_rl.data.log_check import main as log_main
+        return log_main(command, overrides)
     if command not in COMMANDS:
-        print(f"robot-rl: unknown command '{command}': choose one of {', '.join(COMMANDS)}", file=sys.stderr)
+        print(f"robot-rl: unknown command '{command}': choose one of {', '.join([*COMMANDS, *LOG_COMMANDS])}",
+              file=sys.stderr)
         return 2
     bad = [o for o in overrides if "=" not in o]
     if bad:
@@ -97,6 +104,11 @@ def main(argv: list[str] | None = None) -> int:
             evaluate_run(cfg)
     except (UserError, EpisodeLogError, ValueError, FileNotFoundError) as err:
         print(f"robot-rl {command}: error: {one_line(err)}", file=sys.stderr)
+        return 2
+    except OSError as err:  # the file system: disk full, read-only, permissions
+        from robot_rl.data.files import fs_error
+        print(f"robot-rl {command}: error: {one_line(fs_error(err, err.filename or '.', 'accessing'))}",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"robot-rl {command}: interrupted; finished episodes are in the log, rerun to resume", file=sys.stderr)

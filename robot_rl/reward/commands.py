@@ -16,7 +16,9 @@ from robot_rl.reward.metrics import CONFUSION_LAYOUT
 from robot_rl.reward.model import SuccessClassifier
 from robot_rl.reward.recording import KINDS, LabelPolicies, episode_kinds, load_policy
 from robot_rl.reward.training import ClassifierTrainConfig, evaluate_store, train_classifier as train
-from robot_rl.runtime.embedded import log, typed
+from robot_rl.runtime.embedded import check_device, log, typed
+from robot_rl.data.files import write_atomic
+from robot_rl.runtime.run_dir import open_run_dir
 
 CLASSIFIER = "classifier.pt"
 TRAIN_KEYS = [f.name for f in ClassifierTrainConfig.__dataclass_fields__.values()]
@@ -61,12 +63,12 @@ def record_labels(cfg: DictConfig) -> dict:
         policies = LabelPolicies(env, rng, float(cfg.expert_noise), lift, partial)
         if cfg.get("policy"):
             policies.policy = load_policy(str(cfg.policy), env)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        out = open_run_dir(out)
         start, n = time.perf_counter(), len(kinds)
         counts = {kind: {"episodes": 0, "frames": 0, "positives": 0} for kind in KINDS}
         with EpisodeLogWriter(out / STORE_NAME, env.observation_space, env.action_space,
                               config=OmegaConf.to_container(cfg, resolve=True)) as writer:
+            write_atomic(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))  # once the store validated
             for i, kind in enumerate(kinds):
                 labels: list[bool] = []
                 run_episode(env, policies.act_for(kind), int(rng.integers(2**31)), writer.num_episodes,
@@ -89,7 +91,7 @@ def record_labels(cfg: DictConfig) -> dict:
                "positives_recorded": positives, "kinds": counts,
                "episodes": store.num_episodes, "frames": int(len(labels_all)),
                "positives": int(labels_all.sum()), "negatives": int((~labels_all).sum())}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_atomic(out / "summary.json", json.dumps(summary, indent=2))
     kinds_done = ", ".join(f"{c['episodes']} {kind}" for kind, c in counts.items() if c["episodes"])
     log(f"[record-labels] {n} episodes ({kinds_done}): "
         f"{frames} frames, {positives} success / {frames - positives} failure; store now {summary['frames']} "
@@ -126,9 +128,9 @@ def train_classifier(cfg: DictConfig) -> dict:
     if test_store is not None and image_shapes(test_store, list(shapes)) != shapes:
         raise ValueError(f"test_data={cfg.test_data} has images of shapes {image_shapes(test_store, list(shapes))}, "
                          f"data={cfg.data} {shapes}: record both with the same task.image_size")
-    run_dir = Path(cfg.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    check_device(config.device)
+    run_dir = open_run_dir(cfg.run_dir)
+    write_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
     model, report = train(store, config, progress=log)
     path = run_dir / CLASSIFIER
@@ -141,7 +143,7 @@ def train_classifier(cfg: DictConfig) -> dict:
     summary = {"command": "train-classifier", "data": store.path, "classifier": str(path),
                "precision": val["precision"], "recall": val["recall"], "f1": val["f1"], **report,
                "test": test, "confusion_matrix_layout": CONFUSION_LAYOUT}
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2))
     met = "met" if report["target_met"] else "NOT met: record more or harder labelled episodes"
     held_out = "" if test is None else (f"; held-out {test['frames']} frames: precision {test['precision']:.3f} "
                                         f"recall {test['recall']:.3f} F1 {test['f1']:.3f}")

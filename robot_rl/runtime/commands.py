@@ -1,6 +1,7 @@
 """`robot-rl record-demos` and `robot-rl eval`."""
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -11,30 +12,40 @@ from omegaconf import DictConfig, OmegaConf
 from robot_rl.data.episode_log import EpisodeLogWriter
 from robot_rl.data.schema import EpisodeSource
 from robot_rl.envs.factory import make_env
-from robot_rl.runtime.embedded import CHECKPOINT, LOG, agent_config, evaluate, log
+from robot_rl.runtime.embedded import CHECKPOINT, LOG, agent_config, check_device, evaluate, log
 from robot_rl.runtime.learner import Learner
 from robot_rl.runtime.rollout import run_episodes, summarize
+from robot_rl.data.files import write_atomic
+from robot_rl.runtime.run_dir import RunLock, open_run_dir
 from robot_rl.teleop.scripted import make_expert
 
 
+def count_arg(cfg: DictConfig, key: str, least: int = 0) -> int:
+    """The integer `cfg[key]`, at least `least`; a one-line error otherwise."""
+    value = cfg[key]
+    if not isinstance(value, int) or isinstance(value, bool) or value < least:
+        raise ValueError(f"{key}={value!r} must be an integer >= {least}")
+    return value
+
+
 def record_demos(cfg: DictConfig) -> dict:
-    """Scripted-expert demos in sim into `<out>/episodes.zarr` (appends when it exists)."""
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    env = make_env(cfg, seed=cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
+    """Scripted-expert demos in sim into `<out>/episodes.zarr` (appends when it exists). The store is
+    validated (EpisodeLogWriter) before anything in `out` changes."""
+    episodes, seed = count_arg(cfg, "episodes", 1), count_arg(cfg, "seed")
+    out = open_run_dir(cfg.out)
+    env = make_env(cfg, seed=seed)
+    rng = np.random.default_rng(seed)
     expert = make_expert(env, noise=float(cfg.expert_noise), rng=rng)
     with EpisodeLogWriter(out / LOG, env.observation_space, env.action_space.shape[0],
                           config=OmegaConf.to_container(cfg, resolve=True)) as writer:
+        write_atomic(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         keep = (lambda r: r.success) if cfg.only_successful else None
-        results = run_episodes(env, expert.act, int(cfg.episodes), rng, writer, EpisodeSource.DEMO,
-                               keep=keep)
+        results = run_episodes(env, expert.act, episodes, rng, writer, EpisodeSource.DEMO, keep=keep)
         total = writer.num_episodes
     summary = {"command": "record-demos", "store": str(out / LOG), "recorded": len(results),
                "episodes_in_store": total, **summarize(results),
                "mean_length": float(np.mean([r.length for r in results]))}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_atomic(out / "summary.json", json.dumps(summary, indent=2))
     log(f"[record-demos] {len(results)} demos (success {summary['success_rate']:.0%}, mean length "
         f"{summary['mean_length']:.1f}) -> {out / LOG}")
     return summary
@@ -59,24 +70,29 @@ def load_trained(run_dir: Path, env, device: str = "cpu", seed: int = 0) -> Lear
 
 
 def evaluate_run(cfg: DictConfig) -> dict:
-    """Roll out a run's latest checkpoint deterministically; writes `<run_dir>/eval/summary.json`."""
+    """Roll out a run's latest checkpoint deterministically; writes `<run_dir>/eval/summary.json`. With
+    `log` (the default) the episodes go into the run's log, so eval holds the run's lock like `train`."""
+    episodes, seed = count_arg(cfg, "episodes", 1), count_arg(cfg, "seed")
+    check_device(cfg.device)
     run_dir = Path(cfg.run_dir)
     run_cfg = trained_run_config(run_dir)
-    torch.set_num_threads(int(run_cfg.runtime.torch_threads))
-    env = make_env(run_cfg, seed=cfg.seed)
-    learner = load_trained(run_dir, env, cfg.device, int(cfg.seed))
-    rng = np.random.default_rng(cfg.seed)
-    writer = None
-    if cfg.log:
-        writer = EpisodeLogWriter(run_dir / LOG, env.observation_space, env.action_space.shape[0])
-    try:
-        result = evaluate(env, learner.agent, int(cfg.episodes), rng, writer)
-    finally:
-        if writer is not None:
-            writer.close()
-    summary = {"command": "eval", "run_dir": str(run_dir), "critic_updates": learner.agent.num_updates, **result}
-    (run_dir / "eval").mkdir(exist_ok=True)
-    (run_dir / "eval" / "summary.json").write_text(json.dumps(summary, indent=2))
+    with RunLock(run_dir) if cfg.log else contextlib.nullcontext():
+        torch.set_num_threads(int(run_cfg.runtime.torch_threads))
+        env = make_env(run_cfg, seed=seed)
+        learner = load_trained(run_dir, env, cfg.device, seed)
+        rng = np.random.default_rng(seed)
+        writer = None
+        if cfg.log:
+            writer = EpisodeLogWriter(run_dir / LOG, env.observation_space, env.action_space.shape[0])
+        try:
+            result = evaluate(env, learner.agent, episodes, rng, writer)
+        finally:
+            if writer is not None:
+                writer.close()
+        summary = {"command": "eval", "run_dir": str(run_dir), "critic_updates": learner.agent.num_updates,
+                   **result}
+        (run_dir / "eval").mkdir(exist_ok=True)
+        write_atomic(run_dir / "eval" / "summary.json", json.dumps(summary, indent=2))
     steps = summary["mean_steps_to_success"]
     log(f"[eval] {run_dir}: success {summary['success_rate']:.0%} over {summary['episodes']} episodes, "
         f"mean return {summary['mean_return']:.2f}, mean steps to success "

@@ -1,7 +1,9 @@
 """The learner loop's state: the agent and its two replay buffers (demos/interventions and online)."""
 from __future__ import annotations
 
-import os
+import io
+import pickle
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,7 @@ from gymnasium import spaces
 from robot_rl.agents.sac import SACAgent, SACConfig
 from robot_rl.data.replay import ReplayBuffer, sample_symmetric
 from robot_rl.data.schema import EpisodeLabel, EpisodeSource, Transition
+from robot_rl.data.files import write_atomic
 
 PRIOR_SOURCES = {EpisodeSource.DEMO, EpisodeSource.INTERVENTION}
 
@@ -42,6 +45,28 @@ def make_agent(observation_space: spaces.Dict, action_dim: int, config: SACConfi
                     {key: (box.low, box.high) for key, box in observation_space.spaces.items() if len(box.shape) == 1})
 
 
+def load_weights(path: Path, device: str | torch.device = "cpu") -> dict:
+    """A checkpoint's contents, unpickled with `weights_only=True` (tensors, numbers, strings and plain
+    containers; anything that would construct another object or call a function is refused)."""
+    try:
+        with warnings.catch_warnings():  # a foreign pickle protocol warns before it is refused
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as err:  # what weights_only refuses: code, classes, foreign objects
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        reason = next((line for line in lines if "unsupported" in line.lower()), lines[-1] if lines else "")[:120]
+        raise ValueError(f"checkpoint {path} holds more than weights ({reason}): refused, nothing in it ran; "
+                         "use a checkpoint written by robot_rl, or delete it to restart the learner from the "
+                         "episode log") from None
+    except Exception as err:  # a truncated or foreign file
+        raise ValueError(f"checkpoint {path} cannot be read ({type(err).__name__}); "
+                         "delete it to restart the learner from the episode log") from None
+    if not isinstance(state, dict) or "agent" not in state:
+        raise ValueError(f"checkpoint {path} is not a robot_rl learner checkpoint (no agent state); "
+                         "pass the run_dir of `robot-rl train`")
+    return state
+
+
 class Learner:
     """Owns the SAC agent and replay; `update()` runs `utd` critic updates and one actor update on a
     symmetric batch (half demos/interventions, half online)."""
@@ -64,14 +89,17 @@ class Learner:
                        transition.next_observation, transition.terminated,
                        done=transition.terminated or transition.truncated, grasp_penalty=transition.grasp_penalty)
 
-    def load_log(self, log, online: bool = True) -> None:
+    def load_log(self, log, online: bool = True, upto: int | None = None) -> None:
         """Fill the buffers from an episode log the way `add` routes steps: demo + intervention episodes
         -> prior; online episodes -> online (unless `online` is False) and their intervention steps
-        -> prior as well. Episodes a person discarded are never loaded."""
+        -> prior as well. Episodes a person discarded are never loaded; with `upto`, only the first
+        `upto` episodes of the log are."""
         if log.num_episodes == 0:
             return
         meta = log.episode_meta()
         kept = meta["label"] != EpisodeLabel.DISCARD
+        if upto is not None:
+            kept &= np.arange(log.num_episodes) < upto
         is_prior = np.isin(meta["source"], [int(s) for s in PRIOR_SOURCES]) & kept
         is_online = (meta["source"] == EpisodeSource.ONLINE) & kept
         with_interventions = is_online & (meta["intervention_steps"] > 0)
@@ -108,19 +136,17 @@ class Learner:
         return self.agent.update(batch)
 
     def save(self, path: Path, extra: dict) -> None:
-        """Checkpoint agent + sampler RNG + `extra` (runner state); written atomically."""
+        """Checkpoint agent + sampler RNG + `extra` (runner state: plain numbers, strings, lists, dicts);
+        written atomically (`write_atomic`)."""
         state = {"agent": self.agent.state_dict(), "sample_generator": self.sample_generator.get_state(), **extra}
-        tmp = Path(f"{path}.tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, path)
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        write_atomic(Path(path), buffer.getbuffer())
 
     def load(self, path: Path) -> dict:
-        """Restore from a checkpoint; returns the runner state saved with it."""
-        try:
-            state = torch.load(path, map_location=self.agent.device, weights_only=False)
-        except Exception as err:  # a truncated or foreign file
-            raise ValueError(f"checkpoint {path} cannot be read ({type(err).__name__}); "
-                             "delete it to restart the learner from the episode log") from None
+        """Restore from a checkpoint; returns the runner state saved with it. The file is read with
+        `weights_only=True`: tensors and plain containers only, so a crafted file cannot run code."""
+        state = load_weights(path, self.agent.device)
         self.agent.load_state_dict(state.pop("agent"))
         self.sample_generator.set_state(state.pop("sample_generator"))
         return state

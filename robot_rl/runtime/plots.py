@@ -1,12 +1,15 @@
 """Learning-curve figures (matplotlib, Agg backend: no display needed)."""
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+from robot_rl.data.files import write_atomic  # noqa: E402
 
 
 def plot_learning_curve(evals: list[dict], path: Path, title: str = "",
@@ -26,5 +29,7 @@ def plot_learning_curve(evals: list[dict], path: Path, title: str = "",
         if len(curves) > 1:
             ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    image = io.BytesIO()
+    fig.savefig(image, format=Path(path).suffix.lstrip(".") or "png", dpi=100)
     plt.close(fig)
+    write_atomic(Path(path), image.getvalue())
