@@ -326,9 +326,11 @@ def test_remote_learner_without_a_local_env_accepts_a_spec_only_from_a_valid_epi
     _feed(core, next(c for c in hostile_chunks(steps, spec) if c.name.startswith("a foreign spec")).messages)
     assert core.status()["rejected"] == {"nonfinite": 1, "spec": 2}
     core.finish()
+    core.close()
     restarted = RemoteLearner(cfg, log=lambda _: None)  # resumes from spec.json and the log
     assert restarted.status()["ready"] and restarted.spec == spec and restarted.status()["env_steps"] == len(steps)
     restarted.finish()
+    restarted.close()
 
 
 def test_remote_learner_refuses_a_run_dir_whose_spec_is_not_its_env(episode, tmp_path):

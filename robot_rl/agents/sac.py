@@ -397,14 +397,20 @@ class SACAgent:
         return {f"{name}.{key}": value.detach().cpu().numpy()
                 for name, module in self._policy_modules().items() for key, value in module.state_dict().items()}
 
+    def check_policy_weights(self, weights: Mapping[str, np.ndarray]) -> None:
+        """A one-line ValueError unless `weights` are `policy_weights()` of an agent of this architecture
+        (the same names and shapes, float arrays)."""
+        expected = {f"{name}.{key}": tuple(value.shape) for name, module in self._policy_modules().items()
+                    for key, value in module.state_dict().items()}
+        if set(weights) != set(expected) or any(tuple(np.shape(weights[k])) != shape for k, shape in expected.items()):
+            raise ValueError("policy weights do not fit this agent: actor and learner must use the same task and "
+                             "agent config")
+
     def load_policy_weights(self, weights: Mapping[str, np.ndarray]) -> None:
         """Load `policy_weights()` of an agent with the same architecture; a one-line ValueError otherwise."""
+        self.check_policy_weights(weights)
         for name, module in self._policy_modules().items():
-            own = module.state_dict()
             theirs = {key[len(name) + 1:]: value for key, value in weights.items() if key.startswith(name + ".")}
-            if set(theirs) != set(own) or any(tuple(theirs[k].shape) != tuple(own[k].shape) for k in own):
-                raise ValueError(f"policy weights do not fit this agent's {name}: actor and learner must use the "
-                                 "same task and agent config")
             module.load_state_dict({key: torch.as_tensor(value) for key, value in theirs.items()})
 
 

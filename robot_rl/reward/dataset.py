@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import zarr
 
 from robot_rl.data.episode_log import STORE_NAME, EpisodeLog, EpisodeLogError
 
@@ -76,7 +75,7 @@ def frame_index(log: EpisodeLog) -> FrameIndex:
     """Every labelled frame of the store's committed episodes (reads labels only, no images)."""
     ends = log.episode_ends
     lengths = np.diff(np.concatenate([[0], ends]))
-    labels = np.asarray(log.array("success")[: log.num_steps], bool)
+    labels = np.asarray(log.read("success"), bool)
     episodes = np.repeat(np.arange(len(ends)), lengths)
     is_last = np.zeros(len(labels), bool)
     is_last[ends - 1] = True
@@ -98,21 +97,21 @@ def every_kth(index: FrameIndex, every: int, rng: np.random.Generator | None = N
 
 
 def read_images(log: EpisodeLog, index: FrameIndex, keys: list[str], chunk: int = 512) -> dict[str, np.ndarray]:
-    """The images `{key: uint8[N, H, W, 3]}` of the indexed frames, read frame by frame from the store."""
-    root = zarr.open_group(log.path, mode="r")
+    """The images `{key: uint8[N, H, W, 3]}` of the indexed frames, read frame by frame from the store
+    (checked reads: a missing or damaged chunk is an EpisodeLogError, never zeros)."""
     out: dict[str, np.ndarray] = {}
     inner = np.flatnonzero(~index.is_last)
     last = np.flatnonzero(index.is_last)
     for key in keys:
         shape = log.obs_spec[key][0]
         images = np.empty((len(index), *shape), np.uint8)
-        data, meta = log.array(f"observation/{key}"), root[f"meta/last_observation/{key}"]
-        for rows, array, where in ((inner, data, index.steps[inner] + 1), (last, meta, index.episodes[last])):
+        sources = ((inner, f"observation/{key}", index.steps[inner] + 1),
+                   (last, f"meta/last_observation/{key}", index.episodes[last]))
+        for rows, name, where in sources:
             for s in range(0, len(rows), chunk):
                 sel = where[s:s + chunk]
                 if len(sel):
-                    images[rows[s:s + chunk]] = array.get_orthogonal_selection((sel, slice(None), slice(None),
-                                                                                 slice(None)))
+                    images[rows[s:s + chunk]] = log.read(name, sel)
         out[key] = images
     return out
 

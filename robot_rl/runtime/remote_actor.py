@@ -58,9 +58,11 @@ class RemoteActor:
         self.chunk_steps = max(1, MAX_CHUNK_BYTES // max(frame_bytes, 1))
 
     def offer_weights(self, payload: bytes) -> None:
-        """Decode the newest weights (on the caller's thread, not the control loop's); they are loaded
-        before the next step (thread-safe: one assignment)."""
+        """Decode and check the newest weights (on the caller's thread, not the control loop's); they are
+        loaded before the next step (thread-safe: one assignment). Raises WireError or ValueError for a
+        payload that is not weights of this agent, which then never reach the control loop."""
         header, weights = decode_weights(payload)
+        self.agent.check_policy_weights(weights)
         self._pending_weights = (int(header["version"]), weights)
 
     def _load_pending_weights(self) -> None:

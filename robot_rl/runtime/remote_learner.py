@@ -42,8 +42,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from robot_rl.data.episode_log import EpisodeLog, EpisodeLogError, EpisodeLogWriter
 from robot_rl.data.schema import EpisodeLabel, EpisodeSource, Transition, count_takeovers
-from robot_rl.runtime.embedded import CHECKPOINT, LOG, check_train_config, copy_demos, make_learner, online_counts
+from robot_rl.data.files import write_atomic
+from robot_rl.runtime.embedded import (CHECKPOINT, LOG, check_device, check_train_config, copy_demos, make_learner,
+                                       online_counts)
 from robot_rl.runtime.learner import Learner
+from robot_rl.runtime.run_dir import RunLock, open_run_dir, remove_stale_temps
 from robot_rl.runtime.wire import (MAX_PAYLOAD_BYTES, RejectCounter, WireError, check_chunk, check_spec, decode_chunk,
                                    encode_weights, space_from_json, space_to_json, spec_mismatch)
 
@@ -86,9 +89,8 @@ class RemoteLearner:
         self.rt = check_train_config(cfg)
         self.log = log
         self.limits = limits or IngestLimits()
-        self.run_dir = Path(cfg.run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        check_device(cfg.device)
+        self.run_dir = open_run_dir(cfg.run_dir)
         torch.set_num_threads(self.rt.torch_threads)
         self.inbox: deque[bytes] = deque()
         self.inbox_bytes = 0
@@ -112,8 +114,18 @@ class RemoteLearner:
         self.lock = threading.Lock()
         self.pinned, task_max_steps = self._local_spec(cfg)  # None: a robot this learner cannot build
         self.max_episode_steps = self.limits.max_episode_steps or (2 * task_max_steps if task_max_steps else 10_000)
+        self.run_lock = RunLock(self.run_dir).__enter__()  # held until close(): one owner of the run directory
+        try:
+            remove_stale_temps(self.run_dir)
+            self._resume_or_pin()
+        except BaseException:
+            self.close()
+            raise
+
+    def _resume_or_pin(self) -> None:
+        """Resume from spec.json (a restart, before any actor speaks) or build from the pinned spec."""
         spec_file = self.run_dir / SPEC_FILE
-        if spec_file.exists():  # a restart: resume before any actor speaks
+        if spec_file.exists():
             try:
                 saved = check_spec(json.loads(spec_file.read_text()))
             except (ValueError, WireError) as err:
@@ -184,17 +196,18 @@ class RemoteLearner:
         """The agent, log writer and spec.json from `spec` (pinned, resumed, or validated with a whole episode)."""
         space = space_from_json(spec["observation"])
         action_dim = int(spec["action_dim"])
-        learner = make_learner(self.cfg, self.rt, space, action_dim)  # first: nothing on disk if it fails
+        # validate before anything on disk changes: the agent, the checkpoint, the log (the writer checks it)
+        learner = make_learner(self.cfg, self.rt, space, action_dim)
+        checkpoint = self.run_dir / CHECKPOINT
+        saved = learner.load(checkpoint) if checkpoint.exists() else {}
         self.writer = EpisodeLogWriter(self.run_dir / LOG, space, action_dim,
                                        config=OmegaConf.to_container(self.cfg, resolve=True))
+        write_atomic(self.run_dir / "config.yaml", OmegaConf.to_yaml(self.cfg, resolve=True))
+        write_atomic(self.run_dir / SPEC_FILE, json.dumps(spec))
         self.learner = learner
         self.spec = spec
-        (self.run_dir / SPEC_FILE).write_text(json.dumps(spec))
-        checkpoint = self.run_dir / CHECKPOINT
-        if checkpoint.exists():
-            saved = self.learner.load(checkpoint)
-            self.trained_steps = int(saved.get("trained_steps", 0))
-            self.per_actor = dict(saved.get("per_actor", {}))
+        self.trained_steps = int(saved.get("trained_steps", 0))
+        self.per_actor = dict(saved.get("per_actor", {}))
         if self.writer.num_episodes:
             existing = EpisodeLog(self.run_dir / LOG)
             self.learner.load_log(existing)
@@ -429,5 +442,9 @@ class RemoteLearner:
                    **self.status(), "wall_s": round(time.perf_counter() - self.wall_start, 1),
                    "interventions": self.counts["interventions"], "discarded_episodes": self.counts["discarded"],
                    "replay": {"prior": len(self.learner.prior), "online": len(self.learner.online)} if self.learner else {}}
-        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        write_atomic(self.run_dir / "summary.json", json.dumps(summary, indent=2))
         return summary
+
+    def close(self) -> None:
+        """Release the run directory (after `finish`)."""
+        self.run_lock.__exit__(None, None, None)

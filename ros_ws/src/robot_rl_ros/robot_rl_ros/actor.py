@@ -25,6 +25,7 @@ from rclpy.node import Node
 from robot_rl import ros_contract as contract
 from robot_rl.data.schema import EpisodeSource
 from robot_rl.robots.ros import RobotUnavailable
+from robot_rl.runtime.wire import RejectCounter, WireError
 from robot_rl.tasks.reset import ResetError
 from robot_rl_ros.common import node_config, run_node, start_worker
 
@@ -66,8 +67,8 @@ class ActorNode(Node):
 
         self.pub_transitions = self.create_publisher(UInt8MultiArray, contract.join(ns, contract.TRANSITIONS.name),
                                                      contract.qos("stream"))
-        self.create_subscription(UInt8MultiArray, contract.join(ns, contract.POLICY_WEIGHTS.name),
-                                 lambda msg: self.core.offer_weights(bytes(msg.data)) if self.training else None,
+        self.rejects = RejectCounter(lambda text: self.get_logger().warning(text))
+        self.create_subscription(UInt8MultiArray, contract.join(ns, contract.POLICY_WEIGHTS.name), self.on_weights,
                                  contract.qos("latched"))
         self.create_subscription(String, contract.join(ns, contract.LEARNER_STATUS.name), self.on_learner_status,
                                  contract.qos("command"))
@@ -80,8 +81,28 @@ class ActorNode(Node):
                                f"{'active' if self.active else 'inactive: call ~/activate true'}")
 
     # ------------------------------------------------------------------ ROS callbacks
+    def on_weights(self, msg) -> None:
+        """New weights from the learner; anything else on the topic is dropped and counted."""
+        if not self.training:
+            return
+        try:
+            self.core.offer_weights(bytes(msg.data))
+        except (WireError, ValueError) as err:
+            self.rejects.add("weights", f"dropped a weights payload: {err}")
+
     def on_learner_status(self, msg) -> None:
-        self.learner_status = json.loads(msg.data)
+        """The learner's heartbeat; one that is not the learner's status JSON is dropped and counted."""
+        try:
+            status = json.loads(msg.data)
+            if not (isinstance(status, dict) and isinstance(status.get("run_id"), str)
+                    and isinstance(status.get("last_episode"), dict) and isinstance(status.get("backlog"), int)
+                    and isinstance(status.get("demo_episodes", 0), int)
+                    and all(isinstance(v, int) for v in status["last_episode"].values())):
+                raise ValueError("missing run_id, last_episode, backlog or demo_episodes")
+        except ValueError as err:
+            self.rejects.add("learner_status", f"dropped a learner status message: {err}")
+            return
+        self.learner_status = status
         self.learner_seen = time.monotonic()
 
     def on_activate(self, request, response):
@@ -93,7 +114,7 @@ class ActorNode(Node):
         self.pub_status.publish(self.String(data=json.dumps({
             "actor": self.actor_id, "state": self.state, "active": self.active, "learner_ok": self.learner_ok(),
             "weights_version": self.core.weights_version, "episodes": self.core.episodes, "env_steps": self.core.steps,
-            "outbox": len(self.outbox), "dropped_episodes": self.dropped,
+            "outbox": len(self.outbox), "dropped_episodes": self.dropped, "rejected": self.rejects.counts(),
             "success_recent": sum(self.successes) / len(self.successes) if self.successes else 0.0})))
 
     # ------------------------------------------------------------------ the loop

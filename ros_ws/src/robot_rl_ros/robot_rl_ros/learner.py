@@ -119,6 +119,7 @@ class LearnerNode(Node):
             self.thread.join(timeout=30.0)
         if not self.finished:
             self.core.finish()
+        self.core.close()
 
 
 def main(args: list[str] | None = None) -> None:
