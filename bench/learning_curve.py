@@ -4,8 +4,10 @@ Usage: python bench/learning_curve.py [--seeds 0 1 2] [--steps 20000] [--full] [
 Extra key=value arguments are config overrides (e.g. task=pick_cube agent=rlpd_ens10). Each seed trains
 from 20 scripted demos with a 50-episode eval every 1000 env steps; without --full a seed stops at
 its first eval with >= 90% success. Prints a table; the last line is one JSON object with keys
-steps_to_90 and wall_s_to_90 (lists per seed, null where not reached). Wall time counts everything
-from the start of `train` (demo recording, compile, evals included). Writes learning_curve.png.
+steps_to_90 and wall_s_to_90 (lists per seed, null where not reached). Wall time is an eval's
+`wall_s`: from the first online step to the end of that eval (compile and evals included; the demo
+recording before it, about 5 s for 20 demos, not), read from the log's timestamps, so a resumed run
+counts the time it was down. Writes learning_curve.png.
 """
 from __future__ import annotations
 
