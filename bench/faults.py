@@ -201,6 +201,7 @@ def record_store(out: Path, task: list[str], episodes: int) -> Path:
     from robot_rl.cli import compose
     from robot_rl.runtime.commands import record_demos
 
+    subprocess.run(["rm", "-rf", str(out)], check=True)
     saved = {name: getattr(el, name) for name in SMALL_CHUNKS}
     try:
         for name, value in SMALL_CHUNKS.items():
@@ -247,9 +248,9 @@ def part_stores(out: Path) -> list[dict]:
             salvaged = cli("salvage-log", store, f"out={case / 'salvaged.zarr'}")
             got = episode_fingerprints(case / "salvaged.zarr") if salvaged.returncode == 0 else []
             intact = [prints[i] for i in range(len(prints)) if i not in lost]
-            recovered = sorted(set(got) & set(intact))
+            recovered = [a for a, b in zip(got, intact) if a == b] if len(got) == len(intact) else []
             ok = (refused_reader and refused and unchanged and checked.returncode == 1
-                  and report["damaged_episodes"] == lost and len(recovered) == len(intact) == len(got))
+                  and report["damaged_episodes"] == lost and len(recovered) == len(intact))
             rows.append({"case": f"damaged store: {name} {kind}", "tried": 1, "survived": int(ok),
                          "episodes_lost": len(intact) - len(recovered), "unsafe_motions": 0,
                          "unrecoverable": len(lost), "salvaged": len(got),
@@ -261,18 +262,10 @@ def part_stores(out: Path) -> list[dict]:
 
 
 # ---------------------------------------------------------------------------------------- full disk
-@contextlib.contextmanager
-def tmpfs(path: Path, size: str):
-    path.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True)
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
-
-
 def part_disk(out: Path) -> list[dict]:
     """See the module docstring: the disk fills while a run trains (a filler file), then is freed."""
+    from fs_faults import remount, tmpfs
+
     rows = []
     for case, size, filler_at in (("disk full: checkpoint bigger than the disk", "3m", None),
                                   ("disk full: filled up while training", "64m", 6)):
@@ -295,7 +288,7 @@ def part_disk(out: Path) -> list[dict]:
             leftovers = [p for p in run.rglob("*") if p.name.endswith((".tmp", ".partial")) or ".creating-" in p.name]
             before = episode_fingerprints(run / "episodes.zarr")
             (mount / "filler").unlink(missing_ok=True)
-            subprocess.run(["mount", "-o", "remount,size=256m", str(mount)], check=True)
+            remount(mount, "size=256m")
             resumed = cli(*args[:2], "steps=600", *[a for a in args[2:] if not a.startswith("steps=")])
             after = episode_fingerprints(run / "episodes.zarr")
             lost = sum(a != b for a, b in zip(before, after)) + max(0, len(before) - len(after))
@@ -328,21 +321,13 @@ def part_checkpoint(out: Path) -> list[dict]:
 
 
 # ---------------------------------------------------------------------------------------- hostile network input
-DOMAIN = 233
-
-
-def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS:"))
+DOMAIN = 95  # the test modules use 40-89, 100-199 and 215-232
 
 
 def part_hostile(out: Path) -> list[dict]:
     """See the module docstring."""
-    import threading
-    from collections import Counter
-
     from hostile import (CommandInjector, episode_chunks, flood, flood_payload, hostile_chunks, hostile_grippers,
-                         hostile_twists, scripted_episode)
+                         hostile_twists, peak_rss, scripted_episode, send_cases, transitions_publisher)
     from ros_processes import ros_session
 
     from robot_rl.robots.mujoco import DEFAULT_WORKSPACE
@@ -391,23 +376,9 @@ def part_hostile(out: Path) -> list[dict]:
                               "runtime.torch_threads=1, runtime.checkpoint_every=100000]")
         probe.watch("/robot_rl/learner_status")
         probe.wait_for("/robot_rl/learner_status", lambda s: s["ready"], 120, "the learner")
-        from std_msgs.msg import UInt8MultiArray
-
-        from robot_rl import ros_contract as contract
-        pub = probe.node.create_publisher(UInt8MultiArray, "/robot_rl/transitions", contract.qos("stream"))
-        while pub.get_subscription_count() == 0:
-            time.sleep(0.05)
-
-        def send(payload: bytes) -> None:
-            msg = UInt8MultiArray()
-            msg.data = payload
-            pub.publish(msg)
-
+        send = transitions_publisher(probe.node)
         chunks = hostile_chunks(steps, spec)
-        for case in chunks:
-            for payload in case.messages:
-                send(payload)
-        expected = dict(Counter(case.kind for case in chunks))
+        expected = send_cases(send, chunks)
         status = probe.wait_for("/robot_rl/learner_status", lambda s: s["rejected"] == expected, 60, "every rejection")
         clean = status["episodes"] == 0
         for payload in episode_chunks(steps, spec, "robot0", 0, chunk_steps=7):
@@ -420,29 +391,17 @@ def part_hostile(out: Path) -> list[dict]:
                      "survived": len(chunks) if clean and alive else 0, "episodes_lost": 0, "unsafe_motions": 0})
 
         time.sleep(1.0)
-        baseline, samples, done = rss_mb(learner.pid), [], threading.Event()
-
-        def sample() -> None:
-            while not done.is_set():
-                samples.append(rss_mb(learner.pid))
-                time.sleep(0.1)
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        try:
+        with peak_rss(learner.pid) as rss:
             sent = flood("/robot_rl/transitions", DOMAIN, 10.0, flood_payload())
             time.sleep(2.0)
-        finally:
-            done.set()
-            sampler.join()
-        growth = max(samples) - baseline
+        baseline, growth = rss["baseline"], rss["peak"] - rss["baseline"]
         for payload in episode_chunks(steps, spec, "robot0", 1):
             send(payload)
         status = probe.wait_for("/robot_rl/learner_status", lambda s: s["episodes"] == 2, 120,
                                 "an episode after the flood")
         alive = learner.poll() is None
         print(f"flood: {sent['sent']} payloads of 4 MB in {sent['seconds']} s ({sent['rate_mb_s']} MB/s); learner RSS "
-              f"{baseline:.0f} -> peak {max(samples):.0f} MB (+{growth:.0f} MB); alive {alive}; still commits")
+              f"{baseline:.0f} -> peak {rss['peak']:.0f} MB (+{growth:.0f} MB); alive {alive}; still commits")
         rows.append({"case": "10 s flood -> learner", "tried": 1, "survived": int(alive and growth < 200),
                      "episodes_lost": 0, "unsafe_motions": 0, "rss_growth_mb": round(growth)})
     return rows
@@ -467,9 +426,9 @@ def main() -> None:
         part = PARTS[name.strip()]
         kwargs = {"kills": args.kills, "rng": rng} if name == "kills" else {}
         rows += part(out, **kwargs)
-    print(f"\n{'case':<44}{'tried':>7}{'survived':>10}{'episodes lost':>15}{'unsafe motions':>16}")
+    print(f"\n{'case':<52}{'tried':>7}{'survived':>10}{'episodes lost':>15}{'unsafe motions':>16}")
     for row in rows:
-        print(f"{row['case']:<44}{row['tried']:>7}{row['survived']:>10}{row['episodes_lost']:>15}{row['unsafe_motions']:>16}")
+        print(f"{row['case']:<52}{row['tried']:>7}{row['survived']:>10}{row['episodes_lost']:>15}{row['unsafe_motions']:>16}")
     total = {key: sum(r[key] for r in rows) for key in ("tried", "survived", "episodes_lost", "unsafe_motions")}
     print(json.dumps({"bench": "faults", "machine": f"{platform.machine()} {os.cpu_count()} cpus",
                       **total, "cases": rows}))

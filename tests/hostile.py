@@ -15,6 +15,8 @@ functions that build or send ROS messages, so the chunk builders work without RO
 """
 from __future__ import annotations
 
+import collections
+import contextlib
 import copy
 import io
 import json
@@ -307,3 +309,59 @@ def flood(topic: str, domain_id: int, seconds: float, payload: bytes | None = No
         ros.close()
     return {"sent": sent, "bytes": sent * len(payload), "seconds": round(elapsed, 2),
             "rate_mb_s": round(sent * len(payload) / elapsed / 1e6, 1)}
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of process `pid` (VmRSS), MB."""
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS:"))
+
+
+@contextlib.contextmanager
+def peak_rss(pid: int, period_s: float = 0.1):
+    """Sample the resident memory of `pid` while the block runs; yields a dict that holds `baseline`
+    (before) and `peak` (MB) once the block is over."""
+    result = {"baseline": rss_mb(pid), "peak": 0.0}
+    samples: list[float] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            samples.append(rss_mb(pid))
+            time.sleep(period_s)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield result
+    finally:
+        done.set()
+        sampler.join()
+        result["peak"] = max(samples, default=result["baseline"])
+
+
+def transitions_publisher(node, topic: str = "/robot_rl/transitions", timeout: float = 60.0):
+    """A function that publishes a payload on the learner's episode stream from `node` (spun elsewhere),
+    once the learner has subscribed (an AssertionError after `timeout` s)."""
+    from std_msgs.msg import UInt8MultiArray
+
+    from robot_rl import ros_contract as contract
+    pub = node.create_publisher(UInt8MultiArray, topic, contract.qos("stream"))
+    deadline = time.monotonic() + timeout
+    while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pub.get_subscription_count() > 0, "the learner never subscribed"
+
+    def send(payload: bytes) -> None:
+        msg = UInt8MultiArray()
+        msg.data = payload
+        pub.publish(msg)
+    return send
+
+
+def send_cases(send, cases: list[Hostile]) -> dict[str, int]:
+    """Send every message of every case; returns how many rejections of each kind they must cause."""
+    for case in cases:
+        for payload in case.messages:
+            send(payload)
+    return dict(collections.Counter(case.kind for case in cases))

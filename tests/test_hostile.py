@@ -15,7 +15,6 @@ import json
 import math
 import os
 import signal
-import threading
 import time
 import zipfile
 from collections import Counter
@@ -23,7 +22,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from hostile import (CommandInjector, episode_chunks, flood, flood_payload, foreign_spec, hostile_chunks,
+from hostile import (CommandInjector, episode_chunks, flood, flood_payload, foreign_spec, hostile_chunks, peak_rss, send_cases,
+                     transitions_publisher,
                      hostile_grippers, hostile_twists, repack, scripted_episode, unpack, variant)
 from robot_rl.data.schema import Transition
 from robot_rl.runtime.wire import (MAX_PAYLOAD_BYTES, RejectCounter, WireError, check_chunk, check_spec, decode_chunk,
@@ -403,23 +403,6 @@ def _learner_args(run_dir):
             "agent.utd=1, agent.batch_size=16, runtime.torch_threads=1, runtime.checkpoint_every=100000]")
 
 
-def _publisher(probe):
-    from std_msgs.msg import UInt8MultiArray
-
-    from robot_rl import ros_contract as contract
-    pub = probe.node.create_publisher(UInt8MultiArray, "/robot_rl/transitions", contract.qos("stream"))
-    deadline = time.monotonic() + 60
-    while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert pub.get_subscription_count() > 0, "the learner never subscribed"
-
-    def send(payload: bytes) -> None:
-        msg = UInt8MultiArray()
-        msg.data = payload
-        pub.publish(msg)
-    return send
-
-
 def test_learner_process_rejects_hostile_chunks_then_trains_on_a_valid_episode(ros, tmp_path, episode):
     from robot_rl.data.episode_log import EpisodeLog
 
@@ -429,12 +412,8 @@ def test_learner_process_rejects_hostile_chunks_then_trains_on_a_valid_episode(r
     learner = nodes.start("learner", "learner", _learner_args(run))
     probe.watch("/robot_rl/learner_status")
     probe.wait_for("/robot_rl/learner_status", lambda s: s["ready"], 90, "the learner")
-    send = _publisher(probe)
-    cases = hostile_chunks(steps, spec)
-    for case in cases:
-        for payload in case.messages:
-            send(payload)
-    expected = dict(Counter(case.kind for case in cases))
+    send = transitions_publisher(probe.node)
+    expected = send_cases(send, hostile_chunks(steps, spec))
     status = probe.wait_for("/robot_rl/learner_status", lambda s: s["rejected"] == expected, 60, "every rejection")
     assert status["episodes"] == 0 and status["env_steps"] == 0 and learner.poll() is None
     for payload in episode_chunks(steps, spec, "robot0", 0, chunk_steps=7):
@@ -452,44 +431,22 @@ def test_learner_process_rejects_hostile_chunks_then_trains_on_a_valid_episode(r
     assert all(f"({kind})" in text for kind in expected) and "Traceback" not in text
 
 
-def _rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise AssertionError(f"no VmRSS for {pid}")
-
-
 def test_learner_memory_stays_bounded_under_a_flood(ros, tmp_path, episode):
     steps, spec = episode
     nodes, probe = ros
     learner = nodes.start("learner", "learner", _learner_args(tmp_path / "run"))
     probe.watch("/robot_rl/learner_status")
     probe.wait_for("/robot_rl/learner_status", lambda s: s["ready"], 90, "the learner")
-    send = _publisher(probe)
+    send = transitions_publisher(probe.node)
     for payload in episode_chunks(steps, spec, "robot0", 0):  # warm up: one episode decoded, committed, trained
         send(payload)
     probe.wait_for("/robot_rl/learner_status", lambda s: s["episodes"] == 1 and s["updates"] > 0, 60, "warm-up")
     time.sleep(1.0)
-    baseline = _rss_mb(learner.pid)
-    samples: list[float] = []
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            samples.append(_rss_mb(learner.pid))
-            time.sleep(0.1)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    try:
+    with peak_rss(learner.pid) as rss:
         sent = flood("/robot_rl/transitions", DOMAIN, 10.0, flood_payload())
         time.sleep(2.0)
-    finally:
-        done.set()
-        sampler.join()
-    growth = max(samples) - baseline
-    print(f"flood: {sent}; learner RSS {baseline:.0f} MB -> peak {max(samples):.0f} MB (+{growth:.0f} MB), "
+    growth = rss["peak"] - rss["baseline"]
+    print(f"flood: {sent}; learner RSS {rss['baseline']:.0f} MB -> peak {rss['peak']:.0f} MB (+{growth:.0f} MB), "
           f"rejected {probe.latest['/robot_rl/learner_status']['rejected']}")
     assert sent["sent"] > 20 and learner.poll() is None
     assert growth < 200, f"learner RSS grew by {growth:.0f} MB under the flood"

@@ -3,7 +3,6 @@ run code, a killed run resumes as the run that was never killed, and file-system
 line. Every command runs as a real `robot-rl` process; kills are real SIGKILLs (failpoints place them)."""
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -18,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+from fs_faults import remount, tmpfs
 
 from robot_rl.data.episode_log import EpisodeLog, EpisodeLogWriter
 
@@ -202,29 +203,12 @@ def test_cuda_on_a_cpu_only_install_is_one_line(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
-@contextlib.contextmanager
-def tmpfs(path: Path, size: str):
-    """A small tmpfs at `path` (needs root and mount permission; skips the test otherwise)."""
-    path.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode().strip()}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
-
-
-def remount_read_only(path: Path) -> None:
-    subprocess.run(["mount", "-o", "remount,ro", str(path)], check=True)
-
-
 def test_a_read_only_run_dir_is_one_line_and_untouched(trained, tmp_path):
     with tmpfs(tmp_path / "ro", "20m") as mount:
         run = copy_run(trained, mount / "run")
         (mount / "empty").mkdir()
         before = digest(run)
-        remount_read_only(mount)
+        remount(mount, "ro")
         one_line_error(robot_rl("train", f"run_dir={mount / 'empty'}", *FAST), "Read-only file system")
         one_line_error(robot_rl("train", f"run_dir={run}", "steps=240", *FAST), "Read-only file system")
         one_line_error(robot_rl("train", f"run_dir={mount / 'new'}", *FAST), "Read-only file system")
@@ -245,7 +229,7 @@ def test_a_full_disk_is_one_line_leaves_no_temp_files_and_keeps_finished_episode
         for i in range(log.num_episodes):  # every finished episode reads back, finite
             assert np.isfinite(log.episode(i)["observation/state"]).all()
         # once there is room again the run resumes from what was kept
-        subprocess.run(["mount", "-o", "remount,size=64m", str(mount)], check=True)
+        remount(mount, "size=64m")
         proc = robot_rl("train", f"run_dir={run}", "steps=300", "runtime.checkpoint_every=100",
                         "agent.hidden_dims=[512,512]", *FAST)
         assert proc.returncode == 0 and "resuming" in proc.stdout, proc.stderr

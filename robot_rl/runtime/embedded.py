@@ -249,8 +249,7 @@ class EmbeddedRun:
             raise ValueError(f"{run_dir / CHECKPOINT} has seen {self.covered} episodes but {run_dir / LOG} holds "
                              f"{committed}: the log was replaced or cut; restore it, or delete the checkpoint "
                              "to retrain from the log")
-        demo_episodes = self._count(existing, PRIOR_SOURCES)
-        if cfg.demos and demo_episodes == 0:
+        if cfg.demos and self._count(existing, PRIOR_SOURCES) == 0:
             open_demos(cfg.demos)
         self.writer = EpisodeLogWriter(run_dir / LOG, self.env.observation_space, self.action_dim,
                                        config=OmegaConf.to_container(cfg, resolve=True))
@@ -318,7 +317,8 @@ class EmbeddedRun:
         self.recent.append(any(t.success for t in steps))
 
     def feed_logged(self, index: int) -> list[Transition]:
-        """Log episode `index` to the learner's buffers (demos: prior; online: `end_online_episode`)."""
+        """The Transitions of log episode `index`; a demo or intervention episode also goes to the prior
+        buffer (an online one is the caller's: `end_online_episode`)."""
         meta = self.log.episode_meta()
         steps = logged_transitions(self.log.episode(index), self.obs_keys)
         steps[-1].label = EpisodeLabel(int(meta["label"][index]))
