@@ -69,6 +69,18 @@ def test_update_changes_critic_and_soft_updates_target():
         agent.update(random_batch(10))
 
 
+@pytest.mark.parametrize("grasp", [False, True])
+def test_soft_updates_leave_no_autograd_history_on_the_targets(grasp):
+    """The soft update runs outside autograd: a recorded in-place lerp chained every update's graph onto
+    the target parameters, about 20 kB a critic update never freed (RSS +1 GB over a 30k-step run)."""
+    cfg = SACConfig(utd=2, batch_size=16, hidden_dims=[32, 32], compile=False, grasp_critic=grasp)
+    agent = SACAgent({"state": 6}, 3, cfg)
+    for _ in range(3):
+        agent.update(random_batch(32, action_dim=3))
+    targets = [*agent.target_critic.parameters(), *(agent.target_grasp_critic.parameters() if grasp else [])]
+    assert targets and all(p.is_leaf and p.grad_fn is None and not p.requires_grad for p in targets)
+
+
 def test_symmetric_sampling_takes_half_from_each_buffer():
     spec = {"state": ((1,), np.float32)}
     prior, online = ReplayBuffer(spec, 1, 100), ReplayBuffer(spec, 1, 100)
