@@ -587,30 +587,39 @@ class EpisodeLogWriter:
                 f"config for episode log {self.path} is not JSON-serialisable ({e}); pass a resolved plain "
                 f"dict (OmegaConf.to_container(cfg, resolve=True))"
             ) from None
+        # The metadata is built in memory and written here synchronously: zarr writes a group's keys
+        # concurrently, and one that fails (a full disk) leaves its siblings in flight, which would
+        # recreate files after the clean-up below removed the temp store.
+        keys: dict[str, Any] = {}
+        root = zarr.open_group(zarr.storage.MemoryStore(keys), mode="w", zarr_format=3)
+        data = root.create_group("data")
+        meta = root.create_group("meta")
+        for name, dtype in STEP_FIELDS.items():
+            shape = (self.action_dim,) if name in ("action", "policy_action") else ()
+            _create(data, name, shape, dtype, STEP_CHUNK)
+        for key, (shape, dtype) in self.obs_spec.items():
+            _create(data, f"observation/{key}", shape, dtype, STEP_CHUNK)
+            _create(meta, f"last_observation/{key}", shape, dtype, EPISODE_CHUNK)
+        for name, dtype in META_FIELDS.items():
+            _create(meta, name, (), dtype, EPISODE_CHUNK, META_FILL.get(name, 0))
+        _create(meta, "episode_ends", (), "int64", EPISODE_CHUNK)
+        root.attrs.update(
+            {
+                "format": {"name": FORMAT_NAME, "version": FORMAT_VERSION},
+                "config": config,
+                "obs_spec": _spec_to_json(self.obs_spec),
+                "action_spec": self.action_spec,
+                "layout": LAYOUT_DESCRIPTION,
+            }
+        )
         tmp = f"{self.path}.creating-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         try:
-            root = zarr.open_group(tmp, mode="w", zarr_format=3)
-            data = root.create_group("data")
-            meta = root.create_group("meta")
-            for name, dtype in STEP_FIELDS.items():
-                shape = (self.action_dim,) if name in ("action", "policy_action") else ()
-                _create(data, name, shape, dtype, STEP_CHUNK)
-            for key, (shape, dtype) in self.obs_spec.items():
-                _create(data, f"observation/{key}", shape, dtype, STEP_CHUNK)
-                _create(meta, f"last_observation/{key}", shape, dtype, EPISODE_CHUNK)
-            for name, dtype in META_FIELDS.items():
-                _create(meta, name, (), dtype, EPISODE_CHUNK, META_FILL.get(name, 0))
-            _create(meta, "episode_ends", (), "int64", EPISODE_CHUNK)
-            root.attrs.update(
-                {
-                    "format": {"name": FORMAT_NAME, "version": FORMAT_VERSION},
-                    "config": config,
-                    "obs_spec": _spec_to_json(self.obs_spec),
-                    "action_spec": self.action_spec,
-                    "layout": LAYOUT_DESCRIPTION,
-                }
-            )
+            for key, buffer in keys.items():
+                file = os.path.join(tmp, key)
+                os.makedirs(os.path.dirname(file), exist_ok=True)
+                with open(file, "wb") as f:
+                    f.write(buffer.to_bytes())
             os.rename(tmp, self.path)  # the store appears complete or not at all
         except OSError as err:
             shutil.rmtree(tmp, ignore_errors=True)
