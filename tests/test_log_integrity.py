@@ -545,7 +545,7 @@ def test_failed_commit_leaves_the_writer_at_its_last_commit(stage, pristine, tmp
         assert writer.end_episode(ep_source(EPISODES)) == EPISODES  # "free space": the retry commits
         assert write_pattern_episode(writer, EPISODES + 1) == EPISODES + 1
     assert check_log(path)["ok"]
-    assert_log_matches_pattern(path).num_episodes == EPISODES + 2
+    assert assert_log_matches_pattern(path).num_episodes == EPISODES + 2
     with EpisodeLogWriter(path, SPEC, ACTION_DIM) as writer:
         assert writer.num_episodes == EPISODES + 2
 

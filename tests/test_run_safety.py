@@ -110,7 +110,7 @@ def test_a_crafted_checkpoint_is_refused_without_running(trained, tmp_path):
     run = copy_run(trained, tmp_path / "run")
     marker = tmp_path / "pwned"
     crafted_checkpoint(trained / "checkpoint.pt", run / "checkpoint.pt", marker)
-    with pytest.raises(Exception):  # the file really is an exploit for a full unpickler
+    with pytest.raises(pickle.UnpicklingError):  # the file really is an exploit for a full unpickler
         torch.load(run / "checkpoint.pt", weights_only=True)
     before = digest(run)
     for args in (["eval", f"run_dir={run}", "episodes=1"], ["train", f"run_dir={run}", "steps=240", *FAST]):
