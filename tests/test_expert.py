@@ -7,7 +7,7 @@ import pytest
 
 from robot_rl.envs import RobotEnv, make_pick_cube_env
 from robot_rl.tasks import PickCubeTask, make_task
-from robot_rl.teleop.scripted import ScriptedPickExpert
+from robot_rl.tasks.pick_cube_expert import ScriptedPickExpert
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,8 @@ from robot_rl.tasks.base import Task
 
 
 class RobotEnv(gym.Env):
-    """Robot + Task. Actions: float32[4] in [-1, 1] (TCP delta xyz scaled by the task, gripper).
+    """Robot + Task. Actions in [-1, 1]: float32[4] (TCP delta xyz scaled by the task, gripper) or, for a
+    task acting in rotation, float32[7] (TCP delta xyz, rotation vector rx ry rz, gripper; see Task).
 
     Episodes terminate on task success and truncate after `task.max_steps` steps.
     `info["grasp_penalty"]` is `-task.grasp_penalty` on steps where the gripper command switches
@@ -34,6 +35,11 @@ class RobotEnv(gym.Env):
     ) -> None:
         self.robot = robot
         self.task = task
+        if task.rotation:
+            if not getattr(robot, "supports_rotation", False):
+                raise ValueError(f"task {type(task).__name__} acts in rotation but {type(robot).__name__} takes "
+                                 "position deltas only: set task.rotation=false or use a robot with rotation")
+            robot.orientation_limits = np.asarray(task.rotation_limits, dtype=np.float64).copy()
         self.observation_space = task.observation_space(robot)
         self.action_space = task.action_space
         self.render_mode = render_mode
@@ -82,10 +88,14 @@ class RobotEnv(gym.Env):
         action = np.clip(action, -1.0, 1.0)
         delta = action[:3].astype(np.float64) * self.task.action_scale
         previous = self.gripper
-        self.gripper = self.task.gripper_command(float(action[3]), previous)
+        self.gripper = self.task.gripper_command(float(action[-1]), previous)
         switched = (self.gripper > 0.0) != (previous > 0.0)
         grasp_penalty = -float(self.task.grasp_penalty) if switched else 0.0
-        self.robot.apply_action(delta, self.gripper)
+        if self.task.rotation:
+            rot_delta = action[3:6].astype(np.float64) * self.task.rotation_scale
+            self.robot.apply_action(delta, self.gripper, rot_delta)
+        else:
+            self.robot.apply_action(delta, self.gripper)
         self.elapsed_steps += 1
         obs = self.task.observe(self.robot)
         reward, success, terminated = self.task.evaluate(self.robot)
