@@ -237,7 +237,7 @@ import numpy as np
 from robot_rl.envs.classifier_reward import ClassifierReward
 from robot_rl.envs.robot_env import make_mujoco_env
 from robot_rl.reward.model import SuccessClassifier
-from robot_rl.teleop.scripted import make_expert
+from robot_rl.tasks import make_expert
 
 def env(reward):
     return make_mujoco_env("pick_cube_vision", seed=0, image_size=[64, 64], reward=reward, max_steps=60)

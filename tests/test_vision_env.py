@@ -98,7 +98,7 @@ EXPERT_SCRIPT = """
 import json, time
 import numpy as np
 from robot_rl.envs import make_mujoco_env
-from robot_rl.teleop.scripted import make_expert
+from robot_rl.tasks import make_expert
 
 env = make_mujoco_env("pick_cube_vision", seed=0)
 expert = make_expert(env)

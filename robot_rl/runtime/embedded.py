@@ -369,7 +369,7 @@ class EmbeddedRun:
         if self.cfg.demos:
             copy_demos(self.cfg.demos, self.writer, have=have)
         elif have < self.cfg.num_demos:
-            from robot_rl.teleop.scripted import make_expert
+            from robot_rl.tasks import make_expert
             env = self.env.env if isinstance(self.env, InterventionWrapper) else self.env
             expert = make_expert(env, noise=float(self.cfg.expert_noise), rng=self.rng)
             lengths = []

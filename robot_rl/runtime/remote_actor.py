@@ -101,7 +101,7 @@ class RemoteActor:
         return chunks, result
 
     def _expert_act(self):
-        from robot_rl.teleop.scripted import make_expert
+        from robot_rl.tasks import make_expert
         return make_expert(self.env, noise=self.expert_noise, rng=self.rng).act
 
     def close(self) -> None:
