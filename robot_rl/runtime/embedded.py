@@ -39,7 +39,7 @@ from omegaconf.errors import OmegaConfBaseException
 from robot_rl.agents.sac import SACConfig
 from robot_rl.data.episode_log import EpisodeLog, EpisodeLogWriter
 from robot_rl.data.files import write_atomic
-from robot_rl.data.schema import EpisodeLabel, EpisodeSource, RewardSource, Transition, count_takeovers
+from robot_rl.data.schema import EpisodeLabel, EpisodeSource, ResetInfo, RewardSource, Transition, count_takeovers
 from robot_rl.envs.factory import make_env
 from robot_rl.envs.intervention import InterventionWrapper
 from robot_rl.failpoints import failpoint
@@ -458,7 +458,7 @@ class EmbeddedRun:
                 if transition.terminated or transition.truncated:
                     break
                 observation = transition.next_observation
-            writer.end_episode(EpisodeSource.ONLINE, reset_s=float(reset_info.get("reset_s", 0.0)))
+            writer.end_episode(EpisodeSource.ONLINE, reset_s=float(ResetInfo.of(reset_info).reset_s))
             failpoint("commit:online")
             self.end_online_episode(episode)
             flags = np.array([t.intervention for t in episode])

@@ -96,7 +96,8 @@ class PickCubeTask(Task):
         limits = tuple(float(v) for v in rotation_limits)
         if len(limits) != 3 or min(limits) < 0 or not self.rotation_scale > 0:
             raise ValueError(f"pick_cube rotation_limits must be 3 angles >= 0 (rad) and rotation_scale > 0, got "
-                             f"{list(rotation_limits)} and {rotation_scale} (task.rotation_limits, task.rotation_scale)")
+                             f"{list(rotation_limits)} and {rotation_scale}: fix task.rotation_limits / "
+                             "task.rotation_scale")
         self.rotation_limits = limits  # type: ignore[assignment]
         self.gripper_threshold = float(gripper_threshold)
         self.grasp_penalty = float(grasp_penalty)

@@ -12,8 +12,8 @@ class ScriptedPickExpert:
     """Approach above the cube, descend, close, lift. Actions are in [-1, 1] with the task's layout:
     translation xyz, zero rotation when the task acts in rotation, gripper last.
 
-    `env`: the RobotEnv (anything with `task`, `robot` and `elapsed_steps`). Reads the TCP and cube positions from the robot (privileged state), so it works whatever
-    the observation holds. `noise` adds Gaussian noise (std, in action units) to the xyz part.
+    `env`: the RobotEnv (anything with `task`, `robot` and `elapsed_steps`). Reads the TCP and cube
+    positions from the robot (privileged state), so it works whatever the observation holds. `noise` adds Gaussian noise (std, in action units) to the xyz part.
     """
 
     def __init__(

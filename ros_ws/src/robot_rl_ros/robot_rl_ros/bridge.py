@@ -18,7 +18,8 @@ counted by kind in the `stats` service (`invalid`) and logged at once, then at m
 kind with the count. Twist: every component finite; the linear speed at most `max_tcp_speed`;
 angular zero when the task does not act in rotation (the TCP orientation is fixed: a command asking
 for a rotation is refused, not half executed; kind `twist_angular`), else the angular speed at most
-`max_tcp_angular_speed` (kind `twist_angular_overspeed`); frame_id empty or the base frame; a normalised stamp (nanosec < 1e9, sec >= 0).
+`max_tcp_angular_speed` (kind `twist_angular_overspeed`); frame_id empty or the base frame; a
+normalised stamp (nanosec < 1e9, sec >= 0).
 Gripper: `name` and `position` of one length, the gripper joint named exactly once, its opening
 finite and within [0, gripper_max_opening] (+1 mm). No exception in a callback stops the node: it is
 counted as `internal` and logged the same way.
