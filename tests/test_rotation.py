@@ -109,3 +109,18 @@ def test_rotation_task_needs_a_robot_that_rotates() -> None:
 
     with pytest.raises(ValueError, match="task.rotation=false"):
         RobotEnv(PositionOnly(), PickCubeTask(rotation=True))  # type: ignore[arg-type]
+
+
+def test_a_physical_reset_turns_the_tcp_home() -> None:
+    env = make_pick_cube_env(seed=5, rotation=True, reset_mode="physical", full_reset_every=0)
+    try:
+        env.reset(seed=0)  # the first reset is a full one
+        rotate(env, 2, 0.8, settle=0)
+        rotate(env, 0, -0.4, settle=0)
+        assert np.degrees(np.linalg.norm(env.robot.orientation_offset())) > 40
+        obs, info = env.reset(seed=1)
+        assert not info["reset_info"].full_reset  # a plain physical reset, no joint-space homing
+        assert np.degrees(np.linalg.norm(env.robot.orientation_offset())) < 2.0
+        assert env.robot.rotation_to_home() is None  # the target is home exactly
+    finally:
+        env.close()

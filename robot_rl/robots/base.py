@@ -51,6 +51,11 @@ class Robot(ABC):
     def read_state(self) -> RobotState:
         """The current proprioception."""
 
+    def rotation_to_home(self) -> np.ndarray | None:
+        """The rotation (base-frame rotation vector, rad) that turns the orientation target back to the home
+        orientation; None when the robot does not rotate (or its target is home already)."""
+        return None
+
     def tcp_quat(self) -> np.ndarray | None:
         """TCP orientation as a quaternion (w, x, y, z) in the base frame; None when not reported."""
         return None

@@ -190,10 +190,18 @@ class MujocoRobot(Robot):
         """Rotation `rot` (3x3) clipped to `orientation_limits`: its offset from the home orientation, as
         a base-frame rotation vector, is clipped per axis to +-limit."""
         offset = mat_to_rotvec(rot @ self.home_tcp_rot.T)
+        if float(np.linalg.norm(offset)) < 1e-9:  # home up to rounding: exactly home
+            return self.home_tcp_rot.copy()
         clipped = np.clip(offset, -self.orientation_limits, self.orientation_limits)
         if np.array_equal(clipped, offset):
             return rot
         return rotvec_to_mat(clipped) @ self.home_tcp_rot
+
+    def rotation_to_home(self) -> np.ndarray | None:
+        """Base-frame rotation vector from the orientation target to home; None when the target is home."""
+        if np.array_equal(self.tcp_rot_target, self.home_tcp_rot):
+            return None
+        return mat_to_rotvec(self.home_tcp_rot @ self.tcp_rot_target.T)
 
     def orientation_offset(self) -> np.ndarray:
         """The TCP's orientation offset from home: a base-frame rotation vector (rad)."""
