@@ -81,7 +81,7 @@ def test_expert_acts_in_seven_dims_and_succeeds(env: RobotEnv) -> None:
         for _ in range(env.task.max_steps):
             action = expert.act(obs)
             assert action.shape == (7,) and np.all(action[3:6] == 0.0)
-            obs, _, terminated, truncated, info = env.step(action)
+            obs, _, terminated, truncated, _ = env.step(action)
             if terminated or truncated:
                 successes += int(terminated)
                 break
@@ -118,7 +118,7 @@ def test_a_physical_reset_turns_the_tcp_home() -> None:
         rotate(env, 2, 0.8, settle=0)
         rotate(env, 0, -0.4, settle=0)
         assert np.degrees(np.linalg.norm(env.robot.orientation_offset())) > 40
-        obs, info = env.reset(seed=1)
+        info = env.reset(seed=1)[1]
         assert not info["reset_info"].full_reset  # a plain physical reset, no joint-space homing
         assert np.degrees(np.linalg.norm(env.robot.orientation_offset())) < 2.0
         assert env.robot.rotation_to_home() is None  # the target is home exactly

@@ -76,7 +76,7 @@ class StepInfo:
     frame_age_s: float = float("nan")  # age of the camera frame the observation holds (s); NaN when unknown
 
     @staticmethod
-    def of(info: dict) -> "StepInfo":
+    def of(info: dict) -> StepInfo:
         """The StepInfo in an env's step `info`, created (and stored there) when the env set none."""
         step = info.get(STEP_INFO_KEY)
         if not isinstance(step, StepInfo):
@@ -95,7 +95,7 @@ class ResetInfo:
     reset_failures: list[str] = field(default_factory=list)  # why each retried attempt failed
 
     @staticmethod
-    def of(info: dict) -> "ResetInfo":
+    def of(info: dict) -> ResetInfo:
         """The ResetInfo in an env's reset `info` (defaults when the env reports none: a foreign env)."""
         reset = info.get(RESET_INFO_KEY)
         return reset if isinstance(reset, ResetInfo) else ResetInfo()
