@@ -108,3 +108,11 @@ def test_a_bad_success_key_is_a_one_line_error() -> None:
     with pytest.raises(ValueError, match="task.success_key") as err:
         env_for(success_key="")
     assert "\n" not in str(err.value)
+
+
+def test_a_gym_task_has_no_scripted_expert() -> None:
+    from robot_rl.tasks import make_expert
+
+    with pytest.raises(ValueError, match="no scripted expert.*num_demos=0") as err:
+        make_expert(env_for())
+    assert "\n" not in str(err.value)
