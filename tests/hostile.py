@@ -146,7 +146,7 @@ def scripted_episode(task: str = "pick_cube", seed: int = 0, overrides: tuple[st
                      ) -> tuple[list[Transition], dict]:
     """One episode of the task's scripted expert in the in-process sim: (steps, spec), where spec is
     what an actor sends with an episode's first chunk."""
-    from robot_rl.cli import compose
+    from robot_rl.config import compose
     from robot_rl.envs.factory import make_env
     from robot_rl.runtime.rollout import run_episode
     from robot_rl.teleop.scripted import make_expert

@@ -229,7 +229,7 @@ def test_mujoco_robot_refuses_nonfinite_actions_and_moves_nothing():
 
 # ------------------------------------------------------------------------------ RemoteLearner core
 def _learner_cfg(run_dir, *extra: str):
-    from robot_rl.cli import compose
+    from robot_rl.config import compose
     return compose("train", [f"run_dir={run_dir}", "agent.compile=false", "runtime.learning_starts=8",
                              "agent.batch_size=16", "agent.utd=1", "runtime.torch_threads=1", "num_demos=0", *extra])
 

@@ -417,7 +417,7 @@ def evaluated_overrides(lf: LaunchFile, node: dict) -> list[str] | None:
 def test_hydra_overrides_compose_and_wire_the_nodes_together(path):
     """Each node's `overrides` (arguments at their defaults) is a valid robot_rl config, and the
     actor talks to the bridge (and the teleop node) this launch file starts."""
-    from robot_rl.cli import compose
+    from robot_rl.config import compose
 
     lf = launch_file(path)
     by_executable: dict[str, list[dict]] = {}

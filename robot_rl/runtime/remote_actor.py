@@ -15,7 +15,8 @@ import torch
 from omegaconf import DictConfig
 
 from robot_rl.data.schema import EpisodeSource, Transition
-from robot_rl.runtime.embedded import agent_config, check_train_config, make_actor_env
+from robot_rl.config import agent_config, check_train_config
+from robot_rl.runtime.embedded import make_actor_env
 from robot_rl.runtime.learner import make_agent
 from robot_rl.runtime.rollout import EpisodeResult, run_episode
 from robot_rl.runtime.wire import decode_weights, encode_chunk, space_to_json

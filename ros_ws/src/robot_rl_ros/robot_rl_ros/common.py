@@ -23,7 +23,7 @@ def string_list(node, name: str) -> list[str]:
 def node_config(node, config_name: str = "train") -> DictConfig:
     """The node's robot_rl config: `configs/<config_name>.yaml` composed with the `overrides`
     parameter (hydra key=value strings, e.g. ['task=pick_cube', 'agent.utd=8'])."""
-    from robot_rl.cli import compose
+    from robot_rl.config import compose
 
     return compose(config_name, string_list(node, "overrides"))
 
@@ -51,7 +51,7 @@ def run_node(make: Callable[[], object], args: list[str] | None = None) -> None:
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
-    from robot_rl.cli import UserError, one_line
+    from robot_rl.config import UserError, one_line
 
     rclpy.init(args=args if args is not None else sys.argv)
     node = None

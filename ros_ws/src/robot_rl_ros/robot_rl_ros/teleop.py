@@ -24,7 +24,7 @@ NODE_DEVICES = ("spacemouse", "gamepad", "keyboard")  # "ros" would republish it
 
 def open_device(device: str, overrides: list[str], tty: str):
     """The teleop device `device` with its config group and `overrides`; the keyboard reads `tty`."""
-    from robot_rl.cli import compose
+    from robot_rl.config import compose
     from robot_rl.teleop.devices import make_device
 
     if device not in NODE_DEVICES:
