@@ -32,19 +32,9 @@ def one_line(text: object) -> str:
     return "; ".join(line.strip() for line in str(text).splitlines() if line.strip())
 
 
-def error_line(err: BaseException) -> str:
-    """The one line printed for `err`: a file-system fault (disk full, read-only, permissions) names
-    the path and the fix; anything else is its message on one line."""
-    if isinstance(err, OSError) and not isinstance(err, FileNotFoundError):
-        from robot_rl.data.files import fs_error
-        return one_line(fs_error(err, err.filename or ".", "accessing"))
-    return one_line(err)
-
-
 def print_error(who: str, err: BaseException | str) -> None:
     """Print `<who> error: <one line>` on stderr, e.g. `robot-rl train: error: ...` or `[learner] error: ...`."""
-    text = err if isinstance(err, str) else error_line(err)
-    print(f"{who} error: {text}", file=sys.stderr, flush=True)
+    print(f"{who} error: {one_line(err)}", file=sys.stderr, flush=True)
 
 
 def report_errors(who: str, run: Callable[[], int | None], errors: tuple[type[BaseException], ...],
@@ -175,3 +165,11 @@ def check_train_config(cfg: DictConfig) -> RuntimeConfig:
             raise ValueError(f"{key}={cfg[key]!r} must be a non-negative integer")
     agent_config(cfg)
     return typed(cfg.runtime, RuntimeConfig, "runtime")
+
+
+def count_arg(cfg: DictConfig, key: str, least: int = 0) -> int:
+    """The integer `cfg[key]`, at least `least`; a one-line error otherwise."""
+    value = cfg[key]
+    if not isinstance(value, int) or isinstance(value, bool) or value < least:
+        raise ValueError(f"{key}={value!r} must be an integer >= {least}")
+    return value

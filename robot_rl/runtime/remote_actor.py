@@ -43,7 +43,7 @@ class RemoteActor:
         self.env = make_actor_env(cfg, int(cfg.seed), self.rng)
         space, action_dim = self.env.observation_space, int(self.env.action_space.shape[0])
         if policy_run:
-            from robot_rl.runtime.commands import load_trained
+            from robot_rl.runtime.trained import load_trained
             self.agent = load_trained(Path(policy_run), self.env, "cpu", int(cfg.seed)).agent
         else:
             agent_cfg = agent_config(cfg)

@@ -51,7 +51,7 @@ def run_node(make: Callable[[], object], args: list[str] | None = None) -> None:
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
-    from robot_rl.config import UserError, one_line
+    from robot_rl.config import UserError, print_error
 
     rclpy.init(args=args if args is not None else sys.argv)
     node = None
@@ -68,8 +68,7 @@ def run_node(make: Callable[[], object], args: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         pass
     except (UserError, ValueError, TypeError, ImportError, FileNotFoundError, RuntimeError) as err:
-        print(f"[{getattr(node, 'get_name', lambda: 'robot_rl node')()}] error: {one_line(err)}", file=sys.stderr,
-              flush=True)
+        print_error(f"[{getattr(node, 'get_name', lambda: 'robot_rl node')()}]", err)
         sys.exit(2)
     finally:
         if node is not None:
