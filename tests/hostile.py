@@ -109,7 +109,7 @@ class CommandInjector:
         from geometry_msgs.msg import PoseStamped, TwistStamped
         from sensor_msgs.msg import JointState
 
-        from robot_rl import ros_contract as contract
+        from robot_rl.ros import contract
 
         self.cases = cases
         self.positions: list[tuple[float, float, float]] = []
@@ -288,7 +288,7 @@ def flood(topic: str, domain_id: int, seconds: float, payload: bytes | None = No
     from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
     from std_msgs.msg import UInt8MultiArray
 
-    from robot_rl.ros_node import BackgroundNode
+    from robot_rl.ros.node import BackgroundNode
 
     payload = flood_payload() if payload is None else payload
     ros = BackgroundNode("hostile_flood", domain_id)
@@ -345,7 +345,7 @@ def transitions_publisher(node, topic: str = "/robot_rl/transitions", timeout: f
     once the learner has subscribed (an AssertionError after `timeout` s)."""
     from std_msgs.msg import UInt8MultiArray
 
-    from robot_rl import ros_contract as contract
+    from robot_rl.ros import contract
     pub = node.create_publisher(UInt8MultiArray, topic, contract.qos("stream"))
     deadline = time.monotonic() + timeout
     while pub.get_subscription_count() == 0 and time.monotonic() < deadline:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from robot_rl import ros_contract
+from robot_rl.ros import contract as ros_contract
 
 REPO = Path(__file__).resolve().parents[1]
 WS = REPO / "ros_ws"
