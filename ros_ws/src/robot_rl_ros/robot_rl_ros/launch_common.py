@@ -19,8 +19,8 @@ ARGUMENTS = {
     'robot': ('mujoco', 'robot config the bridge drives (configs/robot): mujoco today'),
     'steps': ('15000', 'online env steps to train'),
     'robot_namespace': ('/robot', 'namespace of the robot bridge and the actor'),
-    'classifier': ('', 'classifier.pt from `robot-rl train-classifier`: reward and success come from the '
-                       'cameras (needs a vision task)'),
+    'classifier': ('', ('classifier.pt from `robot-rl train-classifier`: reward and success come from the '
+                        'cameras (needs a vision task)')),
     'demos': ('', 'zarr store (or run directory) of recorded demos the learner copies'),
 }
 
