@@ -198,8 +198,8 @@ SMALL_CHUNKS = {"STEP_CHUNK": 16, "EPISODE_CHUNK": 4, "SHARD_TARGET_BYTES": 8 * 
 def record_store(out: Path, task: list[str], episodes: int) -> Path:
     """A demo store of `robot-rl record-demos` recorded in this process with small chunks (many files)."""
     import robot_rl.data.episode_log as el
-    from robot_rl.cli import compose
-    from robot_rl.runtime.commands import record_demos
+    from robot_rl.config import compose
+    from robot_rl.commands.record_demos import record_demos
 
     subprocess.run(["rm", "-rf", str(out)], check=True)
     saved = {name: getattr(el, name) for name in SMALL_CHUNKS}

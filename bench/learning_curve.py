@@ -19,7 +19,7 @@ import shutil
 from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # offscreen rendering for vision tasks, before mujoco loads
-from robot_rl.cli import compose  # noqa: E402
+from robot_rl.config import compose  # noqa: E402
 from robot_rl.runtime.embedded import train  # noqa: E402
 from robot_rl.runtime.plots import plot_learning_curve  # noqa: E402
 

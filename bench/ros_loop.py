@@ -71,7 +71,7 @@ def sender(kind: str, count: int) -> None:
     import rclpy
     from std_msgs.msg import UInt8MultiArray
 
-    from robot_rl import ros_contract as contract
+    from robot_rl.ros import contract
     from robot_rl.runtime.wire import encode_weights
     rclpy.init()
     node = rclpy.create_node(f"bench_sender_{kind}")
@@ -115,7 +115,7 @@ def throughput(kind: str, count: int) -> dict:
     """Receive `count` payloads from a sender process; rates measured from the first to the last."""
     from std_msgs.msg import UInt8MultiArray
 
-    from robot_rl import ros_contract as contract
+    from robot_rl.ros import contract
     from robot_rl.runtime.wire import decode_chunk, decode_weights
     probe = Probe(DOMAIN)
     times, sizes, steps = [], [], []

@@ -26,8 +26,8 @@ sys.path.insert(0, str(REPO / "tests"))
 os.environ.setdefault("MUJOCO_GL", "egl")
 from ros_processes import ros_session  # noqa: E402
 
-from robot_rl.cli import compose  # noqa: E402
-from robot_rl.runtime.commands import evaluate_run  # noqa: E402
+from robot_rl.config import compose  # noqa: E402
+from robot_rl.commands.evaluate import evaluate_run  # noqa: E402
 from robot_rl.runtime.embedded import train  # noqa: E402
 
 DOMAIN = 77

@@ -1,9 +1,12 @@
-"""The `robot-rl` command: `robot-rl <command> [key=value ...]` with hydra config overrides."""
+"""The `robot-rl` command: `robot-rl <command> [key=value ...]` with hydra config overrides. Parses,
+dispatches to the command's module in robot_rl/commands/, prints one-line errors."""
 from __future__ import annotations
 
+import importlib
 import os
 import sys
-from pathlib import Path
+
+from robot_rl.config import UserError, compose, config_dir, report_errors
 
 USAGE = """usage: robot-rl <command> [key=value ...]
 
@@ -20,50 +23,28 @@ any config key can be overridden, e.g. robot-rl train task=pick_cube agent.utd=8
 configs: {config_dir}
 """
 
-COMMANDS = {"train": "train", "record-demos": "record_demos", "eval": "eval", "record-labels": "record_labels",
-            "train-classifier": "train_classifier"}
-LOG_COMMANDS = ("check-log", "salvage-log")  # take a positional store path; code in robot_rl/data/log_check.py
+# command -> its module in robot_rl/commands/
+COMMANDS = {"train": "train", "record-demos": "record_demos", "eval": "evaluate", "record-labels": "record_labels",
+            "train-classifier": "train_classifier", "check-log": "check_log", "salvage-log": "salvage_log"}
+INTERRUPTED = "finished episodes are in the log, rerun to resume"
 
 
-def config_dir() -> Path:
-    """The hydra config directory: $ROBOT_RL_CONFIG_DIR, else the repo's configs/."""
-    return Path(os.environ.get("ROBOT_RL_CONFIG_DIR", Path(__file__).resolve().parents[1] / "configs"))
+def run_configured(command: str, module, overrides: list[str]) -> int:
+    """Compose the command's config from `overrides` and run it; errors a person can act on (and file
+    system faults, named with their fix) print as one line."""
+    from robot_rl.data.episode_log import EpisodeLogError
+    from robot_rl.data.files import fs_error
 
+    def work() -> None:
+        try:
+            module.run(compose(module.CONFIG, overrides))
+        except OSError as err:  # the file system: disk full, read-only, permissions
+            if isinstance(err, FileNotFoundError):
+                raise
+            raise fs_error(err, err.filename or ".", "accessing") from None
 
-class UserError(Exception):
-    """An error a person can act on; printed as one line."""
-
-
-def one_line(text: str) -> str:
-    return "; ".join(line.strip() for line in str(text).splitlines() if line.strip())
-
-
-def compose(config_name: str, overrides: list[str]):
-    """Compose a config with hydra's compose API (not @hydra.main, which clashes with --ros-args)."""
-    from hydra import compose as hydra_compose, initialize_config_dir
-    from hydra.errors import HydraException, MissingConfigException
-    from omegaconf.errors import OmegaConfBaseException
-
-    directory = config_dir()
-    if not (directory / f"{config_name}.yaml").exists():
-        raise UserError(f"config {directory / config_name}.yaml not found: set ROBOT_RL_CONFIG_DIR to the repo's configs/")
-    try:
-        with initialize_config_dir(config_dir=str(directory), version_base=None):
-            return hydra_compose(config_name=config_name, overrides=overrides)
-    except MissingConfigException as err:
-        group = next((o.split("=", 1) for o in overrides if "=" in o and (directory / o.split("=", 1)[0]).is_dir()
-                      and not (directory / o.split("=", 1)[0] / f"{o.split('=', 1)[1]}.yaml").exists()), None)
-        if group:
-            options = sorted(p.stem for p in (directory / group[0]).glob("*.yaml"))
-            raise UserError(f"unknown {group[0]} '{group[1]}': choose one of {', '.join(options)}") from None
-        raise UserError(one_line(err)) from None
-    except (HydraException, OmegaConfBaseException) as err:
-        if str(err).startswith("Could not override '"):
-            key = str(err).split("'")[1]
-            raise UserError(f"unknown config key '{key}': check its spelling in configs/ "
-                            f"(or add a new key with +{key}=...)") from None
-        cause = f" ({one_line(err.__cause__)})" if err.__cause__ else ""
-        raise UserError(one_line(err) + cause) from None
+    return report_errors(f"robot-rl {command}:", work, (UserError, EpisodeLogError, ValueError, FileNotFoundError),
+                         INTERRUPTED)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,48 +53,18 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE.format(config_dir=config_dir()))
         return 0
-    command, overrides = argv[0], argv[1:]
-    if command in LOG_COMMANDS:
-        from robot_rl.data.log_check import main as log_main
-        return log_main(command, overrides)
+    command, args = argv[0], argv[1:]
     if command not in COMMANDS:
-        print(f"robot-rl: unknown command '{command}': choose one of {', '.join([*COMMANDS, *LOG_COMMANDS])}",
-              file=sys.stderr)
+        print(f"robot-rl: unknown command '{command}': choose one of {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
-    bad = [o for o in overrides if "=" not in o]
+    module = importlib.import_module(f"robot_rl.commands.{COMMANDS[command]}")
+    if module.CONFIG is None:  # positional arguments, e.g. check-log <store>
+        return module.main(command, args)
+    bad = [o for o in args if "=" not in o]
     if bad:
         print(f"robot-rl: '{bad[0]}' is not an override: write key=value (e.g. seed=1)", file=sys.stderr)
         return 2
-    from robot_rl.data.episode_log import EpisodeLogError
-    try:
-        cfg = compose(COMMANDS[command], overrides)
-        if command == "train":
-            from robot_rl.runtime.embedded import train
-            train(cfg)
-        elif command == "record-demos":
-            from robot_rl.runtime.commands import record_demos
-            record_demos(cfg)
-        elif command == "record-labels":
-            from robot_rl.reward.commands import record_labels
-            record_labels(cfg)
-        elif command == "train-classifier":
-            from robot_rl.reward.commands import train_classifier
-            train_classifier(cfg)
-        else:
-            from robot_rl.runtime.commands import evaluate_run
-            evaluate_run(cfg)
-    except (UserError, EpisodeLogError, ValueError, FileNotFoundError) as err:
-        print(f"robot-rl {command}: error: {one_line(err)}", file=sys.stderr)
-        return 2
-    except OSError as err:  # the file system: disk full, read-only, permissions
-        from robot_rl.data.files import fs_error
-        print(f"robot-rl {command}: error: {one_line(fs_error(err, err.filename or '.', 'accessing'))}",
-              file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"robot-rl {command}: interrupted; finished episodes are in the log, rerun to resume", file=sys.stderr)
-        return 130
-    return 0
+    return run_configured(command, module, args)
 
 
 if __name__ == "__main__":

@@ -117,7 +117,7 @@ class CommandInjector:
         from geometry_msgs.msg import PoseStamped, TwistStamped
         from sensor_msgs.msg import JointState
 
-        from robot_rl import ros_contract as contract
+        from robot_rl.ros import contract
 
         self.cases = cases
         self.positions: list[tuple[float, float, float]] = []
@@ -154,7 +154,7 @@ def scripted_episode(task: str = "pick_cube", seed: int = 0, overrides: tuple[st
                      ) -> tuple[list[Transition], dict]:
     """One episode of the task's scripted expert in the in-process sim: (steps, spec), where spec is
     what an actor sends with an episode's first chunk."""
-    from robot_rl.cli import compose
+    from robot_rl.config import compose
     from robot_rl.envs.factory import make_env
     from robot_rl.runtime.rollout import run_episode
     from robot_rl.tasks import make_expert
@@ -296,7 +296,7 @@ def flood(topic: str, domain_id: int, seconds: float, payload: bytes | None = No
     from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
     from std_msgs.msg import UInt8MultiArray
 
-    from robot_rl.ros_node import BackgroundNode
+    from robot_rl.ros.node import BackgroundNode
 
     payload = flood_payload() if payload is None else payload
     ros = BackgroundNode("hostile_flood", domain_id)
@@ -353,7 +353,7 @@ def transitions_publisher(node, topic: str = "/robot_rl/transitions", timeout: f
     once the learner has subscribed (an AssertionError after `timeout` s)."""
     from std_msgs.msg import UInt8MultiArray
 
-    from robot_rl import ros_contract as contract
+    from robot_rl.ros import contract
     pub = node.create_publisher(UInt8MultiArray, topic, contract.qos("stream"))
     deadline = time.monotonic() + timeout
     while pub.get_subscription_count() == 0 and time.monotonic() < deadline:

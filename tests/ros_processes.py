@@ -70,7 +70,7 @@ class Probe:
     """An rclpy node in the test process: keeps the newest JSON of String topics and calls services."""
 
     def __init__(self, domain_id: int) -> None:
-        from robot_rl.ros_node import BackgroundNode
+        from robot_rl.ros.node import BackgroundNode
 
         self.latest: dict[str, dict] = {}
         self.ros = BackgroundNode("test_probe", domain_id)
@@ -79,7 +79,7 @@ class Probe:
     def watch(self, topic: str, qos_kind: str = "command") -> None:
         from std_msgs.msg import String
 
-        from robot_rl import ros_contract as contract
+        from robot_rl.ros import contract
         self.node.create_subscription(String, topic, lambda msg: self.latest.__setitem__(topic, json.loads(msg.data)),
                                       contract.qos(qos_kind))
 

@@ -165,7 +165,7 @@ def test_bad_weights_file_is_one_line_error(tmp_path):
 
 
 def test_encoder_config_through_omegaconf():
-    from robot_rl.runtime.embedded import typed
+    from robot_rl.config import typed
     cfg = typed(OmegaConf.create({"encoder": {"name": "resnet10", "weights": "w.pt", "freeze": True},
                                   "augmentation": False, "grasp_critic": True}), SACConfig, "agent")
     assert cfg.encoder.name == "resnet10" and cfg.encoder.weights == "w.pt" and cfg.encoder.freeze

@@ -145,6 +145,30 @@ def test_decode_chunk_checks_header_fields(episode):
     with pytest.raises(WireError) as err:  # success probability past 1
         decode_chunk(variant(good, arrays=lambda a: a.update(success_probability=np.full(3, 1.5, np.float32))))
     assert err.value.kind == "range"
+    with pytest.raises(WireError) as err:  # a step the log's int32 cannot hold (int64 is accepted, then cast)
+        decode_chunk(variant(good, arrays=lambda a: a.update(step=np.array([0, 1, 2**31], np.int64))))
+    assert err.value.kind == "range"
+
+
+def test_chunks_carry_the_episode_logs_step_dtypes(episode):
+    """The wire sends each per-step field with the zarr log's dtype (robot_rl/data/schema.py) and still
+    decodes another integer width, as an older actor sends it."""
+    from robot_rl.data.episode_log import STEP_FIELDS as LOG_FIELDS
+    from robot_rl.runtime.wire import STEP_FIELDS as WIRE_FIELDS
+
+    steps, spec = episode
+    arrays, _ = unpack(episode_chunks(steps[:3], spec)[0])
+    assert set(WIRE_FIELDS) == set(LOG_FIELDS) - {"episode_id"} | {"label"}
+    for name in set(LOG_FIELDS) - {"episode_id"}:
+        assert arrays[name].dtype == np.dtype(LOG_FIELDS[name]), name
+    def widths_of_old(a: dict) -> None:  # step int64, reward_source and label int8, as the wire sent them before
+        a.update(step=a["step"].astype(np.int64), reward_source=a["reward_source"].astype(np.int8),
+                 label=a["label"].astype(np.int8))
+
+    old = variant(episode_chunks(steps[:3], spec)[0], arrays=widths_of_old)
+    _, decoded = decode_chunk(old)
+    assert [t.step for t in decoded] == [t.step for t in steps[:3]]
+    assert [t.reward_source for t in decoded] == [t.reward_source for t in steps[:3]]
 
 
 def test_check_spec_and_spec_mismatch(episode):
@@ -230,7 +254,7 @@ def test_mujoco_robot_refuses_nonfinite_actions_and_moves_nothing():
 
 # ------------------------------------------------------------------------------ RemoteLearner core
 def _learner_cfg(run_dir, *extra: str):
-    from robot_rl.cli import compose
+    from robot_rl.config import compose
     return compose("train", [f"run_dir={run_dir}", "agent.compile=false", "runtime.learning_starts=8",
                              "agent.batch_size=16", "agent.utd=1", "runtime.torch_threads=1", "num_demos=0", *extra])
 

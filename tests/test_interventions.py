@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from robot_rl.agents.sac import SACConfig
-from robot_rl.cli import compose
+from robot_rl.config import compose
 from robot_rl.data.episode_log import EpisodeLog
 from robot_rl.data.schema import EpisodeLabel, EpisodeSource
 from robot_rl.envs.factory import make_env

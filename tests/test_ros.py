@@ -275,7 +275,7 @@ def test_a_learner_that_fails_on_its_first_episode_exits_with_a_one_line_error(r
     import gymnasium as gym
     from std_msgs.msg import UInt8MultiArray
 
-    from robot_rl import ros_contract as contract
+    from robot_rl.ros import contract
 
     nodes, probe = ros
     learner = nodes.start("learner", "learner", f"overrides:=[run_dir={tmp_path / 'run'}, demos={tmp_path / 'none'}]")

@@ -3,11 +3,14 @@ setup.py/package.xml, and the topic/service contract table in `ros_ws/README.md`
 
 Neither rclpy nor `launch` is needed: launch files are parsed with `ast`, launch arguments are
 evaluated with their defaults, and each node's parameters are collected from its module's
-`declare_parameter(...)` / `string_list(...)` calls."""
+`declare_parameter(...)` / `string_list(...)` calls. What the launch files share lives in
+`robot_rl_ros/launch_common.py`: its node builders (functions returning one call, down to `Node(...)`)
+are expanded into the launch file that calls them, and `argument(...)` reads its shared defaults."""
 from __future__ import annotations
 
 import ast
 import configparser
+import copy
 import glob
 import xml.etree.ElementTree as ET
 from functools import lru_cache
@@ -16,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from robot_rl import ros_contract
+from robot_rl.ros import contract as ros_contract
 
 REPO = Path(__file__).resolve().parents[1]
 WS = REPO / "ros_ws"
@@ -24,6 +27,8 @@ PKG = WS / "src" / "robot_rl_ros"
 MODULES = PKG / "robot_rl_ros"
 CONFIG = PKG / "config"
 LAUNCH_FILES = sorted((PKG / "launch").glob("*.launch.py"))
+SHARED = MODULES / "launch_common.py"  # what the launch files share
+SHARED_MODULE = "robot_rl_ros.launch_common"
 EXECUTABLES = {  # console script -> module
     "robot_bridge": "robot_rl_ros.bridge", "actor": "robot_rl_ros.actor", "learner": "robot_rl_ros.learner",
     "reward_classifier": "robot_rl_ros.reward_classifier", "teleop": "robot_rl_ros.teleop",
@@ -142,6 +147,64 @@ def node_parameters(executable: str) -> dict[str, type | None]:
 
 
 # ------------------------------------------------------------------------------------ launch files
+@lru_cache
+def shared_module() -> tuple[dict[str, ast.expr], dict[str, ast.FunctionDef]]:
+    """launch_common.py: (its module-level `NAME = value` constants, its functions)."""
+    tree = ast.parse(SHARED.read_text(), filename=str(SHARED))
+    constants = {n.targets[0].id: n.value for n in tree.body
+                 if isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], ast.Name)}
+    return constants, {f.name: f for f in tree.body if isinstance(f, ast.FunctionDef)}
+
+
+def shared_arguments() -> dict[str, tuple[str, str]]:
+    """launch_common.ARGUMENTS: name -> (default, description)."""
+    return ast.literal_eval(shared_module()[0]["ARGUMENTS"])
+
+
+def returned_call(function: ast.FunctionDef) -> ast.Call | None:
+    """The call a function's body (a docstring and one `return call(...)`) returns; None otherwise."""
+    body = [s for s in function.body if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant))]
+    if len(body) == 1 and isinstance(body[0], ast.Return) and isinstance(body[0].value, ast.Call):
+        return body[0].value
+    return None
+
+
+class _Substitute(ast.NodeTransformer):
+    def __init__(self, names: dict[str, ast.expr]) -> None:
+        self.names = names
+
+    def visit_Name(self, node: ast.Name) -> ast.expr:
+        if isinstance(node.ctx, ast.Load) and node.id in self.names:
+            return copy.deepcopy(self.names[node.id])
+        return node
+
+
+def expand(call: ast.Call, imported: set[str]) -> ast.Call:
+    """A call of a launch_common builder imported by the launch file, expanded (its arguments bound in
+    the call it returns) until it is a call of something else, e.g. Node(...); other calls unchanged.
+    Keywords left None (an optional argument not given) are dropped."""
+    constants, functions = shared_module()
+    while (name := getattr(call.func, "id", None)) in imported and name in functions:
+        function = functions[name]
+        body = returned_call(function)
+        if body is None:
+            break
+        params = [a.arg for a in function.args.args]
+        bound = dict(zip(params[len(params) - len(function.args.defaults):], function.args.defaults))
+        bound |= dict(zip(params, call.args)) | {k.arg: k.value for k in call.keywords}
+        assert set(bound) == set(params), f"{name}(...) call binds {sorted(bound)}, not {params}"
+        call = _Substitute(constants | bound).visit(copy.deepcopy(body))
+        call.keywords = [k for k in call.keywords
+                         if not (isinstance(k.value, ast.Constant) and k.value.value is None)]
+    return call
+
+
+def shared_imports(tree: ast.AST) -> set[str]:
+    """The names a launch file imports from launch_common."""
+    return {alias.asname or alias.name for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module == SHARED_MODULE for alias in node.names}
+
+
 class LaunchFile:
     """A launch file's AST: its declared arguments, LaunchConfiguration uses and Node(...) calls."""
 
@@ -155,18 +218,29 @@ class LaunchFile:
                 self.names[node.targets[0].id] = node.value
         self.arguments: dict[str, ast.expr | None] = {}
         self.nodes: list[dict[str, ast.expr]] = []
-        for node in ast.walk(self.tree):
-            if not isinstance(node, ast.Call):
+        self.shared = shared_imports(self.tree)
+        for call in ast.walk(self.tree):
+            if not isinstance(call, ast.Call):
                 continue
+            if getattr(call.func, "id", None) == "argument" and "argument" in self.shared:
+                name = constant(call.args[0])
+                assert name not in self.arguments, f"{path.name}: launch argument {name} declared twice"
+                given = call.args[1] if len(call.args) > 1 else next(
+                    (k.value for k in call.keywords if k.arg == "default"), None)
+                shared = shared_arguments().get(name, (None, None))[0]
+                self.arguments[name] = given if given is not None else (
+                    None if shared is None else ast.Constant(shared))
+                continue
+            node = expand(call, self.shared)
             func = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
             if func == "DeclareLaunchArgument":
                 name = constant(node.args[0])
                 assert name not in self.arguments, f"{path.name}: launch argument {name} declared twice"
                 self.arguments[name] = next((k.value for k in node.keywords if k.arg == "default_value"), None)
             elif func == "Node":
-                assert not node.args, f"{path.name}:{node.lineno}: pass Node arguments by keyword"
-                assert all(k.arg for k in node.keywords), f"{path.name}:{node.lineno}: no **kwargs in Node(...)"
-                self.nodes.append({k.arg: k.value for k in node.keywords} | {"lineno": node.lineno})
+                assert not node.args, f"{path.name}:{call.lineno}: pass Node arguments by keyword"
+                assert all(k.arg for k in node.keywords), f"{path.name}:{call.lineno}: no **kwargs in Node(...)"
+                self.nodes.append({k.arg: k.value for k in node.keywords} | {"lineno": call.lineno})
         # arguments read where it matters: LaunchConfigurations outside `name = ...` bindings, and
         # through the bindings those places load (a binding nothing loads does not count)
         self.used, live = self._scan(self.tree)
@@ -294,6 +368,34 @@ def test_package_files():
     assert cfg["install"]["install_scripts"] == "$base/lib/robot_rl_ros"
 
 
+def test_launch_files_share_their_common_definitions():
+    """Every launch file declares its arguments and starts its nodes through launch_common (no Node or
+    DeclareLaunchArgument of its own), and what launch_common shares is used by more than one of them."""
+    constants, functions = shared_module()
+    assert {"argument", "node", "config"} <= set(functions)
+    builders = {name for name, f in functions.items() if returned_call(f) is not None}
+    declared: dict[str, int] = {}
+    used_builders: set[str] = set()
+    for path in LAUNCH_FILES:
+        lf = launch_file(path)
+        assert {"argument", "node"} <= lf.shared, f"{path.name}: import argument and node from {SHARED_MODULE}"
+        direct = {getattr(c.func, "id", None) for c in ast.walk(lf.tree) if isinstance(c, ast.Call)}
+        assert not direct & {"Node", "DeclareLaunchArgument"}, \
+            f"{path.name}: start nodes with node(...) and declare arguments with argument(...) from {SHARED_MODULE}"
+        for name in lf.arguments:
+            declared[name] = declared.get(name, 0) + 1
+        used_builders |= direct & builders
+    shared = shared_arguments()
+    assert all(description for _, description in shared.values())
+    once = sorted(name for name in shared if declared.get(name, 0) < 2)
+    assert not once, f"launch_common.ARGUMENTS {once} are declared by fewer than two launch files: keep them local"
+    unused = sorted(builders - used_builders - {"config", "argument", "is_set"}
+                    - {name for f in functions.values() for c in ast.walk(f) if isinstance(c, ast.Call)
+                       for name in [getattr(c.func, "id", None)]})
+    assert not unused, f"launch_common builders no launch file uses: {unused}"
+    assert constant(constants["PACKAGE"]) == "robot_rl_ros"
+
+
 def test_console_scripts_are_the_node_modules():
     scripts = console_scripts()
     assert scripts == {name: f"{module}:main" for name, module in EXECUTABLES.items()}
@@ -417,7 +519,7 @@ def evaluated_overrides(lf: LaunchFile, node: dict) -> list[str] | None:
 def test_hydra_overrides_compose_and_wire_the_nodes_together(path):
     """Each node's `overrides` (arguments at their defaults) is a valid robot_rl config, and the
     actor talks to the bridge (and the teleop node) this launch file starts."""
-    from robot_rl.cli import compose
+    from robot_rl.config import compose
 
     lf = launch_file(path)
     by_executable: dict[str, list[dict]] = {}

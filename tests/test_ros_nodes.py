@@ -25,7 +25,7 @@ rclpy = pytest.importorskip("rclpy")
 
 from ros_processes import Nodes, Probe, ros_session  # noqa: E402
 
-from robot_rl import ros_contract as contract  # noqa: E402
+from robot_rl.ros import contract  # noqa: E402
 from robot_rl.data.schema import EpisodeLabel  # noqa: E402
 
 DOMAIN = 100 + os.getpid() % 100  # this module's own DDS domain (tests/test_ros.py uses 40..89)
@@ -204,7 +204,7 @@ def test_reward_classifier_node_scores_bridge_frames(gl, ros, classifier_file):
     from std_msgs.msg import Float32
 
     from robot_rl.reward.model import SuccessClassifier
-    from robot_rl.robots.ros import image_to_array, stamp_seconds
+    from robot_rl.ros.frames import image_to_array, stamp_seconds
 
     nodes, probe = ros
     classifier = SuccessClassifier.load(classifier_file)

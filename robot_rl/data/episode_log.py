@@ -90,6 +90,7 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync as zarr_sync
 from zarr.storage import LocalStore
 
+from robot_rl.data import schema
 from robot_rl.data.schema import EpisodeLabel, EpisodeSource, RewardSource, Transition, count_takeovers
 
 try:  # advisory single-writer lock; Unix only
@@ -110,22 +111,9 @@ LARGE_ITEM_BYTES = 1024  # per-step items this big or bigger get one-step chunks
 SHARD_TARGET_BYTES = 4 << 20  # raw bytes per shard for large items
 MAX_SHARD_STEPS = 1024
 
-# Per-step fields besides observations: name -> dtype (action and policy_action are [A])
-STEP_FIELDS: dict[str, str] = {
-    "action": "float32",
-    "policy_action": "float32",
-    "reward": "float32",
-    "terminated": "bool",
-    "truncated": "bool",
-    "intervention": "bool",
-    "episode_id": "int64",
-    "step": "int32",
-    "timestamp": "float64",
-    "success": "bool",
-    "reward_source": "uint8",
-    "grasp_penalty": "float32",
-    "success_probability": "float32",
-}
+# Per-step fields besides observations: name -> dtype name (action and policy_action are [A]); defined in
+# robot_rl/data/schema.py
+STEP_FIELDS: dict[str, str] = {name: dtype.name for name, dtype in schema.STEP_FIELDS.items()}
 META_FIELDS: dict[str, str] = {
     "source": "uint8",
     "success": "bool",
@@ -134,7 +122,7 @@ META_FIELDS: dict[str, str] = {
     "episode_return": "float32",
     "episode_id": "int64",
     "interventions": "int32",
-    "label": "uint8",
+    "label": schema.LABEL_DTYPE.name,
     "reset_s": "float32",
     "episode_s": "float32",
     "eval_step": "int64",

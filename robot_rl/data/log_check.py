@@ -1,4 +1,5 @@
-"""Check and salvage zarr episode logs: ``robot-rl check-log <store>``, ``robot-rl salvage-log <store> out=<new>``.
+"""Check and salvage zarr episode logs (the commands ``robot-rl check-log`` and ``robot-rl salvage-log``
+are in robot_rl/commands/).
 
 ``check_log`` reads every chunk of every array over the committed rows (formats 2 and 3) and reports
 what is damaged and which episodes that touches. ``salvage_log`` copies every intact episode into a new
@@ -25,7 +26,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -74,7 +74,7 @@ def resolve_store(path: str | os.PathLike) -> str:
     return path
 
 
-def _ranges(indices: Any) -> str:
+def ranges(indices: Any) -> str:
     """``[0, 1, 2, 5, 7, 8]`` -> ``"0-2, 5, 7-8"``."""
     values = sorted(int(i) for i in indices)
     if not values:
@@ -563,64 +563,4 @@ def salvage_log(path: str | os.PathLike, out: str | os.PathLike) -> dict[str, An
     }
 
 
-# ------------------------------------------------------------------------------------------------ CLI
-
-
-def _print_check(report: dict[str, Any]) -> None:
-    for p in report["problems"]:
-        where = p["array"] if p["key"] is None else f"{p['array']} chunk {p['chunk']} ({p['key']})"
-        rows = "" if p["rows"] is None else f" rows {p['rows'][0]}-{p['rows'][1] - 1}"
-        print(f"{p['kind']}: {where}{rows}: {p['detail']} -> episodes {_ranges(p['episodes'])}")
-    for note in report["notes"]:
-        print(f"note: {note}")
-    e, t = report["committed_episodes"], report["committed_steps"]
-    intact, damaged = report["intact_episodes"], report["damaged_episodes"]
-    head = f"{report['path']}: format {report['format_version']}, {e} committed episodes ({t} steps)"
-    if report["ok"]:
-        print(f"{head}: intact")
-    else:
-        print(f"{head}: {len(intact)} intact, {len(damaged)} damaged ({_ranges(damaged)}), "
-              f"{len(report['problems'])} problem(s); salvage with `robot-rl salvage-log {report['path']} "
-              f"out=<new store>`")
-
-
-def _print_salvage(report: dict[str, Any]) -> None:
-    for note in report["notes"]:
-        print(f"note: {note}")
-    n_rec, n_lost = len(report["recovered"]), len(report["lost"])
-    print(f"salvaged {report['source']} -> {report['out']}: recovered {n_rec} of {n_rec + n_lost} episodes "
-          f"({report['recovered_steps']} steps); lost {n_lost} ({_ranges(report['lost'])}; "
-          f"{report['lost_steps']} steps)")
-
-
-def main(command: str, args: list[str]) -> int:
-    """``robot-rl check-log <store>`` (exit 0 intact, 1 damaged, 2 not an episode log or bad arguments)
-    and ``robot-rl salvage-log <store> out=<new store>`` (exit 0, 2 on an error)."""
-    positional = [a for a in args if "=" not in a]
-    options = dict(a.split("=", 1) for a in args if "=" in a)
-    allowed = {"check-log": set(), "salvage-log": {"out"}}[command]
-    usage = "robot-rl check-log <store>" if command == "check-log" else "robot-rl salvage-log <store> out=<new store>"
-    unknown = sorted(set(options) - allowed)
-    if len(positional) != 1 or unknown or (command == "salvage-log" and not options.get("out")):
-        what = f"unknown option '{unknown[0]}'" if unknown else "expected one store path" + (
-            " and out=<new store>" if command == "salvage-log" else "")
-        print(f"robot-rl {command}: error: {what}: usage: {usage}", file=sys.stderr)
-        return 2
-    try:
-        if command == "check-log":
-            report = check_log(positional[0])
-            _print_check(report)
-            return 0 if report["ok"] else 1
-        _print_salvage(salvage_log(positional[0], options["out"]))
-        return 0
-    except (EpisodeLogError, OSError) as err:
-        text = "; ".join(line.strip() for line in str(err).splitlines() if line.strip())
-        print(f"robot-rl {command}: error: {text}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        done = "no new store was written" if command == "salvage-log" else "nothing was changed"
-        print(f"robot-rl {command}: interrupted; {done}", file=sys.stderr)
-        return 130
-
-
-__all__ = ["check_log", "salvage_log", "resolve_store", "salvage_hint", "main"]
+__all__ = ["check_log", "salvage_log", "resolve_store", "salvage_hint", "ranges"]

@@ -105,3 +105,26 @@ def count_takeovers(intervention: np.ndarray) -> int:
     """Take-overs in an episode's per-step intervention flags: runs of consecutive True steps."""
     flags = np.asarray(intervention, bool)
     return int(np.count_nonzero(flags & ~np.concatenate([[False], flags[:-1]])))
+
+
+# ---- per-step fields, defined once ---------------------------------------------------------------------
+# The Transition attributes stored per step besides observations, with the dtypes of the zarr episode log
+# (`data/<name>`; action and policy_action are [A]). This is the on-disk format: never change a dtype or a
+# name here. robot_rl/data/episode_log.py stores exactly these; robot_rl/runtime/wire.py sends these less
+# episode_id (a chunk's header names its episode) plus the step's label.
+STEP_FIELDS: dict[str, np.dtype] = {name: np.dtype(dtype) for name, dtype in {
+    "action": np.float32,
+    "policy_action": np.float32,
+    "reward": np.float32,
+    "terminated": np.bool_,
+    "truncated": np.bool_,
+    "intervention": np.bool_,
+    "episode_id": np.int64,
+    "step": np.int32,
+    "timestamp": np.float64,
+    "success": np.bool_,
+    "reward_source": np.uint8,
+    "grasp_penalty": np.float32,
+    "success_probability": np.float32,
+}.items()}
+LABEL_DTYPE = np.dtype(np.uint8)  # an EpisodeLabel: per episode in the log (meta/label), per step on the wire

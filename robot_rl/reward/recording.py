@@ -87,6 +87,6 @@ class LabelPolicies:
 def load_policy(run_dir: str, env):
     """The stochastic act function of a trained run's latest checkpoint (`robot-rl train` output): its
     rollouts show the states a classifier must not call success by mistake (hard negatives)."""
-    from robot_rl.runtime.commands import load_trained
+    from robot_rl.runtime.trained import load_trained
 
     return load_trained(run_dir, env).agent.act

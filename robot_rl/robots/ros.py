@@ -1,16 +1,16 @@
-"""RosRobot: a Robot that is a client of a robot bridge's topics (robot_rl/ros_contract.py), so that
+"""RosRobot: a Robot that is a client of a robot bridge's topics (robot_rl/ros/contract.py), so that
 RobotEnv runs unchanged over ROS 2, against the sim bridge or a hardware bridge alike.
 
 The bridge publishes one observation per control period: joint states, TCP pose and twist, tracked
 object poses and camera frames, all with the same header stamp. RosRobot assembles a complete set
-per stamp (a frame) and acts only on the newest one:
+per stamp (a frame; robot_rl/ros/frames.py) and acts only on the newest one:
   - `apply_action` refuses to command from a frame older than `max_obs_age` or older than one control
     period by the time the command would leave (`StaleObservationError`): a late command is never sent;
   - each command carries the stamp of the frame it answers, so the bridge can reject late ones too;
   - a lock-stepped sim bridge does not move between commands, so its newest frame never goes stale;
   - after sending it waits for the next frame (free-running bridge: the next control tick;
     lock-stepped: the step the command triggered).
-rclpy is imported lazily; the node spins in its own context and thread (robot_rl.ros_node).
+rclpy is imported lazily; the node spins in its own context and thread (robot_rl.ros.node).
 """
 from __future__ import annotations
 
@@ -21,11 +21,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from robot_rl import ros_contract as contract
 from robot_rl.robots.base import Robot, RobotState
+from robot_rl.ros import contract
+from robot_rl.ros.frames import StampedSets, image_to_array, stamp_seconds, to_stamp
 
-
-MAX_PENDING = 10  # incomplete observations kept while their parts arrive
 SETTLED_SPEED = 0.01  # m/s: reset(tcp_pos) waits for the TCP to come to rest below this
 
 
@@ -48,24 +47,6 @@ class Frame:
     tcp_quat: np.ndarray | None = None  # TCP orientation (w, x, y, z), base frame
 
 
-def stamp_seconds(stamp) -> float:
-    return stamp.sec + stamp.nanosec * 1e-9
-
-
-def to_stamp(seconds: float):
-    from builtin_interfaces.msg import Time
-    sec = int(seconds)
-    return Time(sec=sec, nanosec=int(round((seconds - sec) * 1e9)))
-
-
-def image_to_array(msg) -> np.ndarray:
-    """sensor_msgs/Image rgb8 -> uint8[H, W, 3] (a view of the message's buffer)."""
-    if msg.encoding != "rgb8":
-        raise ValueError(f"image encoding {msg.encoding!r} is not rgb8: have the bridge publish rgb8")
-    return np.frombuffer(msg.data, dtype=np.uint8).reshape(msg.height, msg.step)[:, :msg.width * 3].reshape(
-        msg.height, msg.width, 3)
-
-
 class RosRobot(Robot):
     """A Robot over the bridge in `namespace` (see the module docstring)."""
 
@@ -77,7 +58,7 @@ class RosRobot(Robot):
         `reset_tol` (m): how `reset(tcp_pos)` servos from the bridge's reset pose to `tcp_pos` and settles."""
         from std_msgs.msg import String
 
-        from robot_rl.ros_node import BackgroundNode
+        from robot_rl.ros.node import BackgroundNode
 
         self.namespace = namespace
         self.max_obs_age = float(max_obs_age)
@@ -87,7 +68,6 @@ class RosRobot(Robot):
         self.reset_tol = float(reset_tol)
         self._lock = threading.Condition()
         self._frame: Frame | None = None
-        self._pending: dict[float, dict[str, object]] = {}
         self._status: dict | None = None
         self._ros = BackgroundNode(node_name)
         self.node = self._ros.node
@@ -132,17 +112,18 @@ class RosRobot(Robot):
         from std_srvs.srv import Trigger
 
         sensor = contract.qos("sensor", reliable_sensors)
-        self._parts = [contract.JOINT_STATES.name, contract.TCP_POSE.name, contract.TCP_TWIST.name]
+        parts = [contract.JOINT_STATES.name, contract.TCP_POSE.name, contract.TCP_TWIST.name]
         subs = [(JointState, contract.JOINT_STATES.name), (PoseStamped, contract.TCP_POSE.name),
                 (TwistStamped, contract.TCP_TWIST.name)]
         for obj in self.object_names:
             name = contract.OBJECT_POSE.name.format(object=obj)
             subs.append((PoseStamped, name))
-            self._parts.append(name)
+            parts.append(name)
         for camera in self.camera_names:
             name = contract.IMAGE.name.format(camera=camera)
             subs.append((Image, name))
-            self._parts.append(name)
+            parts.append(name)
+        self._sets = StampedSets(parts)
         for msg_type, name in subs:
             self.node.create_subscription(msg_type, self._name(name), lambda msg, part=name: self._on_part(part, msg),
                                           sensor)
@@ -159,16 +140,10 @@ class RosRobot(Robot):
     def _on_part(self, part: str, msg) -> None:
         stamp = stamp_seconds(msg.header.stamp)
         with self._lock:
-            if self._frame is not None and stamp <= self._frame.stamp:
-                return  # older than what we have
-            parts = self._pending.setdefault(stamp, {})
-            parts[part] = msg
-            if len(parts) < len(self._parts):
-                if len(self._pending) > MAX_PENDING:  # best effort lost a part: forget the oldest sets
-                    self._pending = dict(sorted(self._pending.items())[-MAX_PENDING:])
+            parts = self._sets.add(part, stamp, msg)  # None until the set of this stamp is complete
+            if parts is None:
                 return
             self._frame = self._assemble(stamp, parts)
-            self._pending = {s: p for s, p in self._pending.items() if s > stamp}
             self._lock.notify_all()
 
     def _assemble(self, stamp: float, parts: dict[str, object]) -> Frame:

@@ -28,15 +28,13 @@ from __future__ import annotations
 import json
 import time
 from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
-from robot_rl.agents.sac import SACConfig
+from robot_rl.config import RuntimeConfig, agent_config, check_device, check_train_config, log
 from robot_rl.data.episode_log import EpisodeLog, EpisodeLogWriter
 from robot_rl.data.files import write_atomic
 from robot_rl.data.schema import EpisodeLabel, EpisodeSource, ResetInfo, RewardSource, Transition, count_takeovers
@@ -52,75 +50,6 @@ CHECKPOINT = "checkpoint.pt"
 LOG = "episodes.zarr"
 SUMMARY = "summary.json"
 DEMO_ATTEMPTS = 5  # scripted-demo attempts per kept demo before the expert is declared broken
-
-
-def log(msg: str) -> None:
-    print(msg, flush=True)
-
-
-@dataclass
-class RuntimeConfig:
-    """The `runtime` group, typed (see configs/runtime/embedded.yaml)."""
-
-    torch_threads: int = 2
-    replay_capacity: int = 1_000_000
-    image_replay_capacity: int = 50_000  # per buffer, when observations hold images (~100 kB a step)
-    learning_starts: int = 256
-    random_steps: int = 0
-    eval_every: int = 1000
-    eval_episodes: int = 50
-    checkpoint_every: int = 1000
-    log_every: int = 500
-    stop_at_success: float | None = None
-    max_wall_s: float | None = None
-
-    def __post_init__(self) -> None:
-        for key in ("torch_threads", "replay_capacity", "image_replay_capacity", "eval_every", "eval_episodes",
-                    "checkpoint_every", "log_every"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"runtime.{key}={getattr(self, key)} must be at least 1: set a positive integer")
-        for key in ("learning_starts", "random_steps"):
-            if getattr(self, key) < 0:
-                raise ValueError(f"runtime.{key}={getattr(self, key)} must be 0 or more")
-        if self.stop_at_success is not None and not 0.0 <= self.stop_at_success <= 1.0:
-            raise ValueError(f"runtime.stop_at_success={self.stop_at_success} must be a success rate in [0, 1] "
-                             "(or null)")
-        if self.max_wall_s is not None and self.max_wall_s < 0:
-            raise ValueError(f"runtime.max_wall_s={self.max_wall_s} must be 0 or more seconds (or null)")
-
-
-def typed(node: DictConfig, schema: type, name: str):
-    """`node` checked against the dataclass `schema`: a one-line error names a bad key or value."""
-    try:
-        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), node))
-    except OmegaConfBaseException as err:
-        key = getattr(err, "full_key", None) or ""
-        reason = str(err).splitlines()[0]
-        raise ValueError(f"bad value for {name}{'.' + key if key else ''}: {reason}") from None
-
-
-def agent_config(cfg: DictConfig) -> SACConfig:
-    return typed(cfg.agent, SACConfig, "agent")
-
-
-def check_device(device: str) -> None:
-    """A one-line error for a device this torch cannot use (e.g. cuda on a CPU-only install)."""
-    try:
-        kind = torch.device(str(device)).type
-    except RuntimeError:
-        raise ValueError(f"device={device!r} is not a torch device: use cpu or cuda") from None
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device} but this torch sees no CUDA GPU (a CPU-only install, or no GPU "
-                         "visible): use device=cpu")
-
-
-def check_train_config(cfg: DictConfig) -> RuntimeConfig:
-    """Validate the top-level train keys and return the typed runtime group."""
-    for key in ("steps", "seed", "num_demos"):
-        if not isinstance(cfg[key], int) or cfg[key] < 0:
-            raise ValueError(f"{key}={cfg[key]!r} must be a non-negative integer")
-    agent_config(cfg)
-    return typed(cfg.runtime, RuntimeConfig, "runtime")
 
 
 def make_learner(cfg: DictConfig, rt: RuntimeConfig, observation_space, action_dim: int) -> Learner:

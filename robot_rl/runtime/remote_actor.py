@@ -15,7 +15,8 @@ import torch
 from omegaconf import DictConfig
 
 from robot_rl.data.schema import EpisodeSource, Transition
-from robot_rl.runtime.embedded import agent_config, check_train_config, make_actor_env
+from robot_rl.config import agent_config, check_train_config
+from robot_rl.runtime.embedded import make_actor_env
 from robot_rl.runtime.learner import make_agent
 from robot_rl.runtime.rollout import EpisodeResult, run_episode
 from robot_rl.runtime.wire import decode_weights, encode_chunk, space_to_json
@@ -42,7 +43,7 @@ class RemoteActor:
         self.env = make_actor_env(cfg, int(cfg.seed), self.rng)
         space, action_dim = self.env.observation_space, int(self.env.action_space.shape[0])
         if policy_run:
-            from robot_rl.runtime.commands import load_trained
+            from robot_rl.runtime.trained import load_trained
             self.agent = load_trained(Path(policy_run), self.env, "cpu", int(cfg.seed)).agent
         else:
             agent_cfg = agent_config(cfg)

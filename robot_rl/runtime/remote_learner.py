@@ -42,8 +42,8 @@ from omegaconf import DictConfig, OmegaConf
 from robot_rl.data.episode_log import EpisodeLog, EpisodeLogError, EpisodeLogWriter
 from robot_rl.data.schema import EpisodeLabel, EpisodeSource, Transition, count_takeovers
 from robot_rl.data.files import write_atomic
-from robot_rl.runtime.embedded import (CHECKPOINT, LOG, check_device, check_train_config, copy_demos, make_learner,
-                                       online_counts)
+from robot_rl.config import check_device, check_train_config
+from robot_rl.runtime.embedded import CHECKPOINT, LOG, copy_demos, make_learner, online_counts
 from robot_rl.runtime.learner import Learner
 from robot_rl.runtime.run_dir import RunLock, open_run_dir, remove_stale_temps
 from robot_rl.runtime.wire import (MAX_PAYLOAD_BYTES, RejectCounter, WireError, check_chunk, check_spec, decode_chunk,

@@ -31,14 +31,14 @@ from typing import Any, Callable
 
 import numpy as np
 
+from robot_rl.data import schema
 from robot_rl.data.schema import EpisodeLabel, EpisodeSource, RewardSource, Transition
 
 HEADER = "__header__"
-STEP_FIELDS = {  # Transition attribute -> dtype on the wire
-    "action": np.float32, "policy_action": np.float32, "reward": np.float32, "terminated": bool,
-    "truncated": bool, "intervention": bool, "step": np.int64, "timestamp": np.float64, "success": bool,
-    "reward_source": np.int8, "grasp_penalty": np.float32, "success_probability": np.float32, "label": np.int8,
-}
+# Transition attribute -> dtype on the wire: the episode log's per-step fields (robot_rl/data/schema.py) with
+# their dtypes, less episode_id (the chunk header names the episode), plus the step's label
+STEP_FIELDS: dict[str, np.dtype] = {
+    **{name: dtype for name, dtype in schema.STEP_FIELDS.items() if name != "episode_id"}, "label": schema.LABEL_DTYPE}
 MAX_PAYLOAD_BYTES = 8 << 20  # a chunk is cut at ~4 MiB of frames (remote_actor); one big frame may add as much
 MAX_HEADER_BYTES = 1 << 20
 MAX_ARRAYS = 256  # members of one archive (13 step fields + 2 per observation key + the header)
@@ -51,9 +51,10 @@ ACTION_TOLERANCE = 1e-5  # actions are in [-1, 1]; float32 rounding may touch th
 WIRE_ERROR_KINDS = ("malformed", "too_large", "shape", "enum", "nonfinite", "range", "spec")
 _KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}(/[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}){0,3}$")
 _FIELD_KINDS = {"f": "float", "b": "bool", "i": "integer", "u": "integer"}
-_INT_FIELDS = ("step", "reward_source", "label")
-_BOOL_FIELDS = ("terminated", "truncated", "intervention", "success")
-_FLOAT_FIELDS = ("reward", "timestamp", "grasp_penalty", "success_probability")
+_SCALAR_FIELDS = [name for name in STEP_FIELDS if name not in ("action", "policy_action")]  # one value a step
+_INT_FIELDS = tuple(name for name in _SCALAR_FIELDS if STEP_FIELDS[name].kind in "iu")
+_BOOL_FIELDS = tuple(name for name in _SCALAR_FIELDS if STEP_FIELDS[name].kind == "b")
+_FLOAT_FIELDS = tuple(name for name in _SCALAR_FIELDS if STEP_FIELDS[name].kind == "f")
 
 
 class WireError(ValueError):
@@ -258,6 +259,8 @@ def _check_arrays(arrays: dict[str, np.ndarray], max_steps: int) -> tuple[int, l
             raise WireError(f"chunk {name} holds values outside {[f'{int(v)} {v.name.lower()}' for v in enum]}", "enum")
     if (arrays["step"] < 0).any():
         raise WireError("chunk step holds negative values", "range")
+    if arrays["step"].max() > np.iinfo(STEP_FIELDS["step"]).max:  # any integer dtype is accepted, then cast
+        raise WireError(f"chunk step holds values over {np.iinfo(STEP_FIELDS['step']).max}", "range")
     finite = [("action", arrays["action"]), ("policy_action", arrays["policy_action"]), ("reward", reward),
               ("grasp_penalty", arrays["grasp_penalty"]), ("timestamp", arrays["timestamp"])]
     finite += [(f"obs/{k}", arrays[f"obs/{k}"]) for k in keys if arrays[f"obs/{k}"].dtype.kind == "f"]

@@ -20,7 +20,7 @@ from collections import deque
 
 import numpy as np
 
-from robot_rl import ros_contract as contract
+from robot_rl.ros import contract
 from robot_rl.data.schema import EpisodeLabel
 from robot_rl.teleop.device import DeviceCommand, TeleopDevice
 
@@ -37,7 +37,7 @@ class RosTeleopDevice(TeleopDevice):
         contract.require_rclpy()
         from sensor_msgs.msg import Joy
 
-        from robot_rl.ros_node import BackgroundNode
+        from robot_rl.ros.node import BackgroundNode
 
         if not max_age > 0:
             raise ValueError(f"ros teleop max_age={max_age}: must be > 0 seconds")

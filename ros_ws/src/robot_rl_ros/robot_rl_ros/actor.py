@@ -22,7 +22,7 @@ from collections import deque
 
 from rclpy.node import Node
 
-from robot_rl import ros_contract as contract
+from robot_rl.ros import contract
 from robot_rl.data.schema import EpisodeSource
 from robot_rl.robots.ros import RobotUnavailable
 from robot_rl.runtime.wire import RejectCounter, WireError

@@ -1,4 +1,4 @@
-"""robot_bridge: any robot_rl Robot on the ROS 2 contract (robot_rl/ros_contract.py).
+"""robot_bridge: any robot_rl Robot on the ROS 2 contract (robot_rl/ros/contract.py).
 
 Publishes one observation per control period (joint states, TCP pose/twist, wrench, tracked object
 poses, camera frames; one header stamp for all) and executes end-effector + gripper commands.
@@ -45,8 +45,8 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Header, String
 from std_srvs.srv import SetBool, Trigger
 
-from robot_rl import ros_contract as contract
-from robot_rl.robots.ros import to_stamp
+from robot_rl.ros import contract
+from robot_rl.ros.frames import to_stamp
 from robot_rl.runtime.wire import RejectCounter
 from robot_rl_ros.common import node_config, run_node, string_list
 

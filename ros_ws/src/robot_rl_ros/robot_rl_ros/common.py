@@ -23,7 +23,7 @@ def string_list(node, name: str) -> list[str]:
 def node_config(node, config_name: str = "train") -> DictConfig:
     """The node's robot_rl config: `configs/<config_name>.yaml` composed with the `overrides`
     parameter (hydra key=value strings, e.g. ['task=pick_cube', 'agent.utd=8'])."""
-    from robot_rl.cli import compose
+    from robot_rl.config import compose
 
     return compose(config_name, string_list(node, "overrides"))
 
@@ -51,7 +51,7 @@ def run_node(make: Callable[[], object], args: list[str] | None = None) -> None:
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
-    from robot_rl.cli import UserError, one_line
+    from robot_rl.config import UserError, print_error
 
     rclpy.init(args=args if args is not None else sys.argv)
     node = None
@@ -68,8 +68,7 @@ def run_node(make: Callable[[], object], args: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         pass
     except (UserError, ValueError, TypeError, ImportError, FileNotFoundError, RuntimeError) as err:
-        print(f"[{getattr(node, 'get_name', lambda: 'robot_rl node')()}] error: {one_line(err)}", file=sys.stderr,
-              flush=True)
+        print_error(f"[{getattr(node, 'get_name', lambda: 'robot_rl node')()}]", err)
         sys.exit(2)
     finally:
         if node is not None:

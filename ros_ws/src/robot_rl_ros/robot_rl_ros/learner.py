@@ -25,7 +25,7 @@ import time
 
 from rclpy.node import Node
 
-from robot_rl import ros_contract as contract
+from robot_rl.ros import contract
 from robot_rl_ros.common import node_config, run_node, start_worker
 
 

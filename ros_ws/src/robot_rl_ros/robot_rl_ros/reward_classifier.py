@@ -12,14 +12,11 @@ reliable_sensors (subscribe reliably, for a lock-stepped bridge; default false),
 """
 from __future__ import annotations
 
-import numpy as np
 from rclpy.node import Node
 
-from robot_rl import ros_contract as contract
-from robot_rl.robots.ros import image_to_array, stamp_seconds
+from robot_rl.ros import contract
+from robot_rl.ros.frames import StampedSets, image_to_array, stamp_seconds
 from robot_rl_ros.common import run_node
-
-MAX_PENDING = 10  # incomplete frame sets kept (the newest ones)
 
 
 class RewardClassifier(Node):
@@ -44,8 +41,7 @@ class RewardClassifier(Node):
         bad = [k for k in self.keys if not k.startswith(prefix)]
         if bad:
             raise ValueError(f"classifier {path} reads {bad}, not camera images ({prefix}<camera>)")
-        self.pending: dict[float, dict[str, np.ndarray]] = {}
-        self.last = -float("inf")  # stamp of the newest scored set
+        self.sets = StampedSets(self.keys)  # frames by stamp until every camera's arrived
         self.scored = 0
         sensor = contract.qos(contract.IMAGE.qos, reliable)
         for key in self.keys:
@@ -57,21 +53,16 @@ class RewardClassifier(Node):
 
     def on_image(self, key: str, msg) -> None:
         stamp = stamp_seconds(msg.header.stamp)
-        if stamp <= self.last:
+        if self.sets.stale(stamp):
             return  # older than what we scored
         image = image_to_array(msg)
         if image.shape != self.classifier.image_shapes[key]:
             h, w = self.classifier.image_shapes[key][:2]
             raise ValueError(f"{key} frames are {image.shape[0]}x{image.shape[1]}, the classifier was trained on "
                              f"{h}x{w}: give the bridge task.image_size=[{h},{w}]")
-        frames = self.pending.setdefault(stamp, {})
-        frames[key] = image
-        if len(frames) < len(self.keys):
-            if len(self.pending) > MAX_PENDING:  # a camera's frames were lost: forget the oldest sets
-                self.pending = dict(sorted(self.pending.items())[-MAX_PENDING:])
+        frames = self.sets.add(key, stamp, image)
+        if frames is None:
             return
-        self.last = stamp
-        self.pending = {s: f for s, f in self.pending.items() if s > stamp}
         probability = self.classifier.probability(frames)
         self.pub.publish(self.Float32(data=probability))
         self.scored += 1

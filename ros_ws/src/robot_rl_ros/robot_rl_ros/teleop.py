@@ -1,4 +1,4 @@
-"""teleop: a person's teleop device on the ROS 2 contract (robot_rl/ros_contract.py, TELEOP).
+"""teleop: a person's teleop device on the ROS 2 contract (robot_rl/ros/contract.py, TELEOP).
 
 Reads the device `rate_hz` times a second and publishes sensor_msgs/Joy on
 `<robot_namespace>/teleop/command` (header stamp = now; axes = the action x, y, z, gripper in [-1, 1];
@@ -16,7 +16,7 @@ import os
 from omegaconf import OmegaConf
 from rclpy.node import Node
 
-from robot_rl import ros_contract as contract
+from robot_rl.ros import contract
 from robot_rl_ros.common import run_node, string_list
 
 NODE_DEVICES = ("spacemouse", "gamepad", "keyboard")  # "ros" would republish itself; sim_operator needs the sim
@@ -24,7 +24,7 @@ NODE_DEVICES = ("spacemouse", "gamepad", "keyboard")  # "ros" would republish it
 
 def open_device(device: str, overrides: list[str], tty: str):
     """The teleop device `device` with its config group and `overrides`; the keyboard reads `tty`."""
-    from robot_rl.cli import compose
+    from robot_rl.config import compose
     from robot_rl.teleop.devices import make_device
 
     if device not in NODE_DEVICES:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 
-from robot_rl.ros_contract import require_rclpy
+from robot_rl.ros.contract import require_rclpy
 
 
 class BackgroundNode:

@@ -1,4 +1,4 @@
-"""`robot-rl record-labels` and `robot-rl train-classifier`."""
+"""`robot-rl record-labels`: camera frames labelled success/failure into <out>/episodes.zarr (sim: ground truth)."""
 from __future__ import annotations
 
 import json
@@ -6,22 +6,17 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from omegaconf import DictConfig, OmegaConf
 
+from robot_rl.config import log
 from robot_rl.data.episode_log import STORE_NAME, EpisodeLogWriter
-from robot_rl.data.schema import EpisodeSource
-from robot_rl.reward.dataset import frame_index, image_shapes, open_labelled_store
-from robot_rl.reward.metrics import CONFUSION_LAYOUT
-from robot_rl.reward.model import SuccessClassifier
-from robot_rl.reward.recording import KINDS, LabelPolicies, episode_kinds, load_policy
-from robot_rl.reward.training import ClassifierTrainConfig, evaluate_store, train_classifier as train
-from robot_rl.runtime.embedded import check_device, log, typed
 from robot_rl.data.files import write_atomic
+from robot_rl.data.schema import EpisodeSource
+from robot_rl.reward.dataset import frame_index, open_labelled_store
+from robot_rl.reward.recording import KINDS, LabelPolicies, episode_kinds, load_policy
 from robot_rl.runtime.run_dir import open_run_dir
 
-CLASSIFIER = "classifier.pt"
-TRAIN_KEYS = [f.name for f in ClassifierTrainConfig.__dataclass_fields__.values()]
+CONFIG = "record_labels"
 
 
 def record_labels(cfg: DictConfig) -> dict:
@@ -109,45 +104,4 @@ def height_range(value, name: str) -> tuple[float, float]:
     return low, high
 
 
-def train_classifier(cfg: DictConfig) -> dict:
-    """Train a success classifier on `data`; writes `<run_dir>/classifier.pt` and `summary.json`."""
-    if not cfg.data:
-        raise ValueError("data=<store> is required: a store from `robot-rl record-labels` (its out dir or "
-                         "the episodes.zarr in it)")
-    keys = OmegaConf.masked_copy(cfg, TRAIN_KEYS)
-    if isinstance(keys.cameras, str):  # cameras=front
-        keys.cameras = [keys.cameras]
-    try:
-        config = typed(keys, ClassifierTrainConfig, "train-classifier")
-    except ValueError as err:  # EncoderConfig names its keys as the agent's
-        raise ValueError(str(err).replace("agent.encoder.", "encoder.")) from None
-    torch.set_num_threads(int(cfg.torch_threads))
-    store = open_labelled_store(cfg.data)
-    shapes = image_shapes(store, config.cameras)
-    test_store = open_labelled_store(cfg.test_data) if cfg.test_data else None
-    if test_store is not None and image_shapes(test_store, list(shapes)) != shapes:
-        raise ValueError(f"test_data={cfg.test_data} has images of shapes {image_shapes(test_store, list(shapes))}, "
-                         f"data={cfg.data} {shapes}: record both with the same task.image_size")
-    check_device(config.device)
-    run_dir = open_run_dir(cfg.run_dir)
-    write_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-
-    model, report = train(store, config, progress=log)
-    path = run_dir / CLASSIFIER
-    model.save(path, data=store.path, validation=report["validation"])
-    test = None
-    if test_store is not None:
-        test = evaluate_store(SuccessClassifier.load(path, config.device), test_store)  # the saved file
-        test["store"] = test_store.path
-    val = report["validation"]
-    summary = {"command": "train-classifier", "data": store.path, "classifier": str(path),
-               "precision": val["precision"], "recall": val["recall"], "f1": val["f1"], **report,
-               "test": test, "confusion_matrix_layout": CONFUSION_LAYOUT}
-    write_atomic(run_dir / "summary.json", json.dumps(summary, indent=2))
-    met = "met" if report["target_met"] else "NOT met: record more or harder labelled episodes"
-    held_out = "" if test is None else (f"; held-out {test['frames']} frames: precision {test['precision']:.3f} "
-                                        f"recall {test['recall']:.3f} F1 {test['f1']:.3f}")
-    log(f"[train-classifier] threshold {report['threshold']:.3f} (target precision {config.target_precision} "
-        f"{met}): validation precision {val['precision']:.3f} recall {val['recall']:.3f} F1 {val['f1']:.3f}"
-        f"{held_out}; {report['train_time_s']:.0f} s -> {path}")
-    return summary
+run = record_labels

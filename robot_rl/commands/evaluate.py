@@ -1,0 +1,54 @@
+"""`robot-rl eval`: evaluate a run's latest checkpoint: robot-rl eval run_dir=<dir> episodes=50."""
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from robot_rl.config import check_device, count_arg, log
+from robot_rl.data.episode_log import EpisodeLogWriter
+from robot_rl.data.files import write_atomic
+from robot_rl.envs.factory import make_env
+from robot_rl.runtime.embedded import LOG, evaluate
+from robot_rl.runtime.run_dir import RunLock
+from robot_rl.runtime.trained import load_trained, trained_run_config
+
+CONFIG = "eval"
+
+
+def evaluate_run(cfg: DictConfig) -> dict:
+    """Roll out a run's latest checkpoint deterministically; writes `<run_dir>/eval/summary.json`. With
+    `log` (the default) the episodes go into the run's log, so eval holds the run's lock like `train`."""
+    episodes, seed = count_arg(cfg, "episodes", 1), count_arg(cfg, "seed")
+    check_device(cfg.device)
+    run_dir = Path(cfg.run_dir)
+    run_cfg = trained_run_config(run_dir)
+    with RunLock(run_dir) if cfg.log else contextlib.nullcontext():
+        torch.set_num_threads(int(run_cfg.runtime.torch_threads))
+        env = make_env(run_cfg, seed=seed)
+        learner = load_trained(run_dir, env, cfg.device, seed)
+        rng = np.random.default_rng(seed)
+        writer = None
+        if cfg.log:
+            writer = EpisodeLogWriter(run_dir / LOG, env.observation_space, env.action_space.shape[0])
+        try:
+            result = evaluate(env, learner.agent, episodes, rng, writer)
+        finally:
+            if writer is not None:
+                writer.close()
+        summary = {"command": "eval", "run_dir": str(run_dir), "critic_updates": learner.agent.num_updates,
+                   **result}
+        (run_dir / "eval").mkdir(exist_ok=True)
+        write_atomic(run_dir / "eval" / "summary.json", json.dumps(summary, indent=2))
+    steps = summary["mean_steps_to_success"]
+    log(f"[eval] {run_dir}: success {summary['success_rate']:.0%} over {summary['episodes']} episodes, "
+        f"mean return {summary['mean_return']:.2f}, mean steps to success "
+        f"{'n/a' if steps is None else f'{steps:.1f}'} -> {run_dir / 'eval' / 'summary.json'}")
+    return summary
+
+
+run = evaluate_run
