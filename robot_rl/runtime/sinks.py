@@ -6,6 +6,7 @@ Configured by the `logger` group (configs/logger/default.yaml): `tensorboard` (d
 """
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -107,15 +108,18 @@ class TensorBoardSink:
 class WandbSink:
     """The same scalars to Weights & Biases (`logger.wandb=true`); `WANDB_MODE=offline` needs no network."""
 
-    def __init__(self, run_dir: Path, project: str, config: Mapping[str, Any], name: str) -> None:
+    def __init__(self, run_dir: Path, project: str, config: Mapping[str, Any]) -> None:
+        """One W&B run per run directory: a resumed run continues it (its id comes from the directory's path)."""
         try:
             import wandb
         except ImportError:
             raise ValueError("logger.wandb=true needs wandb: pip install robot_rl[wandb] "
                              "(or set logger.wandb=false)") from None
         self.wandb = wandb
-        self.run = wandb.init(project=project, dir=str(run_dir), config=dict(config), name=name, resume="allow",
-                              id=name.replace("/", "_"))
+        path = str(Path(run_dir).resolve())
+        run_id = f"{Path(path).name[:40]}-{hashlib.sha1(path.encode()).hexdigest()[:8]}"
+        self.run = wandb.init(project=project, dir=str(run_dir), config=dict(config), name=Path(path).name,
+                              id="".join(c if c.isalnum() or c in "-_" else "_" for c in run_id), resume="allow")
 
     def emit(self, event: RunEvent) -> None:
         values = scalars(event)
@@ -138,6 +142,5 @@ def make_sinks(logger_cfg: Mapping[str, Any] | None, run_dir: Path, log: Callabl
     if logger_cfg.get("tensorboard", True):
         sinks.append(TensorBoardSink(Path(run_dir) / TB_DIR, resume_step))
     if logger_cfg.get("wandb", False):
-        sinks.append(WandbSink(Path(run_dir), str(logger_cfg.get("wandb_project") or "robot_rl"), config or {},
-                               Path(run_dir).name))
+        sinks.append(WandbSink(Path(run_dir), str(logger_cfg.get("wandb_project") or "robot_rl"), config or {}))
     return Sinks(sinks)
