@@ -85,6 +85,14 @@ def hostile_twists(stamp: float) -> list[Hostile]:
     ]
 
 
+def hostile_rotations(stamp: float) -> list[Hostile]:
+    """Twists a bridge whose task acts in rotation must drop: a rotation too fast, and a NaN one."""
+    return [
+        Hostile("angular over-speed (50 rad/s)", "twist_angular_overspeed", [twist(stamp, angular=(0.0, 50.0, 0.0))]),
+        Hostile("NaN angular velocity", "twist_nonfinite", [twist(stamp, angular=(float("nan"), 0.0, 0.0))]),
+    ]
+
+
 def hostile_grippers(stamp: float, max_opening: float = 0.08) -> list[Hostile]:
     """Gripper commands a bridge must drop."""
     nan = float("nan")
@@ -149,7 +157,7 @@ def scripted_episode(task: str = "pick_cube", seed: int = 0, overrides: tuple[st
     from robot_rl.cli import compose
     from robot_rl.envs.factory import make_env
     from robot_rl.runtime.rollout import run_episode
-    from robot_rl.teleop.scripted import make_expert
+    from robot_rl.tasks import make_expert
 
     env = make_env(compose("train", [f"task={task}", *overrides]), seed=seed)
     try:

@@ -5,9 +5,10 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
+from robot_rl.data.schema import EpisodeLabel, RewardSource, StepInfo
 from robot_rl.envs import RobotEnv, make_pick_cube_env
 from robot_rl.tasks import PickCubeTask, make_task
-from robot_rl.teleop.scripted import ScriptedPickExpert
+from robot_rl.tasks.pick_cube_expert import ScriptedPickExpert
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +24,7 @@ def run_expert(env: RobotEnv, expert: ScriptedPickExpert) -> tuple[bool, int]:
     for t in range(1, env.task.max_steps + 1):
         obs, reward, terminated, truncated, info = env.step(expert.act(obs))
         if terminated or truncated:
-            return bool(info["success"]), t
+            return bool(StepInfo.of(info).success), t
     return False, env.task.max_steps
 
 
@@ -58,7 +59,11 @@ def test_spaces_and_observation_layout(env: RobotEnv) -> None:
     obs, reward, terminated, truncated, info = env.step(np.array([0.5, 0, 0, -1], dtype=np.float32))
     assert env.observation_space.contains(obs)
     assert obs["state"][3] > 0.05  # moving +x: positive x velocity (m/s)
-    assert info == {"success": False, "reward_source": "task", "grasp_penalty": 0.0}
+    assert list(info) == ["step_info"]  # one typed object, no ad-hoc keys
+    step = info["step_info"]
+    assert isinstance(step, StepInfo) and (step.success, step.reward_source, step.grasp_penalty) == \
+        (False, RewardSource.TASK, 0.0)
+    assert np.isnan(step.success_probability) and not step.intervention and step.label == EpisodeLabel.NONE
 
 
 def test_wrong_action_shape_raises(env: RobotEnv) -> None:

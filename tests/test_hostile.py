@@ -22,7 +22,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from hostile import (CommandInjector, episode_chunks, flood, flood_payload, foreign_spec, hostile_chunks, peak_rss, send_cases,
+from hostile import (CommandInjector, episode_chunks, flood, flood_payload, foreign_spec, hostile_chunks,
+                     hostile_rotations, peak_rss, send_cases,
                      transitions_publisher,
                      hostile_grippers, hostile_twists, repack, scripted_episode, unpack, variant)
 from robot_rl.data.schema import Transition
@@ -455,3 +456,47 @@ def test_learner_memory_stays_bounded_under_a_flood(ros, tmp_path, episode):
         send(payload)
     status = probe.wait_for("/robot_rl/learner_status", lambda s: s["episodes"] == 2, 60, "an episode after the flood")
     assert status["rejected"].get("spec", 0) + status["rejected"].get("inbox_full", 0) > 0
+
+
+def test_bridge_with_rotation_executes_rotations_and_drops_angular_overspeed(ros):
+    """task.rotation=true: the bridge executes angular twists within max_tcp_angular_speed and refuses faster ones."""
+    import mujoco
+
+    from robot_rl.robots.mujoco import mat_to_rotvec
+    from robot_rl.robots.ros import RosRobot
+
+    nodes, probe = ros
+    ns = "/hostile_rotation"
+    bridge = nodes.start("bridge", "bridge", "mode:=lockstep", "start_armed:=true",
+                         "overrides:=[task.rotation=true]", namespace=ns)
+    cases = hostile_rotations(0.0)
+    injector = CommandInjector(probe.node, ns, cases)
+    robot = RosRobot(ns, timeout=30.0)
+    try:
+        assert robot.supports_rotation
+        robot.reset(np.array([0.5, 0.0, 0.2]))
+        home = robot.tcp_quat()
+        for _ in range(3):  # 0.3 rad about the base z axis, 0.1 rad per step
+            robot.apply_action(np.zeros(3), -1.0, np.array([0.0, 0.0, 0.1]))
+        for _ in range(10):
+            robot.apply_action(np.zeros(3), -1.0, np.zeros(3))
+        deadline = time.monotonic() + 20
+        while injector.index < 2 * len(cases) and time.monotonic() < deadline:
+            robot.apply_action(np.zeros(3), -1.0, np.zeros(3))
+        injector.active = False
+        time.sleep(0.5)
+        reached = robot.tcp_quat()
+        stats = json.loads(probe.trigger(f"{ns}/stats").message)
+    finally:
+        robot.close()
+    assert bridge.poll() is None, nodes.log("bridge")
+
+    def mat(quat: np.ndarray) -> np.ndarray:
+        out = np.empty(9)
+        mujoco.mju_quat2Mat(out, np.asarray(quat, float))
+        return out.reshape(3, 3)
+
+    offset = mat_to_rotvec(mat(reached) @ mat(home).T)  # base-frame rotation from home
+    assert np.linalg.norm(offset - [0.0, 0.0, 0.3]) < np.radians(2.0), np.degrees(offset)
+    assert set(stats["invalid"]) == {case.kind for case in cases}, (stats["invalid"], injector.sent)
+    assert "twist_angular" not in stats["invalid"] and stats["max_tcp_angular_speed"] < 50.0

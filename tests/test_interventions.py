@@ -184,3 +184,19 @@ def test_real_device_configs_compose_and_a_missing_device_is_one_clear_line(devi
     with pytest.raises(ValueError, match=message) as err:
         make_actor_env(cfg, 0, np.random.default_rng(0))
     assert "\n" not in str(err.value)
+
+
+def test_a_four_dim_device_drives_a_six_dof_env_without_rotation():
+    env = make_pick_cube_env(seed=0, rotation=True)
+    try:
+        wrapped = InterventionWrapper(env, ReplayDevice([human(1.0), human(1.0)]))
+        obs, _ = wrapped.reset(seed=1)
+        home = env.robot.tcp_rot_target.copy()
+        t = env_step(wrapped, obs, np.full(7, -0.5, np.float32), 0, 0)
+        assert t.intervention and t.action.shape == (7,) and t.policy_action.shape == (7,)
+        np.testing.assert_array_equal(t.action, [1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])  # zero rotation, gripper last
+        np.testing.assert_array_equal(env.robot.tcp_rot_target, home)  # the person's step turned nothing
+        info = wrapped.step(np.zeros(7, np.float32))[4]["step_info"]
+        assert info.intervention and info.intervention_action.shape == (7,)
+    finally:
+        env.close()

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
+from robot_rl.data.schema import ResetInfo
 from robot_rl.envs import RobotEnv
 from robot_rl.robots.mujoco import MAX_OPENING, MujocoRobot
 from robot_rl.tasks import PickCubeTask, make_task
@@ -82,12 +83,13 @@ def test_500_physical_episodes_without_a_manual_step() -> None:
     fulls, reset_steps = [], []
     for episode in range(500):
         obs, info = env.reset()
-        assert info["reset_attempts"] == 1 and info["reset_failures"] == [], (episode, info)
-        assert info["full_reset"] == (episode % 10 == 0), episode
+        info = ResetInfo.of(info)
+        assert info.reset_attempts == 1 and info.reset_failures == [], (episode, info)
+        assert info.full_reset == (episode % 10 == 0), episode
         assert env.elapsed_steps == 0
         assert_valid_start(env, obs)
-        fulls.append(info["full_reset"])
-        reset_steps.append(info["reset_steps"])
+        fulls.append(info.full_reset)
+        reset_steps.append(info.reset_steps)
         for _ in range(env.task.max_steps):
             obs, _, terminated, truncated, _ = env.step(env.action_space.sample())
             if terminated or truncated:
@@ -106,7 +108,8 @@ def test_state_mode_is_the_default_and_teleports() -> None:
     env = RobotEnv(FaultyRobot(), make_task("pick_cube", **cfg), seed=0)
     for _ in range(3):
         obs, info = env.reset()
-        assert info["reset_attempts"] == 1 and info["full_reset"] and info["reset_steps"] == 0
+        info = ResetInfo.of(info)
+        assert info.reset_attempts == 1 and info.full_reset and info.reset_steps == 0
         assert_valid_start(env, obs)
     assert env.robot.resets == 3 and env.robot.actions == 0
     env.close()
@@ -114,7 +117,7 @@ def test_state_mode_is_the_default_and_teleports() -> None:
 
 def test_full_reset_every_zero_means_first_episode_only() -> None:
     env = make_env(seed=1, **{**PHYSICAL, "full_reset_every": 0})
-    assert [env.reset()[1]["full_reset"] for _ in range(5)] == [True, False, False, False, False]
+    assert [ResetInfo.of(env.reset()[1]).full_reset for _ in range(5)] == [True, False, False, False, False]
     env.close()
 
 
@@ -132,9 +135,10 @@ def test_failed_reset_is_detected_and_retried(fault: str, reason: str) -> None:
     getattr(robot, fault)(1)  # active through attempt 1; the retry's joint-home reset clears it
     resets_before = robot.resets
     obs, info = env.reset()
-    assert info["reset_attempts"] == 2, info
-    assert len(info["reset_failures"]) == 1 and reason in info["reset_failures"][0], info["reset_failures"]
-    assert info["full_reset"] and robot.resets == resets_before + 1  # the retry began with a full reset
+    info = ResetInfo.of(info)
+    assert info.reset_attempts == 2, info
+    assert len(info.reset_failures) == 1 and reason in info.reset_failures[0], info.reset_failures
+    assert info.full_reset and robot.resets == resets_before + 1  # the retry began with a full reset
     assert_valid_start(env, obs)
     env.step(env.action_space.sample())  # the env runs on after a recovered reset
     env.close()
@@ -155,7 +159,8 @@ def test_permanent_fault_raises_reset_error() -> None:
         env.step(env.action_space.sample())  # no stepping from a failed reset
     robot.jam_gripper(0)  # the fault is cleared: the next reset works
     obs, info = env.reset()
-    assert info["reset_attempts"] == 1 and info["full_reset"]  # a failed attempt before: home first
+    info = ResetInfo.of(info)
+    assert info.reset_attempts == 1 and info.full_reset  # a failed attempt before: home first
     assert_valid_start(env, obs)
     env.close()
 
@@ -179,9 +184,10 @@ def test_reset_time_is_measured_apart_from_the_episode() -> None:
     for _ in range(3):
         t0 = time.perf_counter()
         obs, info = env.reset()
+        info = ResetInfo.of(info)
         wall = time.perf_counter() - t0
-        n = info["reset_steps"] + int(info["full_reset"])  # commands the reset sent
-        assert n >= 3 and RealTimeRobot.delay * n <= info["reset_s"] <= wall < 5.0, (info, wall)
+        n = info.reset_steps + int(info.full_reset)  # commands the reset sent
+        assert n >= 3 and RealTimeRobot.delay * n <= info.reset_s <= wall < 5.0, (info, wall)
         assert env.elapsed_steps == 0  # reset motions are not episode steps
         for t in range(1, env.task.max_steps + 1):
             *_, truncated, step_info = env.step(env.action_space.sample())
@@ -194,7 +200,7 @@ def test_physical_reset_is_slower_than_state_reset() -> None:
     times = {}
     for mode in ("state", "physical"):
         env = make_env(seed=5, **{**PHYSICAL, "reset_mode": mode})
-        times[mode] = float(np.median([env.reset()[1]["reset_s"] for _ in range(15)]))
+        times[mode] = float(np.median([ResetInfo.of(env.reset()[1]).reset_s for _ in range(15)]))
         env.close()
     assert 0.0 < times["state"] < times["physical"] < 1.0, times
 

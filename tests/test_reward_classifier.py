@@ -237,7 +237,8 @@ import numpy as np
 from robot_rl.envs.classifier_reward import ClassifierReward
 from robot_rl.envs.robot_env import make_mujoco_env
 from robot_rl.reward.model import SuccessClassifier
-from robot_rl.teleop.scripted import make_expert
+from robot_rl.data.schema import StepInfo
+from robot_rl.tasks import make_expert
 
 def env(reward):
     return make_mujoco_env("pick_cube_vision", seed=0, image_size=[64, 64], reward=reward, max_steps=60)
@@ -254,8 +255,9 @@ for name, p, threshold, check in (("yes", 0.8, 0.5, None), ("no", 0.8, 0.9, None
     e = ClassifierReward(env("dense"), classifier(p, threshold), state_check=check)
     obs, _ = e.reset(seed=1)
     obs, r, term, trunc, info = e.step(np.zeros(4, np.float32))
-    out[name] = [r, term, trunc, info["success"], info["success_probability"], info["reward_source"],
-                 info["task_success"], "grasp_penalty" in info]
+    s = StepInfo.of(info)
+    out[name] = [r, term, trunc, s.success, s.success_probability, s.reward_source.name.lower(),
+                 s.task_success, s.grasp_penalty == 0.0]
 
 # a sparse task ends its episode on its own success; a classifier that says no truncates it there
 inner = env("sparse")
@@ -265,7 +267,7 @@ obs, _ = e.reset(seed=2)
 steps = []
 while True:
     obs, r, term, trunc, info = e.step(expert.act(obs))
-    steps.append([r, term, trunc, info["task_success"]])
+    steps.append([r, term, trunc, StepInfo.of(info).task_success])
     if term or trunc:
         break
 out["sparse"] = steps[-1] + [len(steps)]

@@ -100,8 +100,7 @@ def test_ros_robot_runs_robot_env_unchanged_and_obeys_arm_and_estop(ros):
     from robot_rl.envs.robot_env import RobotEnv
     from robot_rl.robots.ros import RobotUnavailable, RosRobot
     from robot_rl.runtime.rollout import run_episode
-    from robot_rl.tasks import make_task
-    from robot_rl.teleop.scripted import make_expert
+    from robot_rl.tasks import make_expert, make_task
 
     nodes, probe = ros
     nodes.start("bridge", "bridge", "mode:=lockstep", "start_armed:=true", namespace="/arm0")

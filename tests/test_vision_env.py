@@ -97,8 +97,9 @@ def test_observations_images_and_config(gl) -> None:
 EXPERT_SCRIPT = """
 import json, time
 import numpy as np
+from robot_rl.data.schema import StepInfo
 from robot_rl.envs import make_mujoco_env
-from robot_rl.teleop.scripted import make_expert
+from robot_rl.tasks import make_expert
 
 env = make_mujoco_env("pick_cube_vision", seed=0)
 expert = make_expert(env)
@@ -109,7 +110,7 @@ for episode in range(4):
         obs, reward, terminated, truncated, info = env.step(expert.act(obs))
         if terminated or truncated:
             break
-    successes += int(info["success"])
+    successes += int(StepInfo.of(info).success)
     lengths.append(t + 1)
 # speed: best of 3 blocks of 100 steps (renders both cameras every step)
 obs, _ = env.reset(seed=0)
@@ -159,16 +160,16 @@ def test_grasp_penalty_on_gripper_switches() -> None:
     try:
         env.reset(seed=0)
         gripper = [1.0, 1.0, 0.0, -0.2, -1.0, -1.0, 0.9, 0.3]  # close, hold, deadband x2, open, hold, close, keep
-        penalties = [env.step(np.array([0, 0, 0, g], np.float32))[4]["grasp_penalty"] for g in gripper]
+        penalties = [env.step(np.array([0, 0, 0, g], np.float32))[4]["step_info"].grasp_penalty for g in gripper]
         assert penalties == [-0.05, 0.0, 0.0, 0.0, -0.05, 0.0, -0.05, 0.0]
         env.reset(seed=0)  # reset opens the gripper: opening again is no switch
-        assert env.step(np.array([0, 0, 0, -1], np.float32))[4]["grasp_penalty"] == 0.0
+        assert env.step(np.array([0, 0, 0, -1], np.float32))[4]["step_info"].grasp_penalty == 0.0
     finally:
         env.close()
     env = make_pick_cube_env(seed=0, gripper_mode="continuous")
     try:
         env.reset(seed=0)
-        penalties = [env.step(np.array([0, 0, 0, g], np.float32))[4]["grasp_penalty"] for g in [-0.5, 0.2, 0.6, -0.1]]
+        penalties = [env.step(np.array([0, 0, 0, g], np.float32))[4]["step_info"].grasp_penalty for g in [-0.5, 0.2, 0.6, -0.1]]
         assert penalties == [0.0, -0.02, 0.0, -0.02]  # default 0.02 for pick tasks
     finally:
         env.close()

@@ -54,6 +54,53 @@ class Transition:
     extras: dict = field(default_factory=dict)
 
 
+# ------------------------------------------------------------------------------------ typed step info
+STEP_INFO_KEY = "step_info"  #: the env's `info[STEP_INFO_KEY]` on every step: a StepInfo
+RESET_INFO_KEY = "reset_info"  #: the env's reset `info[RESET_INFO_KEY]`: a ResetInfo
+
+
+@dataclass
+class StepInfo:
+    """What one env step reports besides (obs, reward, terminated, truncated): created by the base env
+    (RobotEnv, GymAdapter) under `info["step_info"]` and filled in by each wrapper on the way out."""
+
+    success: bool = False  # the verdict the episode is scored by (task, classifier or a person's label)
+    reward_source: RewardSource = RewardSource.TASK
+    grasp_penalty: float = 0.0  # <= 0 on a step whose gripper command switched (HIL-SERL's grasp penalty)
+    success_probability: float = float("nan")  # the reward classifier's output; NaN without one
+    task_success: bool | None = None  # the env's own success when a classifier decides `success`; None otherwise
+    intervention: bool = False  # a person's device drove this step
+    intervention_action: np.ndarray | None = None  # the executed (human) action when `intervention`
+    label: EpisodeLabel = EpisodeLabel.NONE  # a person's episode label, on the step it was given
+    safety_actions: list[str] = field(default_factory=list)  # what a safety layer changed (clipped, held, ...)
+    frame_age_s: float = float("nan")  # age of the camera frame the observation holds (s); NaN when unknown
+
+    @staticmethod
+    def of(info: dict) -> StepInfo:
+        """The StepInfo in an env's step `info`, created (and stored there) when the env set none."""
+        step = info.get(STEP_INFO_KEY)
+        if not isinstance(step, StepInfo):
+            step = info[STEP_INFO_KEY] = StepInfo()
+        return step
+
+
+@dataclass
+class ResetInfo:
+    """What an env's reset did, separately from the episode: `info["reset_info"]` of `reset()`."""
+
+    reset_s: float = 0.0  # wall seconds of the reset procedure alone
+    reset_attempts: int = 1  # 1 = no retry
+    full_reset: bool = False  # a joint-home (or state) reset ran
+    reset_steps: int = 0  # control steps the reset executed (not counted in the episode)
+    reset_failures: list[str] = field(default_factory=list)  # why each retried attempt failed
+
+    @staticmethod
+    def of(info: dict) -> ResetInfo:
+        """The ResetInfo in an env's reset `info` (defaults when the env reports none: a foreign env)."""
+        reset = info.get(RESET_INFO_KEY)
+        return reset if isinstance(reset, ResetInfo) else ResetInfo()
+
+
 def count_takeovers(intervention: np.ndarray) -> int:
     """Take-overs in an episode's per-step intervention flags: runs of consecutive True steps."""
     flags = np.asarray(intervention, bool)

@@ -14,17 +14,19 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from robot_rl.data.schema import RewardSource, StepInfo
 from robot_rl.reward.model import SuccessClassifier
 
 StateCheck = Callable[[dict[str, np.ndarray]], bool]
 
 
 class ClassifierReward(gym.Wrapper):
-    """Sets reward, `terminated` and `info["success"]` from a success classifier.
+    """Sets reward, `terminated` and the step's success from a success classifier.
 
-    info: `success_probability` (p), `reward_source` ("classifier"), `success` (the verdict: p >=
-    threshold and the state check), `task_success` (the wrapped env's own success, e.g. the sim's
-    ground truth, so evaluations can report the truth); the wrapped env's other keys pass through.
+    StepInfo (`info["step_info"]`): `success_probability` (p), `reward_source` CLASSIFIER, `success`
+    (the verdict: p >= threshold and the state check), `task_success` (the wrapped env's own success,
+    e.g. the sim's ground truth, so evaluations can report the truth); its other fields and the
+    wrapped env's other info keys pass through.
     """
 
     def __init__(self, env: gym.Env, classifier: SuccessClassifier,
@@ -46,14 +48,15 @@ class ClassifierReward(gym.Wrapper):
     def step(self, action: Any) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         observation, _, terminated, truncated, info = self.env.step(action)
         info = dict(info)
-        task_success = bool(info.get("success", False))
+        step = StepInfo.of(info)
+        task_success = bool(step.success)
         probability = self.classifier.probability(observation)
         success = probability >= self.classifier.threshold
         if success and self.state_check is not None:
             success = task_success if self.state_check is True else bool(self.state_check(observation))
         # the wrapped env's own end of episode on its success is not ours to keep; other ends are
         ended_by_task = terminated and task_success
-        info.update(success_probability=probability, reward_source="classifier", success=bool(success),
-                    task_success=task_success)
+        step.success_probability, step.reward_source = float(probability), RewardSource.CLASSIFIER
+        step.success, step.task_success = bool(success), task_success
         return (observation, 1.0 if success else 0.0, bool(success or (terminated and not ended_by_task)),
                 bool(truncated or (ended_by_task and not success)), info)

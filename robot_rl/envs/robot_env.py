@@ -7,23 +7,27 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from robot_rl.data.schema import RESET_INFO_KEY, STEP_INFO_KEY, ResetInfo, StepInfo
 from robot_rl.robots.base import Robot
 from robot_rl.tasks.base import Task
 
 
 class RobotEnv(gym.Env):
-    """Robot + Task. Actions: float32[4] in [-1, 1] (TCP delta xyz scaled by the task, gripper).
+    """Robot + Task. Actions in [-1, 1]: float32[4] (TCP delta xyz scaled by the task, gripper) or, for a
+    task acting in rotation, float32[7] (TCP delta xyz, rotation vector rx ry rz, gripper; see Task).
 
-    Episodes terminate on task success and truncate after `task.max_steps` steps.
-    `info["grasp_penalty"]` is `-task.grasp_penalty` on steps where the gripper command switches
-    between open (<= 0) and closed (> 0), else 0.0 (HIL-SERL's grasp penalty, for the grasp critic).
+    Episodes terminate on task success and truncate after `task.max_steps` steps. Each step's info
+    holds a StepInfo (robot_rl/data/schema.py) under `info["step_info"]`: the task's `success`,
+    `reward_source` TASK and `grasp_penalty` (`-task.grasp_penalty` on steps where the gripper command
+    switches between open (<= 0) and closed (> 0), else 0.0: HIL-SERL's grasp penalty); wrappers fill
+    in the rest.
 
     `reset` runs the task's reset procedure (retried on failure; `ResetError` when it cannot) and
-    reports it in the reset info, separately from the episode: `info["reset_s"]` (wall seconds of
-    the reset procedure alone, not of the first observation), `info["reset_attempts"]` (1 = no
-    retry), `info["full_reset"]` (a joint-home/state reset ran), `info["reset_steps"]` (control
-    steps the reset executed; not counted in `elapsed_steps`) and `info["reset_failures"]` (why each
-    retried attempt failed; empty when the first attempt succeeded).
+    reports it, separately from the episode, as a ResetInfo under `info["reset_info"]`: `reset_s`
+    (wall seconds of the reset procedure alone, not of the first observation), `reset_attempts`
+    (1 = no retry), `full_reset` (a joint-home/state reset ran), `reset_steps` (control steps the
+    reset executed; not counted in `elapsed_steps`) and `reset_failures` (why each retried attempt
+    failed; empty when the first attempt succeeded).
     """
 
     metadata = {"render_modes": ["rgb_array"]}
@@ -34,6 +38,11 @@ class RobotEnv(gym.Env):
     ) -> None:
         self.robot = robot
         self.task = task
+        if task.rotation:
+            if not getattr(robot, "supports_rotation", False):
+                raise ValueError(f"task {type(task).__name__} acts in rotation but {type(robot).__name__} takes "
+                                 "position deltas only: set task.rotation=false or use a robot with rotation")
+            robot.orientation_limits = np.asarray(task.rotation_limits, dtype=np.float64).copy()
         self.observation_space = task.observation_space(robot)
         self.action_space = task.action_space
         self.render_mode = render_mode
@@ -60,15 +69,10 @@ class RobotEnv(gym.Env):
         self.elapsed_steps = 0
         self.gripper = -1.0  # the robot resets with the gripper open
         self._needs_reset = False
-        info: dict[str, Any] = {
-            "success": False,
-            "reset_s": reset_s,
-            "reset_attempts": result.attempts if result is not None else 1,
-            "full_reset": bool(result.full_reset) if result is not None else False,
-            "reset_steps": result.steps if result is not None else 0,
-            "reset_failures": list(result.failures) if result is not None else [],
-        }
-        return self.task.observe(self.robot), info
+        reset = ResetInfo(reset_s=reset_s)
+        if result is not None:
+            reset = ResetInfo(reset_s, result.attempts, bool(result.full_reset), result.steps, list(result.failures))
+        return self.task.observe(self.robot), {RESET_INFO_KEY: reset}
 
     def step(
         self, action: np.ndarray
@@ -82,15 +86,19 @@ class RobotEnv(gym.Env):
         action = np.clip(action, -1.0, 1.0)
         delta = action[:3].astype(np.float64) * self.task.action_scale
         previous = self.gripper
-        self.gripper = self.task.gripper_command(float(action[3]), previous)
+        self.gripper = self.task.gripper_command(float(action[-1]), previous)
         switched = (self.gripper > 0.0) != (previous > 0.0)
         grasp_penalty = -float(self.task.grasp_penalty) if switched else 0.0
-        self.robot.apply_action(delta, self.gripper)
+        if self.task.rotation:
+            rot_delta = action[3:6].astype(np.float64) * self.task.rotation_scale
+            self.robot.apply_action(delta, self.gripper, rot_delta)
+        else:
+            self.robot.apply_action(delta, self.gripper)
         self.elapsed_steps += 1
         obs = self.task.observe(self.robot)
         reward, success, terminated = self.task.evaluate(self.robot)
         truncated = (not terminated) and self.elapsed_steps >= self.task.max_steps
-        info = {"success": bool(success), "reward_source": "task", "grasp_penalty": grasp_penalty}
+        info = {STEP_INFO_KEY: StepInfo(success=bool(success), grasp_penalty=grasp_penalty)}
         return obs, float(reward), bool(terminated), bool(truncated), info
 
     def render(self) -> np.ndarray | None:

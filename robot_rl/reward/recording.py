@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from robot_rl.teleop.scripted import make_expert
+from robot_rl.tasks import make_expert
 
 KINDS = ("lift", "partial", "empty", "policy")
 

@@ -1,10 +1,11 @@
 """In-process MuJoCo robot: a Panda-like arm with end-effector delta control.
 
 Control scheme (one `apply_action` = one control period of `control_dt`):
-  1. the TCP position target moves by the commanded delta and is clipped to the workspace box;
-  2. damped-least-squares differential IK on a scratch `MjData` (6-D: position + a fixed
-     gripper-pointing-down orientation, nullspace pull to the home posture) turns it into a joint
-     target;
+  1. the TCP position target moves by the commanded delta and is clipped to the workspace box; a
+     commanded rotation (6-DoF tasks) turns the orientation target, which is clipped to
+     `orientation_limits` around the home orientation (gripper pointing down);
+  2. damped-least-squares differential IK on a scratch `MjData` (6-D: position + the orientation
+     target, nullspace pull to the home posture) turns it into a joint target;
   3. the joint position actuators (gravity compensated) track the joint target, linearly
      interpolated over `n_chunks` chunks, while `mujoco.mj_step` runs the physics substeps in C.
 
@@ -36,6 +37,26 @@ DEFAULT_WORKSPACE = (
 )
 
 
+def rotvec_to_mat(rotvec: np.ndarray) -> np.ndarray:
+    """Rotation matrix (3x3) of a rotation vector (axis * angle, radians)."""
+    rotvec = np.asarray(rotvec, dtype=np.float64)
+    angle = float(np.linalg.norm(rotvec))
+    if angle < 1e-12:
+        return np.eye(3)
+    quat, mat = np.empty(4), np.empty(9)
+    mujoco.mju_axisAngle2Quat(quat, rotvec / angle, angle)
+    mujoco.mju_quat2Mat(mat, quat)
+    return mat.reshape(3, 3)
+
+
+def mat_to_rotvec(mat: np.ndarray) -> np.ndarray:
+    """Rotation vector (axis * angle, radians, angle <= pi) of a rotation matrix (3x3)."""
+    quat, rotvec = np.empty(4), np.empty(3)
+    mujoco.mju_mat2Quat(quat, np.ascontiguousarray(mat, dtype=np.float64).reshape(9))
+    mujoco.mju_quat2Vel(rotvec, quat, 1.0)
+    return rotvec
+
+
 def sim_dir() -> Path:
     """The directory holding the MJCF files: `$ROBOT_RL_SIM_DIR`, else `<repo>/sim`."""
     env = os.environ.get("ROBOT_RL_SIM_DIR")
@@ -57,9 +78,11 @@ def resolve_model_path(model_path: str | os.PathLike | None = None) -> Path:
 
 
 class MujocoRobot(Robot):
-    """Simulated arm + parallel gripper commanded in TCP position deltas at `control_dt`."""
+    """Simulated arm + parallel gripper commanded in TCP position (and optionally rotation) deltas at
+    `control_dt`."""
 
     gripper_max_opening = MAX_OPENING
+    supports_rotation = True
 
     def __init__(
         self,
@@ -70,9 +93,12 @@ class MujocoRobot(Robot):
         reanchor_dist: float = 0.04,
         render_size: tuple[int, int] = (128, 128),
         render_samples: int = 0,
+        orientation_limits: tuple[float, float, float] = (np.pi, np.pi, np.pi),
     ) -> None:
         """`render_size`: default (height, width) of `render`. `render_samples`: multisample
-        anti-aliasing samples for offscreen rendering (0 = off: 2.5x faster on a software renderer)."""
+        anti-aliasing samples for offscreen rendering (0 = off: 2.5x faster on a software renderer).
+        `orientation_limits`: half-widths (rad) of the orientation target's box around home (a 6-DoF
+        task sets its own)."""
         path = resolve_model_path(model_path)
         try:
             self.model = mujoco.MjModel.from_xml_path(str(path))
@@ -92,6 +118,7 @@ class MujocoRobot(Robot):
         lo, hi = workspace if workspace is not None else DEFAULT_WORKSPACE
         self.workspace = (np.asarray(lo, dtype=np.float64).copy(), np.asarray(hi, dtype=np.float64).copy())
         self.reanchor_dist = float(reanchor_dist)
+        self.orientation_limits = np.asarray(orientation_limits, dtype=np.float64).copy()
         self.render_size = render_size
         self.model.vis.quality.offsamples = int(render_samples)  # read when a renderer is created
 
@@ -110,7 +137,8 @@ class MujocoRobot(Robot):
         self._scratch.qpos[self._arm_qpos] = HOME_Q
         mujoco.mj_kinematics(m, self._scratch)
         self.home_tcp_pos = self._scratch.site_xpos[self._tcp].copy()
-        self.tcp_rot_target = self._scratch.site_xmat[self._tcp].reshape(3, 3).copy()
+        self.home_tcp_rot = self._scratch.site_xmat[self._tcp].reshape(3, 3).copy()
+        self.tcp_rot_target = self.home_tcp_rot.copy()
 
         self._jacp = np.zeros((3, m.nv))
         self._jacr = np.zeros((3, m.nv))
@@ -158,6 +186,27 @@ class MujocoRobot(Robot):
         """`pos` clipped to the workspace box."""
         return np.clip(pos, self.workspace[0], self.workspace[1])
 
+    def clip_orientation(self, rot: np.ndarray) -> np.ndarray:
+        """Rotation `rot` (3x3) clipped to `orientation_limits`: its offset from the home orientation, as
+        a base-frame rotation vector, is clipped per axis to +-limit."""
+        offset = mat_to_rotvec(rot @ self.home_tcp_rot.T)
+        if float(np.linalg.norm(offset)) < 1e-9:  # home up to rounding: exactly home
+            return self.home_tcp_rot.copy()
+        clipped = np.clip(offset, -self.orientation_limits, self.orientation_limits)
+        if np.array_equal(clipped, offset):
+            return rot
+        return rotvec_to_mat(clipped) @ self.home_tcp_rot
+
+    def rotation_to_home(self) -> np.ndarray | None:
+        """Base-frame rotation vector from the orientation target to home; None when the target is home."""
+        if np.array_equal(self.tcp_rot_target, self.home_tcp_rot):
+            return None
+        return mat_to_rotvec(self.home_tcp_rot @ self.tcp_rot_target.T)
+
+    def orientation_offset(self) -> np.ndarray:
+        """The TCP's orientation offset from home: a base-frame rotation vector (rad)."""
+        return mat_to_rotvec(self.tcp_rotation() @ self.home_tcp_rot.T)
+
     # ------------------------------------------------------------------ Robot API
     def reset(self, tcp_pos: np.ndarray | None = None) -> RobotState:
         """Teleport the arm to an IK solution for `tcp_pos` (default: home), gripper open, at rest.
@@ -166,6 +215,7 @@ class MujocoRobot(Robot):
             raise ValueError(f"reset tcp_pos {np.asarray(tcp_pos).tolist()} is not finite: nothing moved")
         m, d = self.model, self.data
         mujoco.mj_resetData(m, d)
+        self.tcp_rot_target = self.home_tcp_rot.copy()
         if tcp_pos is None:
             q = HOME_Q.copy()
             target = self.home_tcp_pos.copy()
@@ -181,14 +231,19 @@ class MujocoRobot(Robot):
         self.tcp_target = target.copy()
         return self.read_state()
 
-    def apply_action(self, tcp_delta: np.ndarray, gripper: float) -> RobotState:
-        """Shift the TCP target by `tcp_delta` (m), set the gripper (-1 open .. +1 closed), run
-        one control period. A non-finite `tcp_delta` or `gripper` raises ValueError before anything
+    def apply_action(self, tcp_delta: np.ndarray, gripper: float, rot_delta: np.ndarray | None = None) -> RobotState:
+        """Shift the TCP target by `tcp_delta` (m), turn the orientation target by `rot_delta` (a
+        base-frame rotation vector, rad; clipped to `orientation_limits`), set the gripper (-1 open ..
+        +1 closed), run one control period. A non-finite input raises ValueError before anything
         moves (clipping would not help: clip(NaN) is NaN)."""
         delta = np.asarray(tcp_delta, dtype=np.float64)
-        if not np.all(np.isfinite(delta)) or not np.isfinite(float(gripper)):
-            raise ValueError(f"apply_action got tcp_delta {delta.tolist()} and gripper {float(gripper)}: not finite, "
-                             "nothing moved")
+        rot = None if rot_delta is None else np.asarray(rot_delta, dtype=np.float64)
+        if not np.all(np.isfinite(delta)) or not np.isfinite(float(gripper)) or \
+                (rot is not None and (rot.shape != (3,) or not np.all(np.isfinite(rot)))):
+            raise ValueError(f"apply_action got tcp_delta {delta.tolist()}, gripper {float(gripper)} and rot_delta "
+                             f"{None if rot is None else rot.tolist()}: not finite (or not 3 values), nothing moved")
+        if rot is not None:
+            self.tcp_rot_target = self.clip_orientation(rotvec_to_mat(rot) @ self.tcp_rot_target)
         m, d = self.model, self.data
         measured = d.site_xpos[self._tcp]
         target = self.tcp_target

@@ -45,6 +45,7 @@ class Frame:
     state: RobotState
     objects: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # name -> (pos, quat wxyz)
     images: dict[str, np.ndarray] = field(default_factory=dict)
+    tcp_quat: np.ndarray | None = None  # TCP orientation (w, x, y, z), base frame
 
 
 def stamp_seconds(stamp) -> float:
@@ -99,6 +100,8 @@ class RosRobot(Robot):
             self.control_dt = float(status["control_dt"])
             self.workspace = (np.asarray(status["workspace"][0], float), np.asarray(status["workspace"][1], float))
             self.gripper_max_opening = float(status["gripper_max_opening"])
+            # a bridge whose task acts in rotation executes the twist's angular part (within its limit)
+            self.supports_rotation = bool(status.get("rotation", False))
             self.joint_names = list(status["joint_names"])
             self.camera_names = tuple(status["cameras"])
             self.object_names = tuple(status["objects"])
@@ -175,6 +178,7 @@ class RosRobot(Robot):
         grip = index[contract.GRIPPER_JOINT]
         position, velocity = np.asarray(joints.position), np.asarray(joints.velocity)
         p = parts[contract.TCP_POSE.name].pose.position
+        q = parts[contract.TCP_POSE.name].pose.orientation
         v = parts[contract.TCP_TWIST.name].twist.linear
         state = RobotState(tcp_pos=np.array([p.x, p.y, p.z]), tcp_vel=np.array([v.x, v.y, v.z]),
                            gripper_opening=float(position[grip]), joint_pos=position[arm].copy(),
@@ -186,7 +190,7 @@ class RosRobot(Robot):
                             np.array([pose.orientation.w, pose.orientation.x, pose.orientation.y, pose.orientation.z]))
         images = {camera: image_to_array(parts[contract.IMAGE.name.format(camera=camera)])
                   for camera in self.camera_names}
-        return Frame(stamp, state, objects, images)
+        return Frame(stamp, state, objects, images, np.array([q.w, q.x, q.y, q.z]))
 
     def _fresh_frame(self, limit: float, command: bool = False) -> Frame:
         """The newest frame if it is at most `limit` s old (and, for a `command`, the robot is armed)."""
@@ -215,8 +219,10 @@ class RosRobot(Robot):
                           "is the bridge running (and armed)?")
 
     # ------------------------------------------------------------------ Robot API
-    def apply_action(self, tcp_delta: np.ndarray, gripper: float) -> RobotState:
-        """Command one control period from the newest frame and return the next frame's state."""
+    def apply_action(self, tcp_delta: np.ndarray, gripper: float, rot_delta: np.ndarray | None = None) -> RobotState:
+        """Command one control period from the newest frame and return the next frame's state. The
+        translation is sent as the twist's linear velocity, `rot_delta` (base-frame rotation vector, rad)
+        as its angular velocity (rad/s; zero when None)."""
         from geometry_msgs.msg import TwistStamped
         from sensor_msgs.msg import JointState
 
@@ -226,6 +232,9 @@ class RosRobot(Robot):
         twist.header.frame_id = contract.BASE_FRAME
         velocity = np.asarray(tcp_delta, dtype=np.float64) / self.control_dt
         twist.twist.linear.x, twist.twist.linear.y, twist.twist.linear.z = (float(x) for x in velocity)
+        if rot_delta is not None:
+            angular = np.asarray(rot_delta, dtype=np.float64) / self.control_dt
+            twist.twist.angular.x, twist.twist.angular.y, twist.twist.angular.z = (float(x) for x in angular)
         grip = JointState()
         grip.header = twist.header
         grip.name = [contract.GRIPPER_JOINT]
@@ -272,6 +281,11 @@ class RosRobot(Robot):
             step = error * min(1.0, max_step / distance) if distance > self.reset_tol else np.zeros(3)
             state = self.apply_action(step, -1.0)
         return state
+
+    def tcp_quat(self) -> np.ndarray | None:
+        """The newest frame's TCP orientation (w, x, y, z), base frame."""
+        quat = self._fresh_frame(self.max_obs_age).tcp_quat
+        return None if quat is None else quat.copy()
 
     def stop(self) -> None:
         """Send nothing: the bridge holds the robot when commands stop."""

@@ -17,7 +17,7 @@ from robot_rl.runtime.learner import Learner
 from robot_rl.runtime.rollout import run_episodes, summarize
 from robot_rl.data.files import write_atomic
 from robot_rl.runtime.run_dir import RunLock, open_run_dir
-from robot_rl.teleop.scripted import make_expert
+from robot_rl.tasks import make_expert
 
 
 def count_arg(cfg: DictConfig, key: str, least: int = 0) -> int:

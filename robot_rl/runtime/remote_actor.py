@@ -230,7 +230,7 @@ class RemoteActor:
                 "success_recent": sum(self.successes) / len(self.successes) if self.successes else 0.0}
 
     def _expert_act(self):
-        from robot_rl.teleop.scripted import make_expert
+        from robot_rl.tasks import make_expert
         return make_expert(self.env, noise=self.expert_noise, rng=self.rng).act
 
     def close(self) -> None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 
-from robot_rl.data.schema import EpisodeLabel, EpisodeSource, Observation, RewardSource, Transition
+from robot_rl.data.schema import EpisodeSource, Observation, ResetInfo, StepInfo, Transition
 
 ActFn = Callable[[Observation], np.ndarray]
 
@@ -24,20 +24,19 @@ class EpisodeResult:
 
 def env_step(env: gym.Env, observation: Observation, action: np.ndarray, episode_id: int, step: int) -> Transition:
     """One env step as a Transition. `action` is the policy's proposal; when a person took over
-    (`info["intervention"]`, see InterventionWrapper) the executed action is `info["intervention_action"]`."""
+    (StepInfo's `intervention`, see InterventionWrapper) the executed action is its `intervention_action`.
+    The step's fields come from the env's StepInfo (`info["step_info"]`; defaults when it set none)."""
     next_observation, reward, terminated, truncated, info = env.step(action)
-    source = info.get("reward_source", "task")
-    intervention = bool(info.get("intervention", False))
-    executed = info["intervention_action"] if intervention else action
+    fields = StepInfo.of(dict(info))
+    intervention = bool(fields.intervention)
+    executed = fields.intervention_action if intervention and fields.intervention_action is not None else action
     return Transition(
         observation=observation, action=np.asarray(executed, np.float32), reward=float(reward),
         terminated=bool(terminated), truncated=bool(truncated), next_observation=next_observation,
         policy_action=np.asarray(action, np.float32), intervention=intervention, episode_id=episode_id,
-        step=step, timestamp=time.time(), success=bool(info.get("success", False)),
-        reward_source=RewardSource[source.upper()] if isinstance(source, str) else RewardSource(source),
-        grasp_penalty=float(info.get("grasp_penalty", 0.0)),
-        success_probability=float(info.get("success_probability", np.nan)),
-        label=EpisodeLabel(info.get("label", EpisodeLabel.NONE)))
+        step=step, timestamp=time.time(), success=bool(fields.success), reward_source=fields.reward_source,
+        grasp_penalty=float(fields.grasp_penalty), success_probability=float(fields.success_probability),
+        label=fields.label)
 
 
 def run_episode(env: gym.Env, act: ActFn, seed: int | None, episode_id: int = 0,
@@ -55,7 +54,7 @@ def run_episode(env: gym.Env, act: ActFn, seed: int | None, episode_id: int = 0,
             steps_to_success = step
         if transition.terminated or transition.truncated:
             return EpisodeResult(step, episode_return, steps_to_success is not None, steps_to_success,
-                                 float(reset_info.get("reset_s", 0.0)))
+                                 float(ResetInfo.of(reset_info).reset_s))
         observation = transition.next_observation
 
 

@@ -36,8 +36,8 @@ from omegaconf import DictConfig, OmegaConf
 from robot_rl.data.episode_log import EpisodeLog, EpisodeLogError, EpisodeLogWriter
 from robot_rl.data.files import write_atomic
 from robot_rl.data.schema import (EpisodeEnd, EpisodeLabel, EpisodeSource, EvalEvent, InterventionEnd,
-                                  InterventionStart, LabelEvent, LearnerStats, ResetEvent, RewardSource, RunEvent,
-                                  StepEvent, Transition, count_takeovers)
+                                  InterventionStart, LabelEvent, LearnerStats, ResetEvent, ResetInfo, RewardSource,
+                                  RunEvent, StepEvent, Transition, count_takeovers)
 from robot_rl.failpoints import failpoint
 from robot_rl.runtime.learner import PRIOR_SOURCES, Learner
 from robot_rl.runtime.plots import plot_learning_curve
@@ -296,7 +296,7 @@ class TrainingRun:
         reseed(self.rng, self.seed, EpisodeSource.ONLINE, self.counts["episodes"])
         observation, reset_info = env.reset(seed=int(self.rng.integers(2**31)))
         self.episode, self._takeover = [], -1
-        self.reset_s = float(reset_info.get("reset_s", 0.0))
+        self.reset_s = float(ResetInfo.of(reset_info).reset_s)
         self.emit(ResetEvent(self.counts["env_steps"], self.writer.num_episodes, self.reset_s))
         return observation
 
@@ -419,7 +419,7 @@ class TrainingRun:
         if self.cfg.demos:
             copy_demos(self.cfg.demos, self.writer, self.who, have=have, log=self.print)
         elif expert_env is not None and have < self.cfg.num_demos:
-            from robot_rl.teleop.scripted import make_expert
+            from robot_rl.tasks import make_expert
             expert = make_expert(expert_env, noise=float(self.cfg.expert_noise), rng=self.rng)
             lengths = []
             for k in range(have, self.cfg.num_demos):

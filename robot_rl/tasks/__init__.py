@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from robot_rl.tasks.base import Task
+from robot_rl.tasks.base import Expert, Task, make_expert
 from robot_rl.tasks.pick_cube import PickCubeTask
 from robot_rl.tasks.pick_cube_vision import PickCubeVisionTask
 
@@ -22,4 +22,4 @@ def make_task(name: str, **cfg) -> Task:
     return factory(**cfg)
 
 
-__all__ = ["Task", "PickCubeTask", "PickCubeVisionTask", "TASKS", "make_task"]
+__all__ = ["Expert", "Task", "make_expert", "PickCubeTask", "PickCubeVisionTask", "TASKS", "make_task"]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
@@ -10,11 +11,24 @@ from robot_rl.robots.base import Robot
 from robot_rl.tasks.reset import ResetResult
 
 
-class Task(ABC):
-    """Observation selection, reward, success, reset procedure and action scaling for a Robot.
+class Expert(Protocol):
+    """A scripted policy for a task (demos, the simulated operator, tests)."""
 
-    Actions are float32[4] in [-1, 1]: TCP delta xyz (multiplied by `action_scale` metres) and
-    the gripper command, read per `gripper_mode`:
+    def reset(self) -> None:
+        """Start a new episode."""
+
+    def act(self, obs: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        """The next action in [-1, 1], shaped like the task's action space."""
+
+
+class Task(ABC):
+    """Observation selection, reward, success, reset procedure, action layout and scripted expert.
+
+    Actions are float32 in [-1, 1]: TCP delta xyz (multiplied by `action_scale` metres), then, when
+    the task acts in `rotation`, a TCP rotation delta (a rotation vector in the robot's base frame,
+    multiplied by `rotation_scale` radians; the robot clips the orientation target to
+    `rotation_limits` around its home orientation), and last the gripper command: float32[4] without
+    rotation, float32[7] with it. The gripper value is read per `gripper_mode`:
       - "sticky" (HIL-SERL's real-robot convention): above +`gripper_threshold` closes, below
         -`gripper_threshold` opens, in between keeps the last command, so exploration noise does
         not drop a grasped object;
@@ -30,6 +44,13 @@ class Task(ABC):
     #: HIL-SERL's grasp penalty: RobotEnv reports `info["grasp_penalty"] = -grasp_penalty` on steps
     #: where the gripper command switches between open and closed (the grasp critic's cost)
     grasp_penalty: float = 0.0
+    #: whether actions carry a TCP rotation (6-DoF end-effector control)
+    rotation: bool = False
+    #: radians of TCP rotation per control step for a unit rotation action
+    rotation_scale: float = 0.1
+    #: half-widths (rad) of the box around the home orientation (base-frame rotation vector x, y, z) that
+    #: the orientation target is clipped to
+    rotation_limits: tuple[float, float, float] = (0.5, 0.5, 1.0)
 
     def gripper_command(self, value: float, previous: float) -> float:
         """The gripper command (-1 open .. +1 closed) for action value `value`, given the last command."""
@@ -42,9 +63,20 @@ class Task(ABC):
         return previous
 
     @property
+    def action_dim(self) -> int:
+        """4 (dx, dy, dz, gripper) or, acting in rotation, 7 (dx, dy, dz, rx, ry, rz, gripper)."""
+        return 7 if self.rotation else 4
+
+    @property
     def action_space(self) -> gym.spaces.Box:
-        """Normalised end-effector delta + gripper: float32[4] in [-1, 1]."""
-        return gym.spaces.Box(-1.0, 1.0, shape=(4,), dtype=np.float32)
+        """Normalised end-effector delta + gripper: float32[action_dim] in [-1, 1]."""
+        return gym.spaces.Box(-1.0, 1.0, shape=(self.action_dim,), dtype=np.float32)
+
+    def expert(self, env: Any, noise: float = 0.0, rng: np.random.Generator | None = None) -> Expert:
+        """The task's scripted expert driving `env` (a RobotEnv with this task); `noise`: std of Gaussian
+        action noise. Default: none (a one-line error saying what to do instead)."""
+        raise ValueError(f"task {type(self).__name__} has no scripted expert: pass demos=<store> with recorded "
+                         "demos (or num_demos=0 to train without demos)")
 
     @abstractmethod
     def observation_space(self, robot: Robot) -> gym.spaces.Dict:
@@ -66,3 +98,14 @@ class Task(ABC):
     @abstractmethod
     def evaluate(self, robot: Robot) -> tuple[float, bool, bool]:
         """(reward, success, terminated) for the current state."""
+
+
+def make_expert(env: Any, noise: float = 0.0, rng: np.random.Generator | None = None) -> Expert:
+    """The scripted expert of `env`'s task (`Task.expert`); a one-line ValueError for an env without a task
+    (e.g. task=gym) or a task without an expert."""
+    inner = getattr(env, "unwrapped", env)
+    expert = getattr(getattr(inner, "task", None), "expert", None)
+    if expert is None:
+        raise ValueError("this task has no scripted expert: pass demos=<store> with recorded demos "
+                         "(or num_demos=0 to train without demos)")
+    return expert(inner, noise=noise, rng=rng)

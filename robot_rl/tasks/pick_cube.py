@@ -6,6 +6,10 @@ table top at z = 0):
     [3:6]  TCP linear velocity (m/s)
     [6]    gripper opening between the pads (m, 0 closed .. 0.08 open)
     [7:10] cube centre position (m)
+    [10:14] with `rotation=True` only: TCP orientation quaternion (w, x, y, z; w >= 0), base frame
+With `rotation=True` (config `task.rotation=true`) the task acts in 6-DoF: actions are float32[7]
+(dx, dy, dz, rx, ry, rz, gripper; see robot_rl/tasks/base.py), the orientation target staying within
+`rotation_limits` of the home orientation (gripper pointing down).
 The cube position is privileged simulator state: this task needs a robot with `object_pos` (the
 MuJoCo robot; over ROS the bridge's `objects/cube/pose`, from the sim or from perception).
 
@@ -24,7 +28,7 @@ import gymnasium as gym
 import numpy as np
 
 from robot_rl.robots.base import Robot
-from robot_rl.tasks.base import Task
+from robot_rl.tasks.base import Expert, Task
 from robot_rl.tasks.reset import ResetConfig, ResetProcedure, ResetResult
 
 STATE_DIM = 10
@@ -71,17 +75,30 @@ class PickCubeTask(Task):
         reset_gripper_tol: float = 0.005,
         reset_step: float = 0.03,
         reset_move_steps: int = 40,
+        rotation: bool = False,
+        rotation_scale: float = 0.1,
+        rotation_limits: Sequence[float] = (0.5, 0.5, 1.0),
     ) -> None:
         """Reset keys (robot_rl/tasks/reset.py): `reset_mode` state | physical, `full_reset_every`
         (episodes; 0 = only the first and before retries), `max_reset_retries`, `reset_safe_height`
         (m), tolerances `reset_pos_tol` (m), `reset_vel_tol` (m/s), `reset_gripper_tol` (m),
         `reset_step` (m of TCP motion per control step while resetting) and `reset_move_steps`
-        (control steps one reset motion may take)."""
+        (control steps one reset motion may take). `rotation`: act in 6-DoF (7-dim actions, the TCP
+        orientation in the state), `rotation_scale` rad per unit action and step, `rotation_limits`
+        half-widths (rad, base-frame x, y, z) around the home orientation."""
         if reward not in ("sparse", "dense"):
             raise ValueError(f"pick_cube reward must be 'sparse' or 'dense', got {reward!r}")
         if gripper_mode not in ("sticky", "continuous"):
             raise ValueError(f"pick_cube gripper_mode must be 'sticky' or 'continuous', got {gripper_mode!r}")
         self.gripper_mode = gripper_mode
+        self.rotation = bool(rotation)
+        self.rotation_scale = float(rotation_scale)
+        limits = tuple(float(v) for v in rotation_limits)
+        if len(limits) != 3 or min(limits) < 0 or not self.rotation_scale > 0:
+            raise ValueError(f"pick_cube rotation_limits must be 3 angles >= 0 (rad) and rotation_scale > 0, got "
+                             f"{list(rotation_limits)} and {rotation_scale}: fix task.rotation_limits / "
+                             "task.rotation_scale")
+        self.rotation_limits = limits  # type: ignore[assignment]
         self.gripper_threshold = float(gripper_threshold)
         self.grasp_penalty = float(grasp_penalty)
         self.cube_low = np.array([cube_x_range[0], cube_y_range[0]], dtype=np.float64)
@@ -111,7 +128,10 @@ class PickCubeTask(Task):
         low = np.concatenate([lo, [-speed] * 3, [0.0], lo]).astype(np.float32)
         high = np.concatenate([hi, [speed] * 3, [robot.gripper_max_opening], hi]).astype(np.float32)
         low[9] = self.rest_z - self.cube_half_size  # cube z: from the table up to the workspace top
-        return gym.spaces.Dict({"state": gym.spaces.Box(low, high, shape=(STATE_DIM,), dtype=np.float32)})
+        if self.rotation:
+            low = np.concatenate([low, [-1.0] * 4]).astype(np.float32)
+            high = np.concatenate([high, [1.0] * 4]).astype(np.float32)
+        return gym.spaces.Dict({"state": gym.spaces.Box(low, high, shape=low.shape, dtype=np.float32)})
 
     def sample_cube_pose(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """A random resting pose for the cube: position (m) and quaternion (w, x, y, z)."""
@@ -165,12 +185,23 @@ class PickCubeTask(Task):
 
     def observe(self, robot: Robot) -> dict[str, np.ndarray]:
         s = robot.read_state()
-        state = np.empty(STATE_DIM, dtype=np.float32)
+        state = np.empty(STATE_DIM + (4 if self.rotation else 0), dtype=np.float32)
         state[0:3] = s.tcp_pos
         state[3:6] = s.tcp_vel
         state[6] = s.gripper_opening
         state[7:10] = robot.object_pos(self.cube_name)
+        if self.rotation:
+            quat = robot.tcp_quat()
+            if quat is None:
+                raise TypeError(f"pick_cube with task.rotation=true needs the TCP orientation; {type(robot).__name__} "
+                                "reports none (tcp_quat)")
+            state[10:14] = quat if quat[0] >= 0 else -quat
         return {"state": state}
+
+    def expert(self, env, noise: float = 0.0, rng: np.random.Generator | None = None) -> Expert:
+        """The scripted pick expert (robot_rl/tasks/pick_cube_expert.py); reads privileged sim state."""
+        from robot_rl.tasks.pick_cube_expert import ScriptedPickExpert
+        return ScriptedPickExpert(env, noise=noise, rng=rng)
 
     def lift(self, robot: Robot) -> float:
         """Cube height above its resting height (m)."""

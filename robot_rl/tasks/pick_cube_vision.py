@@ -2,7 +2,8 @@
 
 Observation:
     "state"          float32[7]: TCP position (m), TCP linear velocity (m/s), gripper opening (m);
-                     the first 7 entries of pick_cube's state, without the privileged cube position
+                     the first 7 entries of pick_cube's state, without the privileged cube position;
+                     with `rotation=True` also the TCP orientation quaternion: float32[11]
     "image/<camera>" uint8[H, W, 3] RGB for each camera in `cameras`, H, W = `image_size`
 The robot must render (`MujocoRobot.render`); the cube position is still read from the simulator
 for the reward and by the scripted expert, never shown to the policy.
@@ -53,9 +54,8 @@ class PickCubeVisionTask(PickCubeTask):
                 raise ValueError(f"pick_cube_vision cameras {missing} are not in the robot's model; "
                                  f"choose from {list(known)} (task.cameras)")
         full = super().observation_space(robot)["state"]
-        spaces: dict[str, gym.spaces.Space] = {
-            "state": gym.spaces.Box(full.low[:STATE_DIM], full.high[:STATE_DIM], shape=(STATE_DIM,), dtype=np.float32)
-        }
+        low, high = self._proprio(full.low), self._proprio(full.high)
+        spaces: dict[str, gym.spaces.Space] = {"state": gym.spaces.Box(low, high, shape=low.shape, dtype=np.float32)}
         h, w = self.image_size
         for camera in self.cameras:
             spaces[f"image/{camera}"] = gym.spaces.Box(0, 255, shape=(h, w, 3), dtype=np.uint8)
@@ -63,8 +63,12 @@ class PickCubeVisionTask(PickCubeTask):
 
     def observe(self, robot: Robot) -> dict[str, np.ndarray]:
         """Proprioceptive state plus one freshly rendered frame per camera."""
-        obs = {"state": super().observe(robot)["state"][:STATE_DIM].copy()}
+        obs = {"state": self._proprio(super().observe(robot)["state"])}
         h, w = self.image_size
         for camera in self.cameras:
             obs[f"image/{camera}"] = robot.render(camera, h, w)  # type: ignore[attr-defined]
         return obs
+
+    def _proprio(self, state: np.ndarray) -> np.ndarray:
+        """pick_cube's state without the cube position (entries 7:10)."""
+        return np.concatenate([state[:STATE_DIM], state[STATE_DIM + 3:]]).astype(np.float32)

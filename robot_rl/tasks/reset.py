@@ -31,6 +31,7 @@ from robot_rl.robots.base import Robot, RobotState
 
 MODES = ("state", "physical")
 STALL = 1e-3  # m per control step: the gripper has stopped opening
+ROT_STEP = 0.15  # rad per control step: how fast a physical reset turns a 6-DoF TCP back home
 
 #: a scene hook: put the objects back (called once the arm is clear)
 PlaceFn = Callable[[], None]
@@ -184,6 +185,10 @@ class ResetProcedure:
 
     def _act(self, robot: Robot, delta: np.ndarray) -> RobotState:
         self._steps += 1
+        back = robot.rotation_to_home() if getattr(robot, "supports_rotation", False) else None
+        if back is not None:  # a 6-DoF episode left the TCP turned: turn it home on the way, ROT_STEP at a time
+            angle = float(np.linalg.norm(back))
+            return robot.apply_action(delta, -1.0, back * min(1.0, ROT_STEP / angle) if angle > 0 else back)
         return robot.apply_action(delta, -1.0)  # the gripper stays open through every reset motion
 
     def _release(self, robot: Robot, what: str | None = None) -> None:

@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 
 from robot_rl.data.schema import EpisodeLabel
+from robot_rl.tasks import make_expert
 from robot_rl.teleop.device import DeviceCommand, TeleopDevice
-from robot_rl.teleop.scripted import make_expert
 
 RULES = ("stall", "schedule")
 

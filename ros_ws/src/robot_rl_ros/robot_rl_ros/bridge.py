@@ -16,8 +16,10 @@ Commands are untrusted (anyone on the DDS domain can publish) and validated befo
 robot; an invalid one is dropped as if it never came (free: the tick holds; lockstep: no step),
 counted by kind in the `stats` service (`invalid`) and logged at once, then at most every 10 s per
 kind with the count. Twist: every component finite; the linear speed at most `max_tcp_speed`;
-angular zero (the robots keep a fixed TCP orientation: a command asking for a rotation is refused,
-not half executed); frame_id empty or the base frame; a normalised stamp (nanosec < 1e9, sec >= 0).
+angular zero when the task does not act in rotation (the TCP orientation is fixed: a command asking
+for a rotation is refused, not half executed; kind `twist_angular`), else the angular speed at most
+`max_tcp_angular_speed` (kind `twist_angular_overspeed`); frame_id empty or the base frame; a
+normalised stamp (nanosec < 1e9, sec >= 0).
 Gripper: `name` and `position` of one length, the gripper joint named exactly once, its opening
 finite and within [0, gripper_max_opening] (+1 mm). No exception in a callback stops the node: it is
 counted as `internal` and logged the same way.
@@ -26,7 +28,8 @@ Parameters: overrides (hydra, e.g. ['task=pick_cube_vision', 'robot.control_dt=0
 cameras and objects (default: what the task observes; frames at the task's image_size), start_armed,
 reliable_sensors (default: true in lockstep), seed, max_tcp_speed (m/s; 0 = the task's top speed,
 sqrt(3) * action_scale / control_dt, times 1.25: a full-scale action on every axis passes, anything
-faster is not a policy's command).
+faster is not a policy's command), max_tcp_angular_speed (rad/s, for a task with `rotation`; 0 = the
+task's top angular speed, sqrt(3) * rotation_scale / control_dt, times 1.25).
 """
 from __future__ import annotations
 
@@ -107,6 +110,7 @@ class RobotBridge(Node):
         self.reliable = bool(self.declare_parameter("reliable_sensors", self.mode == "lockstep").value)
         self.rng = np.random.default_rng(int(self.declare_parameter("seed", 0).value))
         max_tcp_speed = float(self.declare_parameter("max_tcp_speed", 0.0).value)
+        max_tcp_angular_speed = float(self.declare_parameter("max_tcp_angular_speed", 0.0).value)
         self.estop = False
         self.invalid = RejectCounter(lambda msg: self.get_logger().warning(msg))
 
@@ -130,6 +134,17 @@ class RobotBridge(Node):
             raise ValueError(f"robot_bridge max_tcp_speed={max_tcp_speed}: give a speed in m/s (0: the task's)")
         scale = float(getattr(self.task, "action_scale", 0.0))
         self.max_tcp_speed = max_tcp_speed or (SPEED_MARGIN * math.sqrt(3) * scale / self.dt if scale > 0 else 0.5)
+        if not math.isfinite(max_tcp_angular_speed) or max_tcp_angular_speed < 0:
+            raise ValueError(f"robot_bridge max_tcp_angular_speed={max_tcp_angular_speed}: give a speed in rad/s "
+                             "(0: the task's)")
+        self.rotation = bool(getattr(self.task, "rotation", False))
+        if self.rotation:
+            if not getattr(self.robot, "supports_rotation", False):
+                raise ValueError(f"robot_bridge: the task acts in rotation but {type(self.robot).__name__} does not: "
+                                 "set task.rotation=false")
+            self.robot.orientation_limits = np.asarray(self.task.rotation_limits, dtype=np.float64).copy()
+        rot_scale = float(getattr(self.task, "rotation_scale", 0.0))
+        self.max_tcp_angular_speed = max_tcp_angular_speed or SPEED_MARGIN * math.sqrt(3) * rot_scale / self.dt
         self.joint_names = [f"joint{i + 1}" for i in range(len(self.robot.read_state().joint_pos))]
         self.gripper = -1.0
         self.stamp = 0.0  # stamp of the newest published observation
@@ -173,7 +188,7 @@ class RobotBridge(Node):
         status = {"armed": self.armed, "estop": self.estop, "mode": self.mode, "reliable_sensors": self.reliable,
                   "control_dt": self.dt,
                   "workspace": [lo.tolist(), hi.tolist()], "gripper_max_opening": self.robot.gripper_max_opening,
-                  "joint_names": self.joint_names,
+                  "joint_names": self.joint_names, "rotation": self.rotation,
                   "cameras": self.cameras, "objects": self.objects}
         self.pub_status.publish(String(data=json.dumps(status)))
 
@@ -253,8 +268,12 @@ class RobotBridge(Node):
         speed = math.sqrt(sum(v * v for v in linear))
         if speed > self.max_tcp_speed:
             return "twist_overspeed", f"linear speed {speed:.3g} m/s exceeds max_tcp_speed {self.max_tcp_speed:.3g} m/s"
-        if any(angular):
+        if any(angular) and not self.rotation:
             return "twist_angular", f"angular {angular}: the TCP orientation is fixed, rotations are not executed"
+        angular_speed = math.sqrt(sum(v * v for v in angular))
+        if angular_speed > self.max_tcp_angular_speed:
+            return "twist_angular_overspeed", (f"angular speed {angular_speed:.3g} rad/s exceeds max_tcp_angular_speed "
+                                               f"{self.max_tcp_angular_speed:.3g} rad/s")
         if msg.header.frame_id not in ("", contract.BASE_FRAME):
             return "twist_frame", f"frame_id {msg.header.frame_id[:40]!r}: commands are in {contract.BASE_FRAME!r}"
         return None
@@ -295,14 +314,19 @@ class RobotBridge(Node):
         if twist is not None and grip is not None and self.commandable():
             v = twist.twist.linear
             delta = np.array([v.x, v.y, v.z]) * self.dt
+            w = twist.twist.angular
+            rot_delta = np.array([w.x, w.y, w.z]) * self.dt if self.rotation else None
             opening = grip.position[list(grip.name).index(contract.GRIPPER_JOINT)]
             self.gripper = float(np.clip(1.0 - 2.0 * opening / self.robot.gripper_max_opening, -1.0, 1.0))
             self.applied += 1
         else:
-            delta = np.zeros(3)
+            delta, rot_delta = np.zeros(3), None
             self.held += 1
         if self.commandable() or self.mode == "free":  # hardware keeps its physics running when held
-            self.robot.apply_action(delta, self.gripper)
+            if rot_delta is None:
+                self.robot.apply_action(delta, self.gripper)
+            else:
+                self.robot.apply_action(delta, self.gripper, rot_delta)
         self.publish_observation()
 
     @guarded("a control tick")
@@ -362,7 +386,7 @@ class RobotBridge(Node):
             "jitter_ms": self.jitter.summary(),
             "obs_to_command_ms": self.latency.summary(), "applied": self.applied, "held": self.held,
             "rejected_stale": self.rejected_stale, "invalid": self.invalid.counts(),
-            "max_tcp_speed": self.max_tcp_speed})
+            "max_tcp_speed": self.max_tcp_speed, "max_tcp_angular_speed": self.max_tcp_angular_speed})
         return response
 
     def shutdown(self) -> None:

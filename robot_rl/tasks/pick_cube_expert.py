@@ -1,22 +1,23 @@
-"""A scripted pick expert that reads privileged sim state (for demos and tests)."""
+"""pick_cube's scripted expert: reads privileged sim state (for demos, the simulated operator and tests)."""
 from __future__ import annotations
 
-import numpy as np
+from typing import Any
 
-from robot_rl.envs.robot_env import RobotEnv
+import numpy as np
 
 APPROACH, DESCEND, GRASP, LIFT = "approach", "descend", "grasp", "lift"
 
 
 class ScriptedPickExpert:
-    """Approach above the cube, descend, close, lift. Actions are float32[4] in [-1, 1].
+    """Approach above the cube, descend, close, lift. Actions are in [-1, 1] with the task's layout:
+    translation xyz, zero rotation when the task acts in rotation, gripper last.
 
-    Reads the TCP and cube positions from the robot (privileged state), so it works whatever
-    the observation holds. `noise` adds Gaussian noise (std, in action units) to the xyz part.
+    `env`: the RobotEnv (anything with `task`, `robot` and `elapsed_steps`). Reads the TCP and cube
+    positions from the robot (privileged state), so it works whatever the observation holds. `noise` adds Gaussian noise (std, in action units) to the xyz part.
     """
 
     def __init__(
-        self, env: RobotEnv, noise: float = 0.0, rng: np.random.Generator | None = None,
+        self, env: Any, noise: float = 0.0, rng: np.random.Generator | None = None,
         hover: float = 0.05, lift_extra: float = 0.05, gain: float = 0.8, max_action: float = 0.7,
     ) -> None:
         self.env = env
@@ -75,16 +76,8 @@ class ScriptedPickExpert:
         xyz = np.clip(self.gain * (target - tcp) / task.action_scale, -self.max_action, self.max_action)
         if self.noise > 0:
             xyz = xyz + self.rng.normal(0.0, self.noise, size=3)
-        action = np.empty(4, dtype=np.float32)
+        action = np.zeros(task.action_space.shape, dtype=np.float32)  # rotation (when acted in) stays 0
         action[:3] = np.clip(xyz, -1.0, 1.0)
-        action[3] = gripper * self.max_action
+        action[-1] = gripper * self.max_action
         return action
 
-
-def make_expert(env, noise: float = 0.0, rng: np.random.Generator | None = None) -> ScriptedPickExpert:
-    """The scripted expert for `env`'s task; a one-line error for tasks that have none."""
-    task = getattr(getattr(env, "unwrapped", env), "task", None)
-    if task is None or not hasattr(task, "cube_name"):
-        raise ValueError("this task has no scripted expert: pass demos=<store> with recorded demos "
-                         "(or num_demos=0 to train without demos)")
-    return ScriptedPickExpert(env.unwrapped, noise=noise, rng=rng)
