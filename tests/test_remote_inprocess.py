@@ -105,6 +105,6 @@ def test_remote_actor_and_learner_over_a_queue_learn_like_the_embedded_runner(tm
     assert remote["env_steps"] >= STEPS and remote["actors"] == {"robot0": remote["env_steps"]}
     assert remote["demo_episodes"] == embedded["demo_episodes"] == 20
     assert remote["rejected"] == {} and embedded["rejected"] == {} and embedded["actors"] == {}
-    assert embedded["success_rate"] >= 0.5, embedded["success_rate"]  # learning happened: the comparison means something
+    assert embedded["success_rate"] >= 0.5, embedded["success_rate"]  # it learned: the comparison means something
     assert abs(remote["success_rate"] - embedded["success_rate"]) <= 0.10, (remote["success_rate"],
                                                                             embedded["success_rate"])
