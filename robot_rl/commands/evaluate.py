@@ -13,7 +13,8 @@ from robot_rl.config import check_device, count_arg, log
 from robot_rl.data.episode_log import EpisodeLogWriter
 from robot_rl.data.files import write_atomic
 from robot_rl.envs.factory import make_env
-from robot_rl.runtime.embedded import LOG, evaluate
+from robot_rl.runtime.embedded import evaluate
+from robot_rl.runtime.run import LOG
 from robot_rl.runtime.run_dir import RunLock
 from robot_rl.runtime.trained import load_trained, trained_run_config
 

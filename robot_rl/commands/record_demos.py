@@ -11,10 +11,10 @@ from robot_rl.data.episode_log import EpisodeLogWriter
 from robot_rl.data.files import write_atomic
 from robot_rl.data.schema import EpisodeSource
 from robot_rl.envs.factory import make_env
-from robot_rl.runtime.embedded import LOG
+from robot_rl.runtime.run import LOG
 from robot_rl.runtime.rollout import run_episodes, summarize
 from robot_rl.runtime.run_dir import open_run_dir
-from robot_rl.teleop.scripted import make_expert
+from robot_rl.tasks import make_expert
 
 CONFIG = "record_demos"
 

@@ -79,7 +79,7 @@ import itertools
 import json
 import os
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import google_crc32c  # a zarr dependency (its crc32c codec)
@@ -1189,21 +1189,31 @@ class EpisodeLog:
         ``next_observation/<key>``, ``episode_index`` (row in the meta arrays), ``source`` and ``done``
         (terminated or truncated).
         """
-        e, t = self.num_episodes, self.num_steps
-        lengths = np.diff(np.concatenate([[0], self._ends])).astype(np.int64)
+        e = self.num_episodes
         ep_source = self.read("meta/source", slice(0, e))
         keep = np.ones(e, bool)
         if sources is not None:
             keep &= np.isin(ep_source, np.array([int(EpisodeSource(s)) for s in sources], np.uint8))
         if not include_discarded:
             keep &= self.read("meta/label", slice(0, e)) != EpisodeLabel.DISCARD
-        selected = np.flatnonzero(keep)
+        return self.episode_rows(np.flatnonzero(keep), next_observation, ep_source)
+
+    def episode_rows(self, episodes: Iterable[int], next_observation: bool = True,
+                     ep_source: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Flat per-step arrays (the layout of ``transitions``) of the whole episodes ``episodes``
+        (increasing log indices): reads only their rows."""
+        e, t = self.num_episodes, self.num_steps
+        lengths = np.diff(np.concatenate([[0], self._ends])).astype(np.int64)
+        if ep_source is None:
+            ep_source = self.read("meta/source", slice(0, e))
+        selected = np.asarray(list(episodes) if not isinstance(episodes, np.ndarray) else episodes, np.int64)
         sel_lengths = lengths[selected]
         episode_index = np.repeat(selected, sel_lengths)
         # global step index of every selected step, without a per-step loop
         offsets = np.repeat(self._starts[selected] - np.concatenate([[0], np.cumsum(sel_lengths)[:-1]]), sel_lengths)
         steps = np.arange(len(episode_index), dtype=np.int64) + offsets
         everything = len(selected) == e
+        contiguous = len(selected) > 0 and bool(np.all(np.diff(selected) == 1))
 
         def read(name: str) -> np.ndarray:
             if everything:
@@ -1211,6 +1221,8 @@ class EpisodeLog:
             if len(steps) == 0:
                 arr = self._arrays[name]
                 return np.zeros((0, *arr.shape[1:]), arr.dtype)
+            if contiguous:
+                return self.read(name, slice(int(steps[0]), int(steps[-1]) + 1))
             return self.read(name, steps)
 
         out = {name: read(name) for name in self.step_fields}
@@ -1221,13 +1233,31 @@ class EpisodeLog:
                 obs = out[f"observation/{key}"]
                 nxt = np.empty_like(obs)
                 nxt[:-1] = obs[1:]  # selected episodes are whole and contiguous in the selection
-                last_obs = self.read(f"meta/last_observation/{key}", slice(0, e))
-                nxt[is_last] = last_obs[episode_index[is_last]]
+                if len(selected):
+                    last_obs = self.read(f"meta/last_observation/{key}", selected)
+                    nxt[is_last] = last_obs
                 out[f"next_observation/{key}"] = nxt
         out["episode_index"] = episode_index
         out["source"] = ep_source[episode_index]
         out["done"] = out["terminated"] | out["truncated"]
         return out
+
+    def batches(self, episodes: Iterable[int], max_rows: int) -> Iterator[dict[str, np.ndarray]]:
+        """``episode_rows`` of ``episodes`` in batches of whole consecutive episodes, each at most
+        ``max_rows`` steps (or one episode, when a single one is longer): a bounded read at a time."""
+        lengths = np.diff(np.concatenate([[0], self._ends])).astype(np.int64)
+        ep_source = self.read("meta/source", slice(0, self.num_episodes))
+        batch: list[int] = []
+        rows = 0
+        for i in episodes:
+            i = int(i)
+            if batch and (rows + lengths[i] > max_rows or i != batch[-1] + 1):
+                yield self.episode_rows(np.array(batch), ep_source=ep_source)
+                batch, rows = [], 0
+            batch.append(i)
+            rows += int(lengths[i])
+        if batch:
+            yield self.episode_rows(np.array(batch), ep_source=ep_source)
 
     def __len__(self) -> int:
         return self.num_episodes

@@ -128,3 +128,119 @@ STEP_FIELDS: dict[str, np.dtype] = {name: np.dtype(dtype) for name, dtype in {
     "success_probability": np.float32,
 }.items()}
 LABEL_DTYPE = np.dtype(np.uint8)  # an EpisodeLabel: per episode in the log (meta/label), per step on the wire
+
+
+# ======================================================================================= run events
+# What a training run reports while it runs (robot_rl.runtime.sinks turns them into the progress line,
+# TensorBoard scalars, ...). `env_step` is the run's online env step count when the event happened.
+
+
+@dataclass(frozen=True)
+class StepEvent:
+    """One online env step, as it was logged."""
+
+    env_step: int
+    episode: int  # the episode's index in the log
+    step: int
+    reward: float
+    intervention: bool
+    success: bool
+
+
+@dataclass(frozen=True)
+class ResetEvent:
+    """An episode began: the env was reset (`reset_s`: wall seconds the reset took)."""
+
+    env_step: int
+    episode: int
+    reset_s: float
+
+
+@dataclass(frozen=True)
+class InterventionStart:
+    """A person took over at `step` of `episode`."""
+
+    env_step: int
+    episode: int
+    step: int
+
+
+@dataclass(frozen=True)
+class InterventionEnd:
+    """A person handed back control after `steps` steps."""
+
+    env_step: int
+    episode: int
+    step: int
+    steps: int
+
+
+@dataclass(frozen=True)
+class LabelEvent:
+    """A person labelled `episode` (success, failure or discard)."""
+
+    env_step: int
+    episode: int
+    label: EpisodeLabel
+
+
+@dataclass(frozen=True)
+class EStopEvent:
+    """The e-stop was engaged (or cleared)."""
+
+    env_step: int
+    engaged: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class EpisodeEnd:
+    """An episode was committed to the log."""
+
+    env_step: int
+    episode: int
+    source: EpisodeSource
+    length: int
+    episode_return: float
+    success: bool
+    interventions: int
+    intervention_steps: int
+    discarded: bool
+    actor: str = ""
+
+
+@dataclass(frozen=True)
+class EvalEvent:
+    """An eval round finished (read back from its logged episodes)."""
+
+    env_step: int
+    success_rate: float
+    mean_return: float
+    episodes: int
+    mean_steps_to_success: float | None = None
+
+
+@dataclass(frozen=True)
+class LearnerStats:
+    """An update window closed (every `runtime.log_every` env steps): the learner's last losses and rates."""
+
+    env_step: int
+    total_steps: int  # the run's step budget
+    episodes: int
+    updates: int
+    updates_per_s: float
+    critic_loss: float
+    q: float
+    temperature: float
+    success_recent: float
+    recent_episodes: int
+    window_episodes: int  # episodes in this window and their take-overs
+    window_interventions: int
+    window_intervention_steps: int
+    sim_share: float
+    learner_share: float
+    wall_s: float
+
+
+RunEvent = (StepEvent | ResetEvent | InterventionStart | InterventionEnd | LabelEvent | EStopEvent | EpisodeEnd
+            | EvalEvent | LearnerStats)

@@ -16,6 +16,7 @@ from robot_rl.data.schema import EpisodeLabel, EpisodeSource, Transition
 from robot_rl.data.files import write_atomic
 
 PRIOR_SOURCES = {EpisodeSource.DEMO, EpisodeSource.INTERVENTION}
+LOAD_BATCH_ROWS = 100_000  # log rows read at once when a state-only buffer is filled from a log
 
 
 def obs_spec(space: spaces.Dict) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
@@ -105,26 +106,32 @@ class Learner:
         with_interventions = is_online & (meta["intervention_steps"] > 0)
         loads = [(is_prior, self.prior, False)] + ([(is_online, self.online, False)] if online else [])
         loads.append((with_interventions, self.prior, True))
-        for episodes, buffer, only_interventions in loads:
+        # rows each load adds to its buffer, per episode; an episode followed by at least `capacity` rows
+        # in its buffer would be dropped again (FIFO) and is never read: a log larger than the buffers is
+        # read only as far back as they keep (sampling is by position from the oldest row, so the buffer
+        # ends up exactly as after loading everything)
+        added = [np.where(episodes, meta["intervention_steps"] if only else meta["length"], 0).astype(np.int64)
+                 for episodes, _, only in loads]
+        later = {id(self.prior): 0, id(self.online): 0}
+        needed = [None] * len(loads)
+        for k in reversed(range(len(loads))):
+            episodes, buffer, _ = loads[k]
+            after = np.cumsum(added[k][::-1])[::-1] - added[k] + later[id(buffer)]  # rows added after each episode
+            needed[k] = episodes & (after < buffer.capacity)
+            later[id(buffer)] += int(added[k].sum())
+        for (_, buffer, only_interventions), episodes in zip(loads, needed):
             if not episodes.any():
                 continue
-            if buffer.image_keys:  # episode by episode: never hold a second copy of every frame in memory
-                for i in np.flatnonzero(episodes):
-                    self._add_rows(buffer, log.episode(int(i)), only_interventions)
-            else:
-                sources = {EpisodeSource(int(s)) for s in np.unique(meta["source"][episodes])}
-                self._add_rows(buffer, log.transitions(sources), only_interventions,
-                               keep_episodes=np.flatnonzero(episodes))
+            # images: episode by episode, never a second copy of every frame in memory; state: bounded batches
+            max_rows = 1 if buffer.image_keys else min(LOAD_BATCH_ROWS, buffer.capacity)
+            for rows in log.batches(np.flatnonzero(episodes), max_rows):
+                self._add_rows(buffer, rows, only_interventions)
 
     @staticmethod
-    def _add_rows(buffer: ReplayBuffer, arrays: dict[str, np.ndarray], only_interventions: bool,
-                  keep_episodes: np.ndarray | None = None) -> None:
-        """Add the rows of `arrays` (all, or only intervention steps; only rows of `keep_episodes`
-        when the arrays carry `episode_index`)."""
+    def _add_rows(buffer: ReplayBuffer, arrays: dict[str, np.ndarray], only_interventions: bool) -> None:
+        """Add the rows of `arrays` (all, or only intervention steps)."""
         arrays["done"] = arrays["terminated"] | arrays["truncated"]
         rows = arrays["intervention"].copy() if only_interventions else np.ones(len(arrays["reward"]), bool)
-        if keep_episodes is not None:
-            rows &= np.isin(arrays["episode_index"], keep_episodes)
         if not rows.all():
             arrays = {key: value[rows] for key, value in arrays.items()}
         if len(arrays["reward"]):

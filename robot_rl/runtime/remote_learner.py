@@ -24,6 +24,9 @@ Anyone on the DDS domain can publish, so nothing from the network is trusted:
     one is evicted: a real actor sends an episode's chunks back to back, so its episode is never the
     stalest), and one not extended for `episode_timeout_s` is dropped.
 Every rejection is counted by kind in `status()["rejected"]` and logged rate-limited (wire.RejectCounter).
+
+The run directory (lock, validation, resume from checkpoint + log, committing episodes, checkpoints,
+events to sinks and summary.json) is a `TrainingRun` (runtime/run.py), as for the embedded runner.
 """
 from __future__ import annotations
 
@@ -37,19 +40,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from robot_rl.data.episode_log import EpisodeLog, EpisodeLogError, EpisodeLogWriter
-from robot_rl.data.schema import EpisodeLabel, EpisodeSource, Transition, count_takeovers
-from robot_rl.data.files import write_atomic
 from robot_rl.config import check_device, check_train_config
-from robot_rl.runtime.embedded import CHECKPOINT, LOG, copy_demos, make_learner, online_counts
+from robot_rl.data.episode_log import EpisodeLogError, EpisodeLogWriter
+from robot_rl.data.schema import EpisodeSource, Transition
 from robot_rl.runtime.learner import Learner
-from robot_rl.runtime.run_dir import RunLock, open_run_dir, remove_stale_temps
+from robot_rl.runtime.run import SPEC_FILE, TrainingRun
 from robot_rl.runtime.wire import (MAX_PAYLOAD_BYTES, RejectCounter, WireError, check_chunk, check_spec, decode_chunk,
                                    encode_weights, space_from_json, space_to_json, spec_mismatch)
 
-SPEC_FILE = "spec.json"
 SIM_ROBOTS = ("mujoco",)  # robots the learner can build itself to pin the observation spec
 
 
@@ -89,7 +89,6 @@ class RemoteLearner:
         self.log = log
         self.limits = limits or IngestLimits()
         check_device(cfg.device)
-        self.run_dir = open_run_dir(cfg.run_dir)
         torch.set_num_threads(self.rt.torch_threads)
         self.inbox: deque[bytes] = deque()
         self.inbox_bytes = 0
@@ -97,25 +96,19 @@ class RemoteLearner:
         self.partial: dict[tuple[str, int], _Pending] = {}  # (actor, episode) -> the episode in progress
         self.pending_bytes = 0
         self.rejects = RejectCounter(log)
-        self.learner: Learner | None = None
-        self.writer: EpisodeLogWriter | None = None
         self.spec: dict | None = None
-        self.counts = {"env_steps": 0, "episodes": 0, "interventions": 0, "intervention_steps": 0, "discarded": 0,
-                       "demo_episodes": 0}
         self.trained_steps = 0  # online env steps that got their update (or were before learning_starts)
-        self.per_actor: dict[str, int] = {}  # online env steps committed per actor (restored on resume)
         self.last_episode: dict[str, int] = {}  # each actor's newest committed episode (its own counter), this run
         self.run_id = uuid.uuid4().hex[:12]  # tells actors this learner process from an earlier one
-        self.recent_success: deque[bool] = deque(maxlen=20)
         self.weights_version = -1  # the last version handed out by weights()
-        self.next_checkpoint = self.rt.checkpoint_every
-        self.wall_start = time.perf_counter()
         self.lock = threading.Lock()
-        self.pinned, task_max_steps = self._local_spec(cfg)  # None: a robot this learner cannot build
-        self.max_episode_steps = self.limits.max_episode_steps or (2 * task_max_steps if task_max_steps else 10_000)
-        self.run_lock = RunLock(self.run_dir).__enter__()  # held until close(): one owner of the run directory
+        self.eval_env = None
+        self.run = TrainingRun(cfg, self.rt, who="learner", log=log)  # held until close(): the run directory's owner
+        self.run_dir = self.run.run_dir
         try:
-            remove_stale_temps(self.run_dir)
+            self.pinned, task_max_steps = self._local_spec(cfg)  # None: a robot this learner cannot build
+            self.max_episode_steps = self.limits.max_episode_steps or (2 * task_max_steps if task_max_steps
+                                                                       else 10_000)
             self._resume_or_pin()
         except BaseException:
             self.close()
@@ -192,33 +185,33 @@ class RemoteLearner:
 
     # ------------------------------------------------------------------ build / resume
     def _build(self, spec: dict) -> None:
-        """The agent, log writer and spec.json from `spec` (pinned, resumed, or validated with a whole episode)."""
-        space = space_from_json(spec["observation"])
-        action_dim = int(spec["action_dim"])
-        # validate before anything on disk changes: the agent, the checkpoint, the log (the writer checks it)
-        learner = make_learner(self.cfg, self.rt, space, action_dim)
-        checkpoint = self.run_dir / CHECKPOINT
-        saved = learner.load(checkpoint) if checkpoint.exists() else {}
-        self.writer = EpisodeLogWriter(self.run_dir / LOG, space, action_dim,
-                                       config=OmegaConf.to_container(self.cfg, resolve=True))
-        write_atomic(self.run_dir / "config.yaml", OmegaConf.to_yaml(self.cfg, resolve=True))
-        write_atomic(self.run_dir / SPEC_FILE, json.dumps(spec))
-        self.learner = learner
+        """The agent, log writer and spec.json from `spec` (pinned, resumed, or validated with a whole
+        episode), then resume from the checkpoint and log, and copy `demos` when the log has none yet."""
+        run = self.run
+        run.setup(space_from_json(spec["observation"]), int(spec["action_dim"]), spec)
         self.spec = spec
-        self.trained_steps = int(saved.get("trained_steps", 0))
-        self.per_actor = dict(saved.get("per_actor", {}))
-        if self.writer.num_episodes:
-            existing = EpisodeLog(self.run_dir / LOG)
-            self.learner.load_log(existing)
-            self.counts.update(online_counts(existing))
-            self.counts["demo_episodes"] = int((existing.episode_meta()["source"] == EpisodeSource.DEMO).sum())
-            self.trained_steps = min(self.trained_steps, self.counts["env_steps"])
-            self.log(f"[learner] resuming {self.run_dir}: {existing.num_episodes} episodes in the log, "
-                     f"{self.counts['env_steps']} online steps, {self.learner.agent.num_updates} critic updates done")
-        elif self.cfg.demos:
-            self.counts["demo_episodes"] = copy_demos(self.cfg.demos, self.writer, "learner")
-            self.learner.load_log(EpisodeLog(self.run_dir / LOG), online=False)
-        self.next_checkpoint = self.counts["env_steps"] + self.rt.checkpoint_every
+        covered_steps = run.counts["env_steps"]
+        replayed = run.resume(check_actions=False)  # actors act: the learner's agent never does
+        self.trained_steps = min(int(run.saved.get("trained_steps", covered_steps)), covered_steps) + replayed
+        run.collect_demos()
+        run.start_clock()
+
+    @property
+    def learner(self) -> Learner | None:
+        return self.run.learner
+
+    @property
+    def writer(self) -> EpisodeLogWriter | None:
+        return self.run.writer
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return self.run.counts
+
+    @property
+    def per_actor(self) -> dict[str, int]:
+        """Online env steps committed per actor (restored on resume)."""
+        return self.run.actors
 
     # ------------------------------------------------------------------ work
     def work(self, max_updates: int = 8) -> bool:
@@ -239,13 +232,16 @@ class RemoteLearner:
             if len(self.learner.online) < self.rt.learning_starts:
                 self.trained_steps = self.counts["env_steps"]  # as embedded: no updates before learning_starts
                 break
+            t0 = time.perf_counter()
             with self.lock:
-                self.learner.update()
+                self.run.last_update = self.learner.update()
+            self.run.t_learn += time.perf_counter() - t0
             self.trained_steps += 1
             busy = True
-        if self.counts["env_steps"] >= self.next_checkpoint and self.backlog <= 0:
-            self.checkpoint()
-            self.next_checkpoint = self.counts["env_steps"] + self.rt.checkpoint_every
+        if self.backlog <= 0:
+            self.run.maybe_report()
+            if self.run.checkpoint_due():
+                self.checkpoint()
         return busy
 
     def _take(self, payload: bytes) -> None:
@@ -371,32 +367,12 @@ class RemoteLearner:
                 return
         source = EpisodeSource(int(header["source"]))
         try:
-            for step in steps:
-                self.writer.add(step)
+            with self.lock:
+                self.run.commit(steps, source, reset_s=float(header.get("reset_s", 0.0)), actor=header["actor"])
         except EpisodeLogError as err:  # validated against the spec: should never happen, but never half-write
-            self.writer.discard_episode()
             self._reject("internal", f"an episode{self._from(header)} the log refused: {err}")
             return
-        self.writer.end_episode(source, reset_s=float(header.get("reset_s", 0.0)))
         self.last_episode[header["actor"]] = int(header["episode"])
-        if source == EpisodeSource.EVAL:
-            return
-        discarded = steps[-1].label == EpisodeLabel.DISCARD
-        if source == EpisodeSource.ONLINE:
-            flags = np.array([t.intervention for t in steps])
-            self.counts["env_steps"] += len(steps)
-            self.counts["episodes"] += 1
-            self.counts["interventions"] += count_takeovers(flags)
-            self.counts["intervention_steps"] += int(flags.sum())
-            self.counts["discarded"] += int(discarded)
-            self.per_actor[header["actor"]] = self.per_actor.get(header["actor"], 0) + len(steps)
-            self.recent_success.append(any(t.success for t in steps))
-        else:
-            self.counts["demo_episodes"] += 1
-        if not discarded:
-            with self.lock:
-                for step in steps:
-                    self.learner.add(step, source)
 
     # ------------------------------------------------------------------ outputs
     def weights(self) -> bytes | None:
@@ -423,27 +399,39 @@ class RemoteLearner:
                 "actors": self.per_actor, "last_episode": self.last_episode, "run_id": self.run_id,
                 "rejected": self.rejects.counts(), "spec_pinned": self.pinned is not None,
                 "inbox": len(self.inbox), "pending_episodes": len(self.partial),
-                "success_recent": float(np.mean(self.recent_success)) if self.recent_success else 0.0}
+                "success_recent": float(np.mean(self.run.recent)) if self.run.recent else 0.0}
 
     def checkpoint(self) -> None:
         if self.learner is None:
             return
         with self.lock:
-            self.learner.save(self.run_dir / CHECKPOINT, {"trained_steps": self.trained_steps,
-                                                          "per_actor": self.per_actor})
+            self.run.save_checkpoint({"trained_steps": self.trained_steps})
+
+    def eval_round(self) -> dict:
+        """An eval round at the current env step, as the embedded runner's (its episodes logged with their
+        eval step, its result in summary.json); needs an env this learner can build (a pinned spec)."""
+        if self.pinned is None or self.learner is None:
+            raise ValueError("the learner can run eval rounds only in an env it builds itself (robot=mujoco or "
+                             "task=gym): evaluate the run with `robot-rl eval` instead")
+        if self.eval_env is None:
+            from robot_rl.envs.factory import make_env
+            self.eval_env = make_env(self.cfg, seed=int(self.cfg.seed) + 10_000)
+        with self.lock:
+            return self.run.eval_round(self.eval_env, self.counts["env_steps"])
 
     def finish(self) -> dict:
-        """Checkpoint, close the log and write summary.json."""
+        """Checkpoint, close the log and write summary.json (the embedded runner's keys)."""
         self.checkpoint()
         if self.writer is not None:
             self.writer.close()
-        summary = {"command": "learner", "run_dir": str(self.run_dir), "task": self.cfg.task.name,
-                   **self.status(), "wall_s": round(time.perf_counter() - self.wall_start, 1),
-                   "interventions": self.counts["interventions"], "discarded_episodes": self.counts["discarded"],
-                   "replay": {"prior": len(self.learner.prior), "online": len(self.learner.online)} if self.learner else {}}
-        write_atomic(self.run_dir / "summary.json", json.dumps(summary, indent=2))
-        return summary
+        self.run.rejected = self.rejects.counts()
+        if self.learner is None:
+            self.run.wall_s = time.perf_counter() - self.run.start_wall
+        return self.run.summary("learner")
 
     def close(self) -> None:
         """Release the run directory (after `finish`)."""
-        self.run_lock.__exit__(None, None, None)
+        if self.eval_env is not None:
+            self.eval_env.close()
+            self.eval_env = None
+        self.run.close()

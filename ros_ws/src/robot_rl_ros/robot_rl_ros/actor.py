@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections import deque
 
 from rclpy.node import Node
 
 from robot_rl.ros import contract
-from robot_rl.data.schema import EpisodeSource
 from robot_rl.robots.ros import RobotUnavailable
 from robot_rl.runtime.wire import RejectCounter, WireError
 from robot_rl.tasks.reset import ResetError
@@ -31,42 +29,35 @@ from robot_rl_ros.common import node_config, run_node, start_worker
 
 
 class ActorNode(Node):
+    """Translates topics to robot_rl.runtime.remote_actor.RemoteActor calls (which holds the pacing)."""
+
     def __init__(self) -> None:
         super().__init__("actor")
         from std_msgs.msg import String, UInt8MultiArray
         from std_srvs.srv import SetBool
 
-        from robot_rl.runtime.remote_actor import RemoteActor
+        from robot_rl.runtime.remote_actor import Pacing, RemoteActor
 
         cfg = node_config(self)
         p = lambda name, default: self.declare_parameter(name, default).value  # noqa: E731
         ns = p("training_namespace", contract.DEFAULT_TRAINING_NAMESPACE)
         self.actor_id = p("actor_id", "") or self.get_fully_qualified_name()
         policy = p("policy", "")
-        self.training = not policy
-        self.num_demos = int(p("num_demos", 0))
-        self.max_episodes = int(p("episodes", 0))
-        self.on_lost = p("on_learner_lost", "hold")
-        if self.on_lost not in ("hold", "keep"):
-            raise ValueError(f"actor on_learner_lost={self.on_lost!r}: use hold (stop acting) or keep (last weights)")
-        self.learner_timeout = float(p("learner_timeout_s", 2.0))
-        self.max_ahead = int(p("max_steps_ahead", -1))
-        self.outbox: deque[tuple[list[bytes], int]] = deque(maxlen=int(p("outbox_episodes", 100)))  # (chunks, episode)
-        self.awaiting: tuple[str, int] | None = None  # (learner run_id, episode) last sent
-        self.active = bool(p("start_active", False))
-        deterministic = bool(p("deterministic", not self.training))
-
-        self.core = RemoteActor(cfg, self.actor_id, deterministic=deterministic, policy_run=policy or None)
-        self.learner_status: dict | None = None
-        self.learner_seen = 0.0  # monotonic time of the last heartbeat
-        self.successes: deque[bool] = deque(maxlen=20)
-        self.state = "inactive"
-        self.dropped = 0
-        self.sent_demos = 0
-        self.running = True
+        pacing = Pacing(training=not policy, num_demos=int(p("num_demos", 0)), max_episodes=int(p("episodes", 0)),
+                        on_learner_lost=p("on_learner_lost", "hold"),
+                        learner_timeout_s=float(p("learner_timeout_s", 2.0)),
+                        max_steps_ahead=int(p("max_steps_ahead", -1)),
+                        outbox_episodes=int(p("outbox_episodes", 100)))
+        start_active = bool(p("start_active", False))
+        deterministic = bool(p("deterministic", not pacing.training))
 
         self.pub_transitions = self.create_publisher(UInt8MultiArray, contract.join(ns, contract.TRANSITIONS.name),
                                                      contract.qos("stream"))
+        self.core = RemoteActor(cfg, self.actor_id, deterministic=deterministic, policy_run=policy or None,
+                                pacing=pacing, link_ok=lambda: self.pub_transitions.get_subscription_count() > 0)
+        self.core.active = start_active
+        self.training = pacing.training
+        self.state = "inactive"
         self.rejects = RejectCounter(lambda text: self.get_logger().warning(text))
         self.create_subscription(UInt8MultiArray, contract.join(ns, contract.POLICY_WEIGHTS.name), self.on_weights,
                                  contract.qos("latched"))
@@ -78,7 +69,7 @@ class ActorNode(Node):
         self.String, self.Bytes = String, UInt8MultiArray
         self.thread = start_worker(self, self.control_loop, "actor_loop")
         self.get_logger().info(f"actor {self.actor_id}: {'training' if self.training else 'deploying ' + policy}, "
-                               f"{'active' if self.active else 'inactive: call ~/activate true'}")
+                               f"{'active' if start_active else 'inactive: call ~/activate true'}")
 
     # ------------------------------------------------------------------ ROS callbacks
     def on_weights(self, msg) -> None:
@@ -93,76 +84,31 @@ class ActorNode(Node):
     def on_learner_status(self, msg) -> None:
         """The learner's heartbeat; one that is not the learner's status JSON is dropped and counted."""
         try:
-            status = json.loads(msg.data)
-            if not (isinstance(status, dict) and isinstance(status.get("run_id"), str)
-                    and isinstance(status.get("last_episode"), dict) and isinstance(status.get("backlog"), int)
-                    and isinstance(status.get("demo_episodes", 0), int)
-                    and all(isinstance(v, int) for v in status["last_episode"].values())):
-                raise ValueError("missing run_id, last_episode, backlog or demo_episodes")
+            self.core.offer_learner_status(json.loads(msg.data))
         except ValueError as err:
             self.rejects.add("learner_status", f"dropped a learner status message: {err}")
-            return
-        self.learner_status = status
-        self.learner_seen = time.monotonic()
 
     def on_activate(self, request, response):
-        self.active = bool(request.data)
-        response.success, response.message = True, "active" if self.active else "inactive: holding"
+        self.core.active = bool(request.data)
+        response.success, response.message = True, "active" if self.core.active else "inactive: holding"
         return response
 
     def publish_status(self) -> None:
-        self.pub_status.publish(self.String(data=json.dumps({
-            "actor": self.actor_id, "state": self.state, "active": self.active, "learner_ok": self.learner_ok(),
-            "weights_version": self.core.weights_version, "episodes": self.core.episodes, "env_steps": self.core.steps,
-            "outbox": len(self.outbox), "dropped_episodes": self.dropped, "rejected": self.rejects.counts(),
-            "success_recent": sum(self.successes) / len(self.successes) if self.successes else 0.0})))
+        self.pub_status.publish(self.String(data=json.dumps({**self.core.status(self.state),
+                                                             "rejected": self.rejects.counts()})))
 
     # ------------------------------------------------------------------ the loop
-    def learner_ok(self) -> bool:
-        return (self.learner_status is not None and time.monotonic() - self.learner_seen < self.learner_timeout
-                and self.pub_transitions.get_subscription_count() > 0)
-
-    def keep_going(self) -> bool:
-        if not (self.running and self.active):
-            return False
-        return not (self.training and self.on_lost == "hold" and not self.learner_ok())
-
-    def wait_reason(self) -> str | None:
-        """Why the next episode must wait (None: go)."""
-        if not self.active:
-            return "inactive"
-        if self.max_episodes and self.core.episodes >= self.max_episodes:
-            return "done"
-        if not self.training:
-            return None
-        if self.learner_status is None:
-            return "waiting for the learner"
-        if not self.learner_ok():
-            return "learner lost: holding" if self.on_lost == "hold" else None
-        status = self.learner_status
-        if self.max_ahead >= 0:
-            run_id, episode = self.awaiting or (None, -1)
-            received = run_id != status["run_id"] or status["last_episode"].get(self.actor_id, -1) >= episode
-            if not received or int(status["backlog"]) > self.max_ahead:  # (a restarted learner lost what it had not committed)
-                return "waiting for the learner to catch up"
-        return None
-
     def flush(self) -> None:
-        """Publish the kept episodes' chunks while the learner is there; with max_steps_ahead the next
-        episode waits for the last one's commit."""
-        while self.outbox and self.learner_ok():
-            chunks, episode = self.outbox.popleft()
-            self.awaiting = (self.learner_status["run_id"], episode)
-            for chunk in chunks:
-                msg = self.Bytes()
-                msg.data = chunk  # bytes -> uint8[] without a Python loop
-                self.pub_transitions.publish(msg)
+        for chunk in self.core.outgoing():
+            msg = self.Bytes()
+            msg.data = chunk  # bytes -> uint8[] without a Python loop
+            self.pub_transitions.publish(msg)
 
     def control_loop(self) -> None:
         warned = None
-        while self.running:
+        while self.core.running:
             self.flush()
-            reason = self.wait_reason()
+            reason = self.core.wait_reason()
             self.state = reason or "acting"
             if reason is not None:
                 if reason != warned:
@@ -171,34 +117,16 @@ class ActorNode(Node):
                 time.sleep(0.01)
                 continue
             warned = None
-            source = EpisodeSource.DEMO if self.wants_demo() else EpisodeSource.ONLINE
             try:
-                outcome = self.core.run_episode(self.keep_going, source)
+                self.core.play()
             except (RobotUnavailable, ResetError) as err:
                 self.state = f"robot unavailable: {err}"
                 self.get_logger().warning(f"actor {self.actor_id}: {err}", throttle_duration_sec=5.0)
-                self.dropped += 1
+                self.core.dropped += 1
                 time.sleep(0.5)
-                continue
-            if outcome is None:
-                self.dropped += 1
-                continue
-            chunks, result = outcome
-            if source == EpisodeSource.ONLINE:
-                self.successes.append(result.success)
-            if not chunks or not self.training:
-                continue
-            if source == EpisodeSource.DEMO:
-                self.sent_demos += 1
-            self.outbox.append((chunks, self.core.episodes - 1))
-
-    def wants_demo(self) -> bool:
-        """Record a scripted demo: the learner holds (or has been sent) fewer than `num_demos`."""
-        committed = self.learner_status.get("demo_episodes", 0) if self.learner_status else 0
-        return self.training and max(committed, self.sent_demos) < self.num_demos
 
     def shutdown(self) -> None:
-        self.running = False
+        self.core.running = False
         self.thread.join(timeout=5.0)
         self.core.close()
 

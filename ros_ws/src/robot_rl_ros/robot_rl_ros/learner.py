@@ -105,7 +105,7 @@ class LearnerNode(Node):
                 summary = self.core.finish()
                 self.finished = True
                 self.publish_weights()
-                self.get_logger().info(f"done: {summary['env_steps']} env steps, {summary['updates']} critic updates "
+                self.get_logger().info(f"done: {summary['env_steps']} env steps, {summary['critic_updates']} critic updates "
                                        f"-> {self.core.run_dir / 'summary.json'}")
                 self.running = False
                 self.context.try_shutdown()
