@@ -21,6 +21,7 @@ Parts:
               stay alive, the TCP stays inside the workspace, memory growth under a 10 s flood.
 Prints a table (case, tried, survived, episodes lost, unsafe motions); the last line is one JSON object.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,21 +44,37 @@ sys.path.insert(0, str(REPO))
 
 from robot_rl.data.episode_log import EpisodeLog  # noqa: E402
 
-TRAIN = ["agent.compile=false", "agent.batch_size=64", "agent.utd=2", "runtime.learning_starts=50",
-         "runtime.eval_episodes=3", "runtime.eval_every=300", "runtime.checkpoint_every=150",
-         "runtime.log_every=300", "num_demos=3", "steps=5000"]
+TRAIN = [
+    "agent.compile=false",
+    "agent.batch_size=64",
+    "agent.utd=2",
+    "runtime.learning_starts=50",
+    "runtime.eval_episodes=3",
+    "runtime.eval_every=300",
+    "runtime.checkpoint_every=150",
+    "runtime.log_every=300",
+    "num_demos=3",
+    "steps=5000",
+]
 PHASE_KILLS = ["commit:demo:2", "commit:online:1", "write:checkpoint.pt:1", "commit:online:4", "commit:eval:2"]
 LAST_KILL = "write:summary.json"  # fires only at the end of a run: the last kill of the series
 
 
 def cli(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "robot_rl.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})}, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "robot_rl.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        cwd=REPO,
+    )
 
 
 def comparable(run: Path) -> dict:
     """summary.json without its wall-clock fields, plus a hash of the final weights."""
     import torch
+
     summary = json.loads((run / "summary.json").read_text())
     for key in ("wall_s", "time_split", "run_dir"):
         summary.pop(key, None)
@@ -91,8 +108,13 @@ def episode_fingerprints(store: Path) -> list[str]:
     return prints
 
 
-FAILPOINT_PHASES = {"commit:demo": "demo recording", "commit:online": "training", "commit:eval": "eval",
-                    "write:checkpoint.pt": "checkpoint write", "write:summary.json": "summary write"}
+FAILPOINT_PHASES = {
+    "commit:demo": "demo recording",
+    "commit:online": "training",
+    "commit:eval": "eval",
+    "write:checkpoint.pt": "checkpoint write",
+    "write:summary.json": "summary write",
+}
 
 
 def point_name(failpoint: str) -> str:
@@ -139,9 +161,14 @@ def part_kills(out: Path, kills: int, rng: np.random.Generator) -> list[dict]:
     plan.append(("failpoint", LAST_KILL))
     for kind, failpoint in plan:
         env = {"ROBOT_RL_FAILPOINT": failpoint} if failpoint else {}
-        proc = subprocess.Popen([sys.executable, "-m", "robot_rl.cli", "train", f"run_dir={run}", *TRAIN],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO,
-                                env={**os.environ, **env})
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "robot_rl.cli", "train", f"run_dir={run}", *TRAIN],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+            env={**os.environ, **env},
+        )
         if kind == "random":
             if rng.random() < 0.8:  # mostly at a random moment of its work, sometimes of its start-up
                 wait_for_lock(run, proc)
@@ -164,8 +191,9 @@ def part_kills(out: Path, kills: int, rng: np.random.Generator) -> list[dict]:
             continue
         prints = episode_fingerprints(run / "episodes.zarr")
         phase = FAILPOINT_PHASES[point_name(failpoint)] if failpoint else phase_of(run, len(committed), len(prints))
-        row = rows.setdefault(phase, {"case": f"kill -9: {phase}", "tried": 0, "survived": 0, "episodes_lost": 0,
-                                      "unsafe_motions": 0})
+        row = rows.setdefault(
+            phase, {"case": f"kill -9: {phase}", "tried": 0, "survived": 0, "episodes_lost": 0, "unsafe_motions": 0}
+        )
         lost = sum(a != b for a, b in zip(committed, prints)) + max(0, len(committed) - len(prints))
         row["tried"] += 1
         row["episodes_lost"] += lost
@@ -182,13 +210,14 @@ def part_kills(out: Path, kills: int, rng: np.random.Generator) -> list[dict]:
         if not equal:
             row["survived"] = 0
     landed = sum(r["tried"] for r in rows.values())
-    print(f"kills: {landed} landed in a live run ({wasted} more came after it had finished); every restart "
-          f"resumed ({restarts}); final counts, evals and weights equal to the run never killed: {equal}; "
-          f"episodes lost at the end: {lost}")
+    print(
+        f"kills: {landed} landed in a live run ({wasted} more came after it had finished); every restart "
+        f"resumed ({restarts}); final counts, evals and weights equal to the run never killed: {equal}; "
+        f"episodes lost at the end: {lost}"
+    )
     if not equal:
         print("  differs:", {k: (reference[k], final.get(k)) for k in reference if reference[k] != final.get(k)})
     return sorted(rows.values(), key=lambda r: r["case"])
-
 
 
 # ---------------------------------------------------------------------------------------- damaged stores
@@ -198,8 +227,8 @@ SMALL_CHUNKS = {"STEP_CHUNK": 16, "EPISODE_CHUNK": 4, "SHARD_TARGET_BYTES": 8 * 
 def record_store(out: Path, task: list[str], episodes: int) -> Path:
     """A demo store of `robot-rl record-demos` recorded in this process with small chunks (many files)."""
     import robot_rl.data.episode_log as el
-    from robot_rl.config import compose
     from robot_rl.commands.record_demos import record_demos
+    from robot_rl.config import compose
 
     subprocess.run(["rm", "-rf", str(out)], check=True)
     saved = {name: getattr(el, name) for name in SMALL_CHUNKS}
@@ -221,8 +250,10 @@ def part_stores(out: Path) -> list[dict]:
     from robot_rl.data.log_check import check_log
 
     rows = []
-    sources = {"pick_cube": ["task=pick_cube"],
-               "pick_cube_vision": ["task=pick_cube_vision", "task.image_size=[32,32]"]}
+    sources = {
+        "pick_cube": ["task=pick_cube"],
+        "pick_cube_vision": ["task=pick_cube_vision", "task.image_size=[32,32]"],
+    }
     for name, task in sources.items():
         pristine = record_store(out / "stores" / name / "pristine", task, 8)
         prints = episode_fingerprints(pristine)
@@ -236,6 +267,7 @@ def part_stores(out: Path) -> list[dict]:
             refused_reader = False
             try:
                 from robot_rl.data.episode_log import EpisodeLog as Reader
+
                 Reader(store).transitions()
             except EpisodeLogError:
                 refused_reader = True
@@ -249,15 +281,31 @@ def part_stores(out: Path) -> list[dict]:
             got = episode_fingerprints(case / "salvaged.zarr") if salvaged.returncode == 0 else []
             intact = [prints[i] for i in range(len(prints)) if i not in lost]
             recovered = [a for a, b in zip(got, intact) if a == b] if len(got) == len(intact) else []
-            ok = (refused_reader and refused and unchanged and checked.returncode == 1
-                  and report["damaged_episodes"] == lost and len(recovered) == len(intact))
-            rows.append({"case": f"damaged store: {name} {kind}", "tried": 1, "survived": int(ok),
-                         "episodes_lost": len(intact) - len(recovered), "unsafe_motions": 0,
-                         "unrecoverable": len(lost), "salvaged": len(got),
-                         "refused_and_unchanged": refused and unchanged})
-    print(f"stores: {len(rows)} damaged stores; refused and byte-identical: "
-          f"{sum(r['refused_and_unchanged'] for r in rows)}; every intact episode salvaged: "
-          f"{sum(r['episodes_lost'] == 0 for r in rows)}")
+            ok = (
+                refused_reader
+                and refused
+                and unchanged
+                and checked.returncode == 1
+                and report["damaged_episodes"] == lost
+                and len(recovered) == len(intact)
+            )
+            rows.append(
+                {
+                    "case": f"damaged store: {name} {kind}",
+                    "tried": 1,
+                    "survived": int(ok),
+                    "episodes_lost": len(intact) - len(recovered),
+                    "unsafe_motions": 0,
+                    "unrecoverable": len(lost),
+                    "salvaged": len(got),
+                    "refused_and_unchanged": refused and unchanged,
+                }
+            )
+    print(
+        f"stores: {len(rows)} damaged stores; refused and byte-identical: "
+        f"{sum(r['refused_and_unchanged'] for r in rows)}; every intact episode salvaged: "
+        f"{sum(r['episodes_lost'] == 0 for r in rows)}"
+    )
     return rows
 
 
@@ -267,13 +315,20 @@ def part_disk(out: Path) -> list[dict]:
     from fs_faults import remount, tmpfs
 
     rows = []
-    for case, size, filler_at in (("disk full: checkpoint bigger than the disk", "3m", None),
-                                  ("disk full: filled up while training", "64m", 6)):
+    for case, size, filler_at in (
+        ("disk full: checkpoint bigger than the disk", "3m", None),
+        ("disk full: filled up while training", "64m", 6),
+    ):
         with tmpfs(out / "disk", size) as mount:
             run = mount / "run"
             args = ["train", f"run_dir={run}", *TRAIN, "agent.hidden_dims=[512,512]"]
-            proc = subprocess.Popen([sys.executable, "-m", "robot_rl.cli", *args], stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.PIPE, text=True, cwd=REPO)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "robot_rl.cli", *args],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+                cwd=REPO,
+            )
             if filler_at is not None:  # once a few online episodes are in, take every free byte
                 while proc.poll() is None:
                     with contextlib.suppress(Exception):
@@ -293,8 +348,10 @@ def part_disk(out: Path) -> list[dict]:
             after = episode_fingerprints(run / "episodes.zarr")
             lost = sum(a != b for a, b in zip(before, after)) + max(0, len(before) - len(after))
             ok = one_line and not leftovers and resumed.returncode == 0 and lost == 0
-            print(f"{case}: {error[:150]!r}; leftovers {leftovers}; {len(before)} episodes kept; resumed "
-                  f"{resumed.returncode == 0}")
+            print(
+                f"{case}: {error[:150]!r}; leftovers {leftovers}; {len(before)} episodes kept; resumed "
+                f"{resumed.returncode == 0}"
+            )
             rows.append({"case": case, "tried": 1, "survived": int(ok), "episodes_lost": lost, "unsafe_motions": 0})
     return rows
 
@@ -316,8 +373,15 @@ def part_checkpoint(out: Path) -> list[dict]:
     refused = all(p.returncode == 2 and "holds more than weights" in p.stderr for p in results)
     ok = refused and not marker.exists()
     print(f"checkpoint: crafted checkpoint refused by eval and train: {refused}; its command ran: {marker.exists()}")
-    return [{"case": "malicious checkpoint (eval, resume)", "tried": 2, "survived": 2 * int(ok), "episodes_lost": 0,
-             "unsafe_motions": 0}]
+    return [
+        {
+            "case": "malicious checkpoint (eval, resume)",
+            "tried": 2,
+            "survived": 2 * int(ok),
+            "episodes_lost": 0,
+            "unsafe_motions": 0,
+        }
+    ]
 
 
 # ---------------------------------------------------------------------------------------- hostile network input
@@ -326,8 +390,19 @@ DOMAIN = 95  # the test modules use 40-89, 100-199 and 215-232
 
 def part_hostile(out: Path) -> list[dict]:
     """See the module docstring."""
-    from hostile import (CommandInjector, episode_chunks, flood, flood_payload, hostile_chunks, hostile_grippers,
-                         hostile_twists, peak_rss, scripted_episode, send_cases, transitions_publisher)
+    from hostile import (
+        CommandInjector,
+        episode_chunks,
+        flood,
+        flood_payload,
+        hostile_chunks,
+        hostile_grippers,
+        hostile_twists,
+        peak_rss,
+        scripted_episode,
+        send_cases,
+        transitions_publisher,
+    )
     from ros_processes import ros_session
 
     from robot_rl.robots.mujoco import DEFAULT_WORKSPACE
@@ -363,17 +438,30 @@ def part_hostile(out: Path) -> list[dict]:
         sent = sum(injector.sent.values())
         dropped = sum(stats["invalid"].values())
         alive = bridge.poll() is None
-        print(f"bridge: {sent} hostile commands ({len(cases)} kinds), {dropped} dropped {stats['invalid']}; "
-              f"{len(positions)} poses, {unsafe} outside the workspace; alive {alive}")
-        rows.append({"case": "hostile commands -> bridge", "tried": sent, "survived": sent if alive and
-                     dropped >= sent and unsafe == 0 else 0, "episodes_lost": 0, "unsafe_motions": unsafe})
+        print(
+            f"bridge: {sent} hostile commands ({len(cases)} kinds), {dropped} dropped {stats['invalid']}; "
+            f"{len(positions)} poses, {unsafe} outside the workspace; alive {alive}"
+        )
+        rows.append(
+            {
+                "case": "hostile commands -> bridge",
+                "tried": sent,
+                "survived": sent if alive and dropped >= sent and unsafe == 0 else 0,
+                "episodes_lost": 0,
+                "unsafe_motions": unsafe,
+            }
+        )
 
         # the learner: the hostile chunk set, a valid episode, a 10 s flood, another valid episode
         steps, spec = scripted_episode()
         subprocess.run(["rm", "-rf", str(out / "ros" / "run")], check=True)
-        learner = nodes.start("learner", "learner", f"overrides:=[run_dir={out / 'ros' / 'run'}, steps=100000, "
-                              "runtime.learning_starts=8, agent.compile=false, agent.utd=1, agent.batch_size=16, "
-                              "runtime.torch_threads=1, runtime.checkpoint_every=100000]")
+        learner = nodes.start(
+            "learner",
+            "learner",
+            f"overrides:=[run_dir={out / 'ros' / 'run'}, steps=100000, "
+            "runtime.learning_starts=8, agent.compile=false, agent.utd=1, agent.batch_size=16, "
+            "runtime.torch_threads=1, runtime.checkpoint_every=100000]",
+        )
         probe.watch("/robot_rl/learner_status")
         probe.wait_for("/robot_rl/learner_status", lambda s: s["ready"], 120, "the learner")
         send = transitions_publisher(probe.node)
@@ -385,10 +473,19 @@ def part_hostile(out: Path) -> list[dict]:
             send(payload)
         probe.wait_for("/robot_rl/learner_status", lambda s: s["episodes"] == 1 and s["updates"] > 0, 60, "training")
         alive = learner.poll() is None
-        print(f"learner: {len(chunks)} hostile chunk cases rejected by kind {status['rejected']}; nothing committed "
-              f"{clean}; then trained on a valid episode; alive {alive}")
-        rows.append({"case": "hostile episode chunks -> learner", "tried": len(chunks),
-                     "survived": len(chunks) if clean and alive else 0, "episodes_lost": 0, "unsafe_motions": 0})
+        print(
+            f"learner: {len(chunks)} hostile chunk cases rejected by kind {status['rejected']}; nothing committed "
+            f"{clean}; then trained on a valid episode; alive {alive}"
+        )
+        rows.append(
+            {
+                "case": "hostile episode chunks -> learner",
+                "tried": len(chunks),
+                "survived": len(chunks) if clean and alive else 0,
+                "episodes_lost": 0,
+                "unsafe_motions": 0,
+            }
+        )
 
         time.sleep(1.0)
         with peak_rss(learner.pid) as rss:
@@ -397,18 +494,34 @@ def part_hostile(out: Path) -> list[dict]:
         baseline, growth = rss["baseline"], rss["peak"] - rss["baseline"]
         for payload in episode_chunks(steps, spec, "robot0", 1):
             send(payload)
-        status = probe.wait_for("/robot_rl/learner_status", lambda s: s["episodes"] == 2, 120,
-                                "an episode after the flood")
+        status = probe.wait_for(
+            "/robot_rl/learner_status", lambda s: s["episodes"] == 2, 120, "an episode after the flood"
+        )
         alive = learner.poll() is None
-        print(f"flood: {sent['sent']} payloads of 4 MB in {sent['seconds']} s ({sent['rate_mb_s']} MB/s); learner RSS "
-              f"{baseline:.0f} -> peak {rss['peak']:.0f} MB (+{growth:.0f} MB); alive {alive}; still commits")
-        rows.append({"case": "10 s flood -> learner", "tried": 1, "survived": int(alive and growth < 200),
-                     "episodes_lost": 0, "unsafe_motions": 0, "rss_growth_mb": round(growth)})
+        print(
+            f"flood: {sent['sent']} payloads of 4 MB in {sent['seconds']} s ({sent['rate_mb_s']} MB/s); learner RSS "
+            f"{baseline:.0f} -> peak {rss['peak']:.0f} MB (+{growth:.0f} MB); alive {alive}; still commits"
+        )
+        rows.append(
+            {
+                "case": "10 s flood -> learner",
+                "tried": 1,
+                "survived": int(alive and growth < 200),
+                "episodes_lost": 0,
+                "unsafe_motions": 0,
+                "rss_growth_mb": round(growth),
+            }
+        )
     return rows
 
 
-PARTS = {"kills": part_kills, "stores": part_stores, "disk": part_disk, "checkpoint": part_checkpoint,
-         "hostile": part_hostile}
+PARTS = {
+    "kills": part_kills,
+    "stores": part_stores,
+    "disk": part_disk,
+    "checkpoint": part_checkpoint,
+    "hostile": part_hostile,
+}
 
 
 def main() -> None:
@@ -428,10 +541,15 @@ def main() -> None:
         rows += part(out, **kwargs)
     print(f"\n{'case':<52}{'tried':>7}{'survived':>10}{'episodes lost':>15}{'unsafe motions':>16}")
     for row in rows:
-        print(f"{row['case']:<52}{row['tried']:>7}{row['survived']:>10}{row['episodes_lost']:>15}{row['unsafe_motions']:>16}")
+        print(
+            f"{row['case']:<52}{row['tried']:>7}{row['survived']:>10}{row['episodes_lost']:>15}{row['unsafe_motions']:>16}"
+        )
     total = {key: sum(r[key] for r in rows) for key in ("tried", "survived", "episodes_lost", "unsafe_motions")}
-    print(json.dumps({"bench": "faults", "machine": f"{platform.machine()} {os.cpu_count()} cpus",
-                      **total, "cases": rows}))
+    print(
+        json.dumps(
+            {"bench": "faults", "machine": f"{platform.machine()} {os.cpu_count()} cpus", **total, "cases": rows}
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ Extra key=value arguments are config overrides for every run (e.g. task=pick_cub
 table; the last line is one JSON object. Run directories go under --out. `--mode` runs one mode only:
 two processes with `runtime.torch_threads=1` then run the two modes side by side on a 2-core machine.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,22 +67,35 @@ def main() -> None:
     results = {}
     for mode, extra in modes.items():
         out = Path(args.out) / args.part / mode.replace(" ", "_")
-        rows, _ = run_seeds(args.seeds, args.steps, out, [*overrides, *extra], full=full,
-                            eval_every=args.eval_every, eval_episodes=args.eval_episodes)
+        rows, _ = run_seeds(
+            args.seeds,
+            args.steps,
+            out,
+            [*overrides, *extra],
+            full=full,
+            eval_every=args.eval_every,
+            eval_episodes=args.eval_episodes,
+        )
         results[mode] = rows
 
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
     print(f"\nhil bench, {args.part}: seeds {args.seeds}, {' '.join(overrides) or 'default config'} ({machine})")
-    print(f"{'':>22}{'steps to 90%':>34}{'wall s to 90%':>30}{'final success':>15}{'interventions':>15}"
-          f"{'int. steps':>12}")
+    print(
+        f"{'':>22}{'steps to 90%':>34}{'wall s to 90%':>30}{'final success':>15}{'interventions':>15}{'int. steps':>12}"
+    )
     for mode, rows in results.items():
-        print(f"{mode:>22}{spread([r['steps_to_90'] for r in rows]):>34}"
-              f"{spread([r['wall_s_to_90'] for r in rows]):>30}"
-              f"{np.mean([r['final_success'] for r in rows]):>15.0%}"
-              f"{np.mean([r['interventions'] for r in rows]):>15.0f}"
-              f"{np.mean([r['intervention_steps'] for r in rows]):>12.0f}")
-    print(json.dumps({"part": args.part, "seeds": args.seeds, "overrides": overrides, "machine": machine,
-                      "results": results}))
+        print(
+            f"{mode:>22}{spread([r['steps_to_90'] for r in rows]):>34}"
+            f"{spread([r['wall_s_to_90'] for r in rows]):>30}"
+            f"{np.mean([r['final_success'] for r in rows]):>15.0%}"
+            f"{np.mean([r['interventions'] for r in rows]):>15.0f}"
+            f"{np.mean([r['intervention_steps'] for r in rows]):>12.0f}"
+        )
+    print(
+        json.dumps(
+            {"part": args.part, "seeds": args.seeds, "overrides": overrides, "machine": machine, "results": results}
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ UTD 2), inference_ms_median, inference_ms_p99; with --image: image_critic_update
 UTD 2), image_inference_ms_median, image_inference_ms_p99, device.
 Usage: python bench/learner_throughput.py [--seconds 20] [--threads 2] [--eager] [--image] [--device cuda]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,15 +31,26 @@ STATE_POOL, IMAGE_POOL = 100_000, 2048  # rows of synthetic data the timed updat
 
 def synthetic_pool(obs_dims: dict, rows: int, generator: torch.Generator, device: torch.device) -> dict:
     """Random transitions standing in for a replay buffer (images uint8, vectors float32)."""
+
     def obs() -> dict:
-        return {k: torch.randint(0, 256, (rows, *d), dtype=torch.uint8, generator=generator) if isinstance(d, tuple)
-                else torch.randn(rows, d, generator=generator) for k, d in obs_dims.items()}
-    pool = {"observation": obs(), "next_observation": obs(),
-            "action": torch.rand(rows, ACTION_DIM, generator=generator) * 2 - 1,
-            "reward": (torch.rand(rows, generator=generator) < 0.1).float(),
-            "terminated": (torch.rand(rows, generator=generator) < 0.05).float()}
-    return {k: ({kk: vv.to(device) for kk, vv in v.items()} if isinstance(v, dict) else v.to(device))
-            for k, v in pool.items()}
+        return {
+            k: torch.randint(0, 256, (rows, *d), dtype=torch.uint8, generator=generator)
+            if isinstance(d, tuple)
+            else torch.randn(rows, d, generator=generator)
+            for k, d in obs_dims.items()
+        }
+
+    pool = {
+        "observation": obs(),
+        "next_observation": obs(),
+        "action": torch.rand(rows, ACTION_DIM, generator=generator) * 2 - 1,
+        "reward": (torch.rand(rows, generator=generator) < 0.1).float(),
+        "terminated": (torch.rand(rows, generator=generator) < 0.05).float(),
+    }
+    return {
+        k: ({kk: vv.to(device) for kk, vv in v.items()} if isinstance(v, dict) else v.to(device))
+        for k, v in pool.items()
+    }
 
 
 def synchronize(device: torch.device) -> None:
@@ -46,8 +58,9 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def critic_updates_per_s(obs_dims: dict, cfg: SACConfig, seconds: float, device: torch.device,
-                         pool_rows: int, warmup: int = 5) -> tuple[float, list[float]]:
+def critic_updates_per_s(
+    obs_dims: dict, cfg: SACConfig, seconds: float, device: torch.device, pool_rows: int, warmup: int = 5
+) -> tuple[float, list[float]]:
     """Median over windows of >= 1 s (and >= 1 update) of critic updates/s; each `update` is utd critic
     updates + 1 actor update on a freshly gathered batch (replay sampling is part of the learner's
     loop, so it is timed too)."""
@@ -77,8 +90,12 @@ def inference_latency_ms(obs_dims: dict, device: torch.device, samples: int) -> 
     """`act()` for one observation (numpy in, numpy out): median and p99 in ms."""
     agent = SACAgent(obs_dims, ACTION_DIM, SACConfig(compile=False), device)
     rng = np.random.default_rng(0)
-    obs = {k: rng.integers(0, 256, d, dtype=np.uint8) if isinstance(d, tuple)
-           else rng.standard_normal(d).astype(np.float32) for k, d in obs_dims.items()}
+    obs = {
+        k: rng.integers(0, 256, d, dtype=np.uint8)
+        if isinstance(d, tuple)
+        else rng.standard_normal(d).astype(np.float32)
+        for k, d in obs_dims.items()
+    }
     for _ in range(max(samples // 20, 10)):
         agent.act(obs)
     times = []
@@ -98,34 +115,64 @@ def image_main(args: argparse.Namespace, machine: str, device: torch.device) -> 
     cfg = SACConfig(ensemble_size=2, critic_subsample=2, utd=2, batch_size=BATCH, compile=not args.eager)
     rate, windows = critic_updates_per_s(obs_dims, cfg, args.seconds, device, IMAGE_POOL, warmup=3)
     median_ms, p99_ms = inference_latency_ms(obs_dims, device, samples=500)
-    print(f"image learner throughput ({machine}; device {device}; {'eager' if args.eager else 'torch.compile'} losses; "
-          "2 cameras 128x128 + state 7, conv encoder, batch 256)")
+    print(
+        f"image learner throughput ({machine}; device {device}; {'eager' if args.eager else 'torch.compile'} losses; "
+        "2 cameras 128x128 + state 7, conv encoder, batch 256)"
+    )
     print(f"{'configuration':<42}{'median':>10}{'min':>10}{'max':>10}")
     print(row("critic updates/s, ensemble 2, UTD 2", rate, windows, 2))
     print(f"{'policy inference, ms (median / p99)':<42}{median_ms:>10.3f}{'':>10}{p99_ms:>10.3f}")
-    print(json.dumps({"image_critic_updates_per_s": round(rate, 2), "image_inference_ms_median": round(median_ms, 3),
-                      "image_inference_ms_p99": round(p99_ms, 3), "device": str(device), "compiled": cfg.compile,
-                      "threads": args.threads, "machine": machine}))
+    print(
+        json.dumps(
+            {
+                "image_critic_updates_per_s": round(rate, 2),
+                "image_inference_ms_median": round(median_ms, 3),
+                "image_inference_ms_p99": round(p99_ms, 3),
+                "device": str(device),
+                "compiled": cfg.compile,
+                "threads": args.threads,
+                "machine": machine,
+            }
+        )
+    )
 
 
 def state_main(args: argparse.Namespace, machine: str, device: torch.device) -> None:
     obs_dims = {"state": OBS_DIM}
     compile = not args.eager
     ens10, ens10_windows = critic_updates_per_s(
-        obs_dims, SACConfig(ensemble_size=10, critic_subsample=2, utd=8, batch_size=BATCH, compile=compile),
-        args.seconds, device, STATE_POOL)
+        obs_dims,
+        SACConfig(ensemble_size=10, critic_subsample=2, utd=8, batch_size=BATCH, compile=compile),
+        args.seconds,
+        device,
+        STATE_POOL,
+    )
     ens2, ens2_windows = critic_updates_per_s(
-        obs_dims, SACConfig(ensemble_size=2, critic_subsample=2, utd=2, batch_size=BATCH, compile=compile),
-        args.seconds, device, STATE_POOL)
+        obs_dims,
+        SACConfig(ensemble_size=2, critic_subsample=2, utd=2, batch_size=BATCH, compile=compile),
+        args.seconds,
+        device,
+        STATE_POOL,
+    )
     median_ms, p99_ms = inference_latency_ms(obs_dims, device, samples=5000)
     print(f"learner throughput ({machine}; {'eager' if args.eager else 'torch.compile'})")
     print(f"{'configuration':<42}{'median':>10}{'min':>10}{'max':>10}")
     print(row("critic updates/s, ensemble 10/sub 2, UTD 8", ens10, ens10_windows, 1))
     print(row("critic updates/s, ensemble 2, UTD 2", ens2, ens2_windows, 1))
     print(f"{'policy inference, ms (median / p99)':<42}{median_ms:>10.3f}{'':>10}{p99_ms:>10.3f}")
-    print(json.dumps({"critic_updates_per_s_ens10": round(ens10, 1), "critic_updates_per_s_ens2": round(ens2, 1),
-                      "inference_ms_median": round(median_ms, 4), "inference_ms_p99": round(p99_ms, 4),
-                      "compiled": compile, "threads": args.threads, "machine": machine}))
+    print(
+        json.dumps(
+            {
+                "critic_updates_per_s_ens10": round(ens10, 1),
+                "critic_updates_per_s_ens2": round(ens2, 1),
+                "inference_ms_median": round(median_ms, 4),
+                "inference_ms_p99": round(p99_ms, 4),
+                "compiled": compile,
+                "threads": args.threads,
+                "machine": machine,
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -138,7 +185,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {args.threads} threads"
+    machine = (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"{args.threads} threads"
+    )
     if device.type == "cuda":
         machine += f", {torch.cuda.get_device_name(device)}"
     (image_main if args.image else state_main)(args, machine, device)

@@ -9,6 +9,7 @@ steps_to_90 and wall_s_to_90 (lists per seed, null where not reached). Wall time
 recording before it, about 5 s for 20 demos, not), read from the log's timestamps, so a resumed run
 counts the time it was down. Writes learning_curve.png.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,24 +27,48 @@ from robot_rl.runtime.plots import plot_learning_curve  # noqa: E402
 TARGET = 0.9
 
 
-def run_seeds(seeds: list[int], steps: int, out: Path, overrides: list[str], full: bool = False,
-              eval_every: int = 1000, eval_episodes: int = 50) -> tuple[list[dict], dict[str, list[dict]]]:
+def run_seeds(
+    seeds: list[int],
+    steps: int,
+    out: Path,
+    overrides: list[str],
+    full: bool = False,
+    eval_every: int = 1000,
+    eval_episodes: int = 50,
+) -> tuple[list[dict], dict[str, list[dict]]]:
     """Train one fresh run per seed under `out/seed<N>`; returns a row per seed (steps and wall time to
     90%, final success, interventions, ...) and each seed's eval curve."""
     rows, curves = [], {}
     for seed in seeds:
         run_dir = out / f"seed{seed}"
         shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run, not a resume
-        cfg = compose("train", [f"seed={seed}", f"steps={steps}", f"run_dir={run_dir}", "num_demos=20",
-                                f"runtime.eval_every={eval_every}", f"runtime.eval_episodes={eval_episodes}",
-                                *([] if full else [f"runtime.stop_at_success={TARGET}"]), *overrides])
+        cfg = compose(
+            "train",
+            [
+                f"seed={seed}",
+                f"steps={steps}",
+                f"run_dir={run_dir}",
+                "num_demos=20",
+                f"runtime.eval_every={eval_every}",
+                f"runtime.eval_episodes={eval_episodes}",
+                *([] if full else [f"runtime.stop_at_success={TARGET}"]),
+                *overrides,
+            ],
+        )
         summary = train(cfg)
         reached = next((e for e in summary["evals"] if e["success_rate"] >= TARGET), None)
-        rows.append({"seed": seed, "steps_to_90": reached["env_steps"] if reached else None,
-                     "wall_s_to_90": reached["wall_s"] if reached else None,
-                     "final_success": summary["success_rate"], "env_steps": summary["env_steps"],
-                     "wall_s": summary["wall_s"], "interventions": summary["interventions"],
-                     "intervention_steps": summary["intervention_steps"]})
+        rows.append(
+            {
+                "seed": seed,
+                "steps_to_90": reached["env_steps"] if reached else None,
+                "wall_s_to_90": reached["wall_s"] if reached else None,
+                "final_success": summary["success_rate"],
+                "env_steps": summary["env_steps"],
+                "wall_s": summary["wall_s"],
+                "interventions": summary["interventions"],
+                "intervention_steps": summary["intervention_steps"],
+            }
+        )
         curves[f"seed {seed}"] = summary["evals"]
     return rows, curves
 
@@ -64,13 +89,23 @@ def main() -> None:
     print(f"{'seed':>5}{'steps to 90%':>15}{'wall s to 90%':>15}{'final success':>15}{'env steps':>11}{'wall s':>9}")
     for r in rows:
         fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
-        print(f"{r['seed']:>5}{fmt(r['steps_to_90'], 'd'):>15}{fmt(r['wall_s_to_90'], '.0f'):>15}"
-              f"{r['final_success']:>15.0%}{r['env_steps']:>11d}{r['wall_s']:>9.0f}")
+        print(
+            f"{r['seed']:>5}{fmt(r['steps_to_90'], 'd'):>15}{fmt(r['wall_s_to_90'], '.0f'):>15}"
+            f"{r['final_success']:>15.0%}{r['env_steps']:>11d}{r['wall_s']:>9.0f}"
+        )
     print(f"plot: {out / 'learning_curve.png'}")
-    print(json.dumps({"steps_to_90": [r["steps_to_90"] for r in rows],
-                      "wall_s_to_90": [r["wall_s_to_90"] for r in rows],
-                      "final_success": [r["final_success"] for r in rows], "task": task,
-                      "overrides": overrides, "machine": machine}))
+    print(
+        json.dumps(
+            {
+                "steps_to_90": [r["steps_to_90"] for r in rows],
+                "wall_s_to_90": [r["wall_s_to_90"] for r in rows],
+                "final_success": [r["final_success"] for r in rows],
+                "task": task,
+                "overrides": overrides,
+                "machine": machine,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

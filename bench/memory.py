@@ -7,6 +7,7 @@ RSS at each 1000 steps and the growth over the second half of the run (the plate
 replay buffer filling, about 150 bytes per state transition); the last line is one JSON object. The
 learner node's memory under a network flood is measured by bench/faults.py (part hostile).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,16 @@ def main() -> None:
     args, overrides = parser.parse_known_args()
     run = Path(args.out) / "run"
     subprocess.run(["rm", "-rf", str(run)], check=True)
-    command = [sys.executable, "-m", "robot_rl.cli", "train", f"run_dir={run}", f"steps={args.steps}",
-               "runtime.log_every=1000", *overrides]
+    command = [
+        sys.executable,
+        "-m",
+        "robot_rl.cli",
+        "train",
+        f"run_dir={run}",
+        f"steps={args.steps}",
+        "runtime.log_every=1000",
+        *overrides,
+    ]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
     step = 0
     samples: list[tuple[float, int, float]] = []  # (seconds, env step, RSS MB)
@@ -72,13 +81,24 @@ def main() -> None:
     mid = [v for _, at, v in samples if args.steps // 2 - 1000 <= at < args.steps // 2]
     peak = max(v for *_, v in samples)
     growth = (max(half) - max(mid)) if half and mid else None
-    print(f"peak {peak:.0f} MB; growth over the second half (steps {args.steps // 2}-{args.steps}): "
-          f"{growth:.0f} MB" if growth is not None else f"peak {peak:.0f} MB")
-    print(json.dumps({"bench": "memory", "machine": f"{platform.machine()} {os.cpu_count()} cpus",
-                      "steps": args.steps, "peak_rss_mb": round(peak),
-                      "second_half_growth_mb": None if growth is None else round(growth, 1),
-                      "rss_by_step_mb": {str(k): round(v) for k, v in sorted(by_step.items())},
-                      "wall_s": round(samples[-1][0]) if samples else None}))
+    print(
+        f"peak {peak:.0f} MB; growth over the second half (steps {args.steps // 2}-{args.steps}): {growth:.0f} MB"
+        if growth is not None
+        else f"peak {peak:.0f} MB"
+    )
+    print(
+        json.dumps(
+            {
+                "bench": "memory",
+                "machine": f"{platform.machine()} {os.cpu_count()} cpus",
+                "steps": args.steps,
+                "peak_rss_mb": round(peak),
+                "second_half_growth_mb": None if growth is None else round(growth, 1),
+                "rss_by_step_mb": {str(k): round(v) for k, v in sorted(by_step.items())},
+                "wall_s": round(samples[-1][0]) if samples else None,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ Throughput: a sender process publishes encoded episode chunks (robot_rl.runtime.
 payloads on the contract's topics and QoS; this process receives and decodes them.
 Prints a table; the last line is one JSON object (also written to --out).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,9 +38,23 @@ def policy_run(tmp: Path, dt: float) -> Path:
     """A run directory with an (untrained) pick_cube state policy for control period `dt`: inference
     costs what a trained one's does."""
     run = tmp / f"policy_{dt}"
-    subprocess.run([sys.executable, "-m", "robot_rl.cli", "train", f"run_dir={run}", "steps=0", "num_demos=0",
-                    "runtime.eval_episodes=1", "agent.compile=false", f"robot.control_dt={dt}"],
-                   check=True, capture_output=True, cwd=REPO)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "robot_rl.cli",
+            "train",
+            f"run_dir={run}",
+            "steps=0",
+            "num_demos=0",
+            "runtime.eval_episodes=1",
+            "agent.compile=false",
+            f"robot.control_dt={dt}",
+        ],
+        check=True,
+        capture_output=True,
+        cwd=REPO,
+    )
     return run
 
 
@@ -48,13 +63,29 @@ def control_loop(rate: int, seconds: float, tmp: Path) -> dict:
     ns = f"/bench{rate}"
     with ros_session(DOMAIN, tmp) as (nodes, probe):
         dt = 1.0 / rate
-        nodes.start(f"bridge{rate}", "bridge", "mode:=free", "start_armed:=true",
-                    f"overrides:=[robot.control_dt={dt}]", namespace=ns)
-        nodes.start(f"actor{rate}", "actor", f"overrides:=[robot=ros, robot.namespace={ns}]",
-                    f"policy:={run}", "start_active:=true", namespace=ns)
+        nodes.start(
+            f"bridge{rate}",
+            "bridge",
+            "mode:=free",
+            "start_armed:=true",
+            f"overrides:=[robot.control_dt={dt}]",
+            namespace=ns,
+        )
+        nodes.start(
+            f"actor{rate}",
+            "actor",
+            f"overrides:=[robot=ros, robot.namespace={ns}]",
+            f"policy:={run}",
+            "start_active:=true",
+            namespace=ns,
+        )
         probe.watch(f"{ns}/actor/status")
-        probe.wait_for(f"{ns}/actor/status", lambda s: s["env_steps"] > 0 or s["episodes"] > 0 or s["state"] == "acting",
-                       120, "the actor to act")
+        probe.wait_for(
+            f"{ns}/actor/status",
+            lambda s: s["env_steps"] > 0 or s["episodes"] > 0 or s["state"] == "acting",
+            120,
+            "the actor to act",
+        )
         time.sleep(2.0)  # past start-up
         probe.trigger(f"{ns}/stats")  # warm the service
         start = json.loads(probe.trigger(f"{ns}/stats").message)
@@ -73,13 +104,18 @@ def sender(kind: str, count: int) -> None:
 
     from robot_rl.ros import contract
     from robot_rl.runtime.wire import encode_weights
+
     rclpy.init()
     node = rclpy.create_node(f"bench_sender_{kind}")
     endpoint = contract.POLICY_WEIGHTS if kind == "weights" else contract.TRANSITIONS
-    pub = node.create_publisher(UInt8MultiArray, contract.join("/bench", endpoint.name),
-                                contract.qos("command" if kind == "weights" else "stream"))
+    pub = node.create_publisher(
+        UInt8MultiArray,
+        contract.join("/bench", endpoint.name),
+        contract.qos("command" if kind == "weights" else "stream"),
+    )
     if kind == "weights":
         from robot_rl.agents.sac import SACAgent, SACConfig
+
         payload = encode_weights(SACAgent({"state": 10}, 4, SACConfig(compile=False)).policy_weights(), 1)
     else:
         payload = chunk_payload(kind)
@@ -100,14 +136,30 @@ def sender(kind: str, count: int) -> None:
 def chunk_payload(kind: str, steps: int = 50) -> bytes:
     from robot_rl.data.schema import Transition
     from robot_rl.runtime.wire import encode_chunk
+
     rng = np.random.default_rng(0)
-    obs = lambda: {"state": rng.normal(size=10).astype(np.float32), **(  # noqa: E731
-        {f"image/{c}": rng.integers(0, 255, (128, 128, 3), dtype=np.uint8) for c in ("front", "wrist")}
-        if kind == "image" else {})}
+    obs = lambda: {
+        "state": rng.normal(size=10).astype(np.float32),
+        # noqa: E731
+        **(
+            {f"image/{c}": rng.integers(0, 255, (128, 128, 3), dtype=np.uint8) for c in ("front", "wrist")}
+            if kind == "image"
+            else {}
+        ),
+    }
     frames = [obs() for _ in range(steps + 1)]
-    transitions = [Transition(observation=frames[i], next_observation=frames[i + 1], action=np.zeros(4, np.float32),
-                              policy_action=np.zeros(4, np.float32), reward=0.0, terminated=False, truncated=False)
-                   for i in range(steps)]
+    transitions = [
+        Transition(
+            observation=frames[i],
+            next_observation=frames[i + 1],
+            action=np.zeros(4, np.float32),
+            policy_action=np.zeros(4, np.float32),
+            reward=0.0,
+            terminated=False,
+            truncated=False,
+        )
+        for i in range(steps)
+    ]
     return encode_chunk(transitions, "bench", 0, 0, final=True)
 
 
@@ -117,6 +169,7 @@ def throughput(kind: str, count: int) -> dict:
 
     from robot_rl.ros import contract
     from robot_rl.runtime.wire import decode_chunk, decode_weights
+
     probe = Probe(DOMAIN)
     times, sizes, steps = [], [], []
     done = threading.Event()
@@ -133,8 +186,12 @@ def throughput(kind: str, count: int) -> dict:
         if len(times) >= count:
             done.set()
 
-    probe.node.create_subscription(UInt8MultiArray, contract.join("/bench", endpoint.name), on_msg,
-                                   contract.qos("command" if kind == "weights" else "stream"))
+    probe.node.create_subscription(
+        UInt8MultiArray,
+        contract.join("/bench", endpoint.name),
+        on_msg,
+        contract.qos("command" if kind == "weights" else "stream"),
+    )
     env = {**os.environ, "ROS_DOMAIN_ID": str(DOMAIN), "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, __file__, "--send", kind, "--count", str(count)], env=env)
     try:
@@ -145,8 +202,14 @@ def throughput(kind: str, count: int) -> dict:
     if len(times) < 2:
         return {"received": len(times)}
     span = times[-1] - times[0]
-    result = {"received": len(times), "of": count, "lost": count - len(times), "payload_kB": round(sizes[0] / 1e3, 1),
-              "messages_per_s": round((len(times) - 1) / span, 1), "MB_per_s": round(sum(sizes[1:]) / span / 1e6, 1)}
+    result = {
+        "received": len(times),
+        "of": count,
+        "lost": count - len(times),
+        "payload_kB": round(sizes[0] / 1e3, 1),
+        "messages_per_s": round((len(times) - 1) / span, 1),
+        "MB_per_s": round(sum(sizes[1:]) / span / 1e6, 1),
+    }
     if steps:
         result["transitions_per_s"] = round(sum(steps[1:]) / span, 0)
     return result
@@ -174,16 +237,25 @@ def main() -> None:
 
     print(f"{'measurement':<46} result")
     for rate, s in results["control"].items():
-        print(f"{rate + ' control period jitter p50 / p99 (ms)':<46} {s['jitter_ms']['p50']:.2f} / {s['jitter_ms']['p99']:.2f}")
-        print(f"{rate + ' observation->command p50 / p99 (ms)':<46} {s['obs_to_command_ms']['p50']:.2f} / "
-              f"{s['obs_to_command_ms']['p99']:.2f}")
-        print(f"{rate + ' commands applied / held / stale':<46} {s['applied_during']} / {s['held_during']} / "
-              f"{s['rejected_stale_during']}")
+        print(
+            f"{rate + ' control period jitter p50 / p99 (ms)':<46} "
+            f"{s['jitter_ms']['p50']:.2f} / {s['jitter_ms']['p99']:.2f}"
+        )
+        print(
+            f"{rate + ' observation->command p50 / p99 (ms)':<46} {s['obs_to_command_ms']['p50']:.2f} / "
+            f"{s['obs_to_command_ms']['p99']:.2f}"
+        )
+        print(
+            f"{rate + ' commands applied / held / stale':<46} {s['applied_during']} / {s['held_during']} / "
+            f"{s['rejected_stale_during']}"
+        )
     for key in ("transitions_state", "transitions_image", "weights_state"):
         r = results[key]
         extra = f", {r['transitions_per_s']:.0f} transitions/s" if "transitions_per_s" in r else ""
-        print(f"{key:<46} {r.get('messages_per_s', 0)} msg/s, {r.get('MB_per_s', 0)} MB/s "
-              f"({r.get('payload_kB', 0)} kB each){extra}, lost {r.get('lost', r.get('of', 0))} of {r.get('of')}")
+        print(
+            f"{key:<46} {r.get('messages_per_s', 0)} msg/s, {r.get('MB_per_s', 0)} MB/s "
+            f"({r.get('payload_kB', 0)} kB each){extra}, lost {r.get('lost', r.get('of', 0))} of {r.get('of')}"
+        )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2))
     print(json.dumps(results))

@@ -10,6 +10,7 @@ are scored the same way: `robot-rl eval` on the in-process sim (deterministic, `
 Extra key=value overrides go to both (e.g. runtime.torch_threads=1). Prints a table; the last line is
 one JSON object.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,8 @@ sys.path.insert(0, str(REPO / "tests"))
 os.environ.setdefault("MUJOCO_GL", "egl")
 from ros_processes import ros_session  # noqa: E402
 
-from robot_rl.config import compose  # noqa: E402
 from robot_rl.commands.evaluate import evaluate_run  # noqa: E402
+from robot_rl.config import compose  # noqa: E402
 from robot_rl.runtime.embedded import train  # noqa: E402
 
 DOMAIN = 77
@@ -35,8 +36,19 @@ DOMAIN = 77
 
 def embedded(run_dir: Path, seed: int, steps: int, overrides: list[str]) -> float:
     start = time.perf_counter()
-    train(compose("train", [f"run_dir={run_dir}", f"seed={seed}", f"steps={steps}", "runtime.eval_every=1000000",
-                            "runtime.eval_episodes=1", *overrides]))
+    train(
+        compose(
+            "train",
+            [
+                f"run_dir={run_dir}",
+                f"seed={seed}",
+                f"steps={steps}",
+                "runtime.eval_every=1000000",
+                "runtime.eval_episodes=1",
+                *overrides,
+            ],
+        )
+    )
     return time.perf_counter() - start
 
 
@@ -46,9 +58,18 @@ def over_ros(run_dir: Path, seed: int, steps: int, overrides: list[str], logs: P
     start = time.perf_counter()
     with ros_session(DOMAIN, logs) as (nodes, _):
         nodes.start("bridge", "bridge", "mode:=lockstep", "start_armed:=true", f"seed:={seed}", namespace="/robot")
-        learner = nodes.start("learner", "learner", f"overrides:=[run_dir={run_dir}, seed={seed}, steps={steps}{extra}]")
-        nodes.start("actor", "actor", f"overrides:=[robot=ros, seed={seed}{extra}]",
-                    "num_demos:=20", "max_steps_ahead:=0", "start_active:=true", namespace="/robot")
+        learner = nodes.start(
+            "learner", "learner", f"overrides:=[run_dir={run_dir}, seed={seed}, steps={steps}{extra}]"
+        )
+        nodes.start(
+            "actor",
+            "actor",
+            f"overrides:=[robot=ros, seed={seed}{extra}]",
+            "num_demos:=20",
+            "max_steps_ahead:=0",
+            "start_active:=true",
+            namespace="/robot",
+        )
         while learner.poll() is None:  # it exits once it has trained on `steps` online env steps
             time.sleep(1.0)
             if time.perf_counter() - start > 3 * 3600:
@@ -90,8 +111,15 @@ def main() -> None:
             if arm in row:
                 r = row[arm]
                 print(f"{row['seed']:<6}{arm:<10}{r['env_steps']:>10}{r['success']:>14.0%}{r['wall_s']:>9.0f}")
-    print(json.dumps({"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-                      "eval_episodes": args.episodes, "rows": rows}))
+    print(
+        json.dumps(
+            {
+                "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+                "eval_episodes": args.episodes,
+                "rows": rows,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """The `robot-rl` command: `robot-rl <command> [key=value ...]` with hydra config overrides. Parses,
 dispatches to the command's module in robot_rl/commands/, prints one-line errors."""
+
 from __future__ import annotations
 
 import importlib
@@ -24,8 +25,15 @@ configs: {config_dir}
 """
 
 # command -> its module in robot_rl/commands/
-COMMANDS = {"train": "train", "record-demos": "record_demos", "eval": "evaluate", "record-labels": "record_labels",
-            "train-classifier": "train_classifier", "check-log": "check_log", "salvage-log": "salvage_log"}
+COMMANDS = {
+    "train": "train",
+    "record-demos": "record_demos",
+    "eval": "evaluate",
+    "record-labels": "record_labels",
+    "train-classifier": "train_classifier",
+    "check-log": "check_log",
+    "salvage-log": "salvage_log",
+}
 INTERRUPTED = "finished episodes are in the log, rerun to resume"
 
 
@@ -43,8 +51,9 @@ def run_configured(command: str, module, overrides: list[str]) -> int:
                 raise
             raise fs_error(err, err.filename or ".", "accessing") from None
 
-    return report_errors(f"robot-rl {command}:", work, (UserError, EpisodeLogError, ValueError, FileNotFoundError),
-                         INTERRUPTED)
+    return report_errors(
+        f"robot-rl {command}:", work, (UserError, EpisodeLogError, ValueError, FileNotFoundError), INTERRUPTED
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

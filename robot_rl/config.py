@@ -5,6 +5,7 @@ Imported by the commands, the runtime, `reward/` and the ROS nodes (which compos
 compose API, not `@hydra.main`, which clashes with `--ros-args`). Module import needs only omegaconf:
 torch and hydra are imported where they are used.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 
 # ---- errors a person can act on ----------------------------------------------------------------------
 
+
 class UserError(Exception):
     """An error a person can act on; printed as one line."""
 
@@ -37,8 +39,9 @@ def print_error(who: str, err: BaseException | str) -> None:
     print(f"{who} error: {one_line(err)}", file=sys.stderr, flush=True)
 
 
-def report_errors(who: str, run: Callable[[], int | None], errors: tuple[type[BaseException], ...],
-                  interrupted: str | None = None) -> int:
+def report_errors(
+    who: str, run: Callable[[], int | None], errors: tuple[type[BaseException], ...], interrupted: str | None = None
+) -> int:
     """Run `run` and return its exit status (None counts as 0). An error of a type in `errors` is
     printed as one line (`print_error`) and returns 2. With `interrupted`, Ctrl-C prints
     `<who> interrupted; <interrupted>` and returns 130; without, KeyboardInterrupt propagates."""
@@ -56,12 +59,14 @@ def report_errors(who: str, run: Callable[[], int | None], errors: tuple[type[Ba
 
 # ---- the logger ----------------------------------------------------------------------------------------
 
+
 def log(msg: str) -> None:
     """A progress or summary line on stdout, flushed at once (runs are watched live and piped to files)."""
     print(msg, flush=True)
 
 
 # ---- composing configs ---------------------------------------------------------------------------------
+
 
 def config_dir() -> Path:
     """The hydra config directory: $ROBOT_RL_CONFIG_DIR, else the repo's configs/."""
@@ -70,18 +75,29 @@ def config_dir() -> Path:
 
 def compose(config_name: str, overrides: list[str]) -> DictConfig:
     """Compose a config with hydra's compose API (not @hydra.main, which clashes with --ros-args)."""
-    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
     from hydra.errors import HydraException, MissingConfigException
 
     directory = config_dir()
     if not (directory / f"{config_name}.yaml").exists():
-        raise UserError(f"config {directory / config_name}.yaml not found: set ROBOT_RL_CONFIG_DIR to the repo's configs/")
+        raise UserError(
+            f"config {directory / config_name}.yaml not found: set ROBOT_RL_CONFIG_DIR to the repo's configs/"
+        )
     try:
         with initialize_config_dir(config_dir=str(directory), version_base=None):
             return hydra_compose(config_name=config_name, overrides=overrides)
     except MissingConfigException as err:
-        group = next((o.split("=", 1) for o in overrides if "=" in o and (directory / o.split("=", 1)[0]).is_dir()
-                      and not (directory / o.split("=", 1)[0] / f"{o.split('=', 1)[1]}.yaml").exists()), None)
+        group = next(
+            (
+                o.split("=", 1)
+                for o in overrides
+                if "=" in o
+                and (directory / o.split("=", 1)[0]).is_dir()
+                and not (directory / o.split("=", 1)[0] / f"{o.split('=', 1)[1]}.yaml").exists()
+            ),
+            None,
+        )
         if group:
             options = sorted(p.stem for p in (directory / group[0]).glob("*.yaml"))
             raise UserError(f"unknown {group[0]} '{group[1]}': choose one of {', '.join(options)}") from None
@@ -89,13 +105,15 @@ def compose(config_name: str, overrides: list[str]) -> DictConfig:
     except (HydraException, OmegaConfBaseException) as err:
         if str(err).startswith("Could not override '"):
             key = str(err).split("'")[1]
-            raise UserError(f"unknown config key '{key}': check its spelling in configs/ "
-                            f"(or add a new key with +{key}=...)") from None
+            raise UserError(
+                f"unknown config key '{key}': check its spelling in configs/ (or add a new key with +{key}=...)"
+            ) from None
         cause = f" ({one_line(err.__cause__)})" if err.__cause__ else ""
         raise UserError(one_line(err) + cause) from None
 
 
 # ---- typed config groups -------------------------------------------------------------------------------
+
 
 def typed(node: DictConfig, schema: type, name: str):
     """`node` checked against the dataclass `schema`: a one-line error names a bad key or value."""
@@ -124,16 +142,24 @@ class RuntimeConfig:
     max_wall_s: float | None = None
 
     def __post_init__(self) -> None:
-        for key in ("torch_threads", "replay_capacity", "image_replay_capacity", "eval_every", "eval_episodes",
-                    "checkpoint_every", "log_every"):
+        for key in (
+            "torch_threads",
+            "replay_capacity",
+            "image_replay_capacity",
+            "eval_every",
+            "eval_episodes",
+            "checkpoint_every",
+            "log_every",
+        ):
             if getattr(self, key) < 1:
                 raise ValueError(f"runtime.{key}={getattr(self, key)} must be at least 1: set a positive integer")
         for key in ("learning_starts", "random_steps"):
             if getattr(self, key) < 0:
                 raise ValueError(f"runtime.{key}={getattr(self, key)} must be 0 or more")
         if self.stop_at_success is not None and not 0.0 <= self.stop_at_success <= 1.0:
-            raise ValueError(f"runtime.stop_at_success={self.stop_at_success} must be a success rate in [0, 1] "
-                             "(or null)")
+            raise ValueError(
+                f"runtime.stop_at_success={self.stop_at_success} must be a success rate in [0, 1] (or null)"
+            )
         if self.max_wall_s is not None and self.max_wall_s < 0:
             raise ValueError(f"runtime.max_wall_s={self.max_wall_s} must be 0 or more seconds (or null)")
 
@@ -154,8 +180,9 @@ def check_device(device: str) -> None:
     except RuntimeError:
         raise ValueError(f"device={device!r} is not a torch device: use cpu or cuda") from None
     if kind == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device} but this torch sees no CUDA GPU (a CPU-only install, or no GPU "
-                         "visible): use device=cpu")
+        raise ValueError(
+            f"device={device} but this torch sees no CUDA GPU (a CPU-only install, or no GPU visible): use device=cpu"
+        )
 
 
 def check_train_config(cfg: DictConfig) -> RuntimeConfig:

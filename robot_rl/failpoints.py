@@ -7,6 +7,7 @@ to prove that a crash at exactly that point loses nothing (as databases test cra
   write:<file name>                        half-way through writing a file (write_atomic), e.g.
                                            write:checkpoint.pt, write:summary.json
 """
+
 from __future__ import annotations
 
 import os

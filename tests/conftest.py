@@ -1,4 +1,5 @@
 """Shared fixtures."""
+
 from __future__ import annotations
 
 import os
@@ -20,7 +21,12 @@ print("GL_OK")
 @pytest.fixture(scope="session")
 def gl() -> None:
     """Skip the rendering tests where no OpenGL backend can render offscreen (MUJOCO_GL, default egl)."""
-    res = subprocess.run([sys.executable, "-c", GL_PROBE], capture_output=True, text=True, timeout=120,
-                         env=dict(os.environ, MUJOCO_GL=os.environ.get("MUJOCO_GL", "egl")))
+    res = subprocess.run(
+        [sys.executable, "-c", GL_PROBE],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, MUJOCO_GL=os.environ.get("MUJOCO_GL", "egl")),
+    )
     if "GL_OK" not in res.stdout:
         pytest.skip(f"no OpenGL backend for offscreen rendering: {res.stderr.strip().splitlines()[-1:]}")

@@ -1,4 +1,5 @@
 """File-system faults for the tests and bench/faults.py: a small tmpfs, to fill up or make read-only."""
+
 from __future__ import annotations
 
 import contextlib
@@ -12,10 +13,12 @@ def tmpfs(path: Path, size: str):
     permission to mount; where it is missing the calling test is skipped (pytest.skip)."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True,
-                          text=True)
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True, text=True
+    )
     if proc.returncode != 0:
         import pytest
+
         pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
     try:
         yield path

@@ -13,6 +13,7 @@ functions that build or send ROS messages, so the chunk builders work without RO
   that a missed check would show as a committed episode.
 - `flood(topic, domain_id, seconds)`: a publisher sending 4 MB chunks as fast as it can.
 """
+
 from __future__ import annotations
 
 import collections
@@ -43,6 +44,7 @@ class Hostile:
 # ------------------------------------------------------------------------------------ robot bridge
 def _time(seconds: float):
     from builtin_interfaces.msg import Time
+
     sec = int(seconds)
     return Time(sec=sec, nanosec=min(int(round((seconds - sec) * 1e9)), 999_999_999))
 
@@ -50,6 +52,7 @@ def _time(seconds: float):
 def twist(stamp: float, linear=(0.0, 0.0, 0.0), angular=(0.0, 0.0, 0.0), frame: str = "base"):
     """A TwistStamped command answering the observation stamped `stamp` (seconds)."""
     from geometry_msgs.msg import TwistStamped
+
     msg = TwistStamped()
     msg.header.stamp, msg.header.frame_id = _time(stamp), frame
     msg.twist.linear.x, msg.twist.linear.y, msg.twist.linear.z = (float(v) for v in linear)
@@ -60,6 +63,7 @@ def twist(stamp: float, linear=(0.0, 0.0, 0.0), angular=(0.0, 0.0, 0.0), frame: 
 def gripper(stamp: float, names=("gripper",), positions=(0.08,)):
     """A JointState gripper command answering the observation stamped `stamp`."""
     from sensor_msgs.msg import JointState
+
     msg = JointState()
     msg.header.stamp = _time(stamp)
     msg.name, msg.position = list(names), [float(p) for p in positions]
@@ -98,8 +102,11 @@ def hostile_grippers(stamp: float, max_opening: float = 0.08) -> list[Hostile]:
     nan = float("nan")
     return [
         Hostile("no gripper joint", "gripper_no_joint", [gripper(stamp, ("finger",), (0.04,))]),
-        Hostile("names and positions of different lengths", "gripper_malformed",
-                [gripper(stamp, ("gripper", "joint1"), (0.04,))]),
+        Hostile(
+            "names and positions of different lengths",
+            "gripper_malformed",
+            [gripper(stamp, ("gripper", "joint1"), (0.04,))],
+        ),
         Hostile("the gripper joint twice", "gripper_malformed", [gripper(stamp, ("gripper", "gripper"), (0.0, 0.08))]),
         Hostile("NaN opening", "gripper_nonfinite", [gripper(stamp, positions=(nan,))]),
         Hostile("opening past the maximum", "gripper_range", [gripper(stamp, positions=(max_opening + 0.05,))]),
@@ -128,8 +135,9 @@ class CommandInjector:
         command = contract.qos("command")
         self.pub_twist = node.create_publisher(TwistStamped, contract.join(namespace, contract.CMD_TWIST.name), command)
         self.pub_grip = node.create_publisher(JointState, contract.join(namespace, contract.CMD_GRIPPER.name), command)
-        node.create_subscription(PoseStamped, contract.join(namespace, contract.TCP_POSE.name), self.on_pose,
-                                 contract.qos("sensor"))
+        node.create_subscription(
+            PoseStamped, contract.join(namespace, contract.TCP_POSE.name), self.on_pose, contract.qos("sensor")
+        )
 
     def on_pose(self, msg) -> None:
         p = msg.pose.position
@@ -150,8 +158,9 @@ class CommandInjector:
 
 
 # ---------------------------------------------------------------------------------- learner chunks
-def scripted_episode(task: str = "pick_cube", seed: int = 0, overrides: tuple[str, ...] = ()
-                     ) -> tuple[list[Transition], dict]:
+def scripted_episode(
+    task: str = "pick_cube", seed: int = 0, overrides: tuple[str, ...] = ()
+) -> tuple[list[Transition], dict]:
     """One episode of the task's scripted expert in the in-process sim: (steps, spec), where spec is
     what an actor sends with an episode's first chunk."""
     from robot_rl.config import compose
@@ -170,13 +179,29 @@ def scripted_episode(task: str = "pick_cube", seed: int = 0, overrides: tuple[st
     return steps, json.loads(json.dumps(spec))
 
 
-def episode_chunks(steps: list[Transition], spec: dict, actor: str = "hostile", episode: int = 0,
-                   chunk_steps: int | None = None, source: EpisodeSource = EpisodeSource.ONLINE) -> list[bytes]:
+def episode_chunks(
+    steps: list[Transition],
+    spec: dict,
+    actor: str = "hostile",
+    episode: int = 0,
+    chunk_steps: int | None = None,
+    source: EpisodeSource = EpisodeSource.ONLINE,
+) -> list[bytes]:
     """An actor's payloads for one episode (all of it in one chunk unless `chunk_steps`)."""
     size = chunk_steps or len(steps)
     starts = list(range(0, len(steps), size))
-    return [encode_chunk(steps[i:i + size], actor, episode, n, final=n == len(starts) - 1, source=source,
-                         spec=spec if n == 0 else None) for n, i in enumerate(starts)]
+    return [
+        encode_chunk(
+            steps[i : i + size],
+            actor,
+            episode,
+            n,
+            final=n == len(starts) - 1,
+            source=source,
+            spec=spec if n == 0 else None,
+        )
+        for n, i in enumerate(starts)
+    ]
 
 
 def unpack(payload: bytes) -> tuple[dict[str, np.ndarray], dict]:
@@ -207,6 +232,7 @@ def _set(name, index, value):
     def apply(a):
         a[name] = a[name].astype(np.result_type(a[name].dtype, np.float32)) if isinstance(value, float) else a[name]
         a[name][index] = value
+
     return apply
 
 
@@ -229,42 +255,68 @@ def hostile_chunks(steps: list[Transition], spec: dict, actor: str = "mallory") 
     evil = io.BytesIO()
     np.savez(evil, **{"reward": np.array([object()], dtype=object)})
     wider = lambda obs: {"state": np.append(obs["state"], np.float32(0.5)).astype(np.float32)}  # noqa: E731
-    foreign_steps = [Transition(observation=wider(t.observation), next_observation=wider(t.next_observation),
-                                action=t.action, policy_action=t.policy_action, reward=t.reward,
-                                terminated=t.terminated, truncated=t.truncated, step=t.step, timestamp=t.timestamp)
-                     for t in steps]
+    foreign_steps = [
+        Transition(
+            observation=wider(t.observation),
+            next_observation=wider(t.next_observation),
+            action=t.action,
+            policy_action=t.policy_action,
+            reward=t.reward,
+            terminated=t.terminated,
+            truncated=t.truncated,
+            step=t.step,
+            timestamp=t.timestamp,
+        )
+        for t in steps
+    ]
     gap = episode_chunks(steps, spec, actor, 120, chunk_steps=5)
     return [
         Hostile("garbage bytes", "malformed", [np.random.default_rng(0).bytes(5000)]),
         Hostile("a pickle", "malformed", [pickle.dumps({"spec": spec, "steps": ["..."]})]),
         Hostile("an npz with an object array (pickle inside)", "malformed", [evil.getvalue()]),
-        Hostile("weights on the transitions topic", "malformed",
-                [variant(good(100), header=lambda h: h.update(kind="weights"))]),
+        Hostile(
+            "weights on the transitions topic",
+            "malformed",
+            [variant(good(100), header=lambda h: h.update(kind="weights"))],
+        ),
         Hostile("unknown reward_source", "enum", [variant(good(101), arrays=_set("reward_source", 3, 7))]),
         Hostile("unknown label", "enum", [variant(good(102), arrays=_set("label", -1, 9))]),
         Hostile("unknown episode source", "enum", [variant(good(103), header=lambda h: h.update(source=9))]),
-        Hostile("obs rows != steps", "shape",
-                [variant(good(104), arrays=lambda a: a.update({"obs/state": a["obs/state"][:-1]}))]),
-        Hostile("action and policy_action widths differ", "shape",
-                [variant(good(105), arrays=lambda a: a.update(policy_action=a["policy_action"][:, :2]))]),
+        Hostile(
+            "obs rows != steps",
+            "shape",
+            [variant(good(104), arrays=lambda a: a.update({"obs/state": a["obs/state"][:-1]}))],
+        ),
+        Hostile(
+            "action and policy_action widths differ",
+            "shape",
+            [variant(good(105), arrays=lambda a: a.update(policy_action=a["policy_action"][:, :2]))],
+        ),
         Hostile("missing reward", "malformed", [variant(good(106), arrays=lambda a: a.pop("reward"))]),
         Hostile("missing actor", "malformed", [variant(good(107), header=lambda h: h.pop("actor"))]),
-        Hostile("episode number is a string", "malformed",
-                [variant(good(108), header=lambda h: h.update(episode="7"))]),
+        Hostile(
+            "episode number is a string", "malformed", [variant(good(108), header=lambda h: h.update(episode="7"))]
+        ),
         Hostile("NaN observation", "nonfinite", [variant(good(109), arrays=_set("obs/state", (2, 0), nan))]),
-        Hostile("infinite last next observation", "nonfinite",
-                [variant(good(110), arrays=_set("last_next_obs/state", 1, inf))]),
+        Hostile(
+            "infinite last next observation",
+            "nonfinite",
+            [variant(good(110), arrays=_set("last_next_obs/state", 1, inf))],
+        ),
         Hostile("NaN action", "nonfinite", [variant(good(111), arrays=_set("action", (0, 0), nan))]),
         Hostile("infinite reward", "nonfinite", [variant(good(112), arrays=_set("reward", 4, inf))]),
         Hostile("NaN grasp penalty", "nonfinite", [variant(good(113), arrays=_set("grasp_penalty", 0, nan))]),
         Hostile("NaN reset time", "nonfinite", [variant(good(114), header=lambda h: h.update(reset_s=nan))]),
         Hostile("action out of [-1, 1]", "range", [variant(good(115), arrays=_set("action", (3, 1), 1.5))]),
-        Hostile("policy action out of [-1, 1]", "range",
-                [variant(good(116), arrays=_set("policy_action", (3, 2), -4.0))]),
-        Hostile("a foreign spec (another task config) in a first chunk", "spec",
-                episode_chunks(foreign_steps, foreign_spec(spec), actor, 117)),
-        Hostile("a first chunk without its spec", "spec",
-                [variant(good(118), header=lambda h: h.update(spec=None))]),
+        Hostile(
+            "policy action out of [-1, 1]", "range", [variant(good(116), arrays=_set("policy_action", (3, 2), -4.0))]
+        ),
+        Hostile(
+            "a foreign spec (another task config) in a first chunk",
+            "spec",
+            episode_chunks(foreign_steps, foreign_spec(spec), actor, 117),
+        ),
+        Hostile("a first chunk without its spec", "spec", [variant(good(118), header=lambda h: h.update(spec=None))]),
         Hostile("chunks 0, 1 then 3 (chunk 2 lost)", "gap", [gap[0], gap[1], gap[3]]),
         Hostile("an oversized payload (9 MiB)", "too_large", [oversized_payload(9 << 20)]),
     ]
@@ -280,9 +332,15 @@ def flood_payload(size: int = FLOOD_BYTES, actor: str = "flood", episode: int = 
     passes decoding, so the receiver spends the full decode on it before its spec check rejects it."""
     side = int(np.sqrt(max(size - 4096, 6) / 6))  # the frame travels twice: obs and last_next_obs
     image = np.full((side, side, 3), 7, np.uint8)
-    step = Transition(observation={"image/front": image}, next_observation={"image/front": image},
-                      action=np.zeros(4, np.float32), policy_action=np.zeros(4, np.float32), reward=0.0,
-                      terminated=False, truncated=False)
+    step = Transition(
+        observation={"image/front": image},
+        next_observation={"image/front": image},
+        action=np.zeros(4, np.float32),
+        policy_action=np.zeros(4, np.float32),
+        reward=0.0,
+        terminated=False,
+        truncated=False,
+    )
     spec = {"observation": {"image/front": {"shape": [side, side, 3], "dtype": "uint8"}}, "action_dim": 4}
     return encode_chunk([step], actor, episode, 0, final=False, spec=spec)
 
@@ -315,8 +373,12 @@ def flood(topic: str, domain_id: int, seconds: float, payload: bytes | None = No
         elapsed = time.monotonic() - start
     finally:
         ros.close()
-    return {"sent": sent, "bytes": sent * len(payload), "seconds": round(elapsed, 2),
-            "rate_mb_s": round(sent * len(payload) / elapsed / 1e6, 1)}
+    return {
+        "sent": sent,
+        "bytes": sent * len(payload),
+        "seconds": round(elapsed, 2),
+        "rate_mb_s": round(sent * len(payload) / elapsed / 1e6, 1),
+    }
 
 
 def rss_mb(pid: int) -> float:
@@ -354,6 +416,7 @@ def transitions_publisher(node, topic: str = "/robot_rl/transitions", timeout: f
     from std_msgs.msg import UInt8MultiArray
 
     from robot_rl.ros import contract
+
     pub = node.create_publisher(UInt8MultiArray, topic, contract.qos("stream"))
     deadline = time.monotonic() + timeout
     while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
@@ -364,6 +427,7 @@ def transitions_publisher(node, topic: str = "/robot_rl/transitions", timeout: f
         msg = UInt8MultiArray()
         msg.data = payload
         pub.publish(msg)
+
     return send
 
 

@@ -1,4 +1,5 @@
 """Test helpers: robot_rl ROS nodes as real processes, and a probe node that listens and calls services."""
+
 from __future__ import annotations
 
 import json
@@ -80,8 +81,10 @@ class Probe:
         from std_msgs.msg import String
 
         from robot_rl.ros import contract
-        self.node.create_subscription(String, topic, lambda msg: self.latest.__setitem__(topic, json.loads(msg.data)),
-                                      contract.qos(qos_kind))
+
+        self.node.create_subscription(
+            String, topic, lambda msg: self.latest.__setitem__(topic, json.loads(msg.data)), contract.qos(qos_kind)
+        )
 
     def wait_for(self, topic: str, predicate, timeout: float, what: str) -> dict:
         deadline = time.monotonic() + timeout
@@ -90,7 +93,9 @@ class Probe:
             if value is not None and predicate(value):
                 return value
             time.sleep(0.05)
-        raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; last {topic}: {self.latest.get(topic)}")
+        raise AssertionError(
+            f"timed out after {timeout:.0f} s waiting for {what}; last {topic}: {self.latest.get(topic)}"
+        )
 
     def call(self, srv_type, name: str, request, timeout: float = 20.0):
         client = self.node.create_client(srv_type, name)
@@ -104,10 +109,12 @@ class Probe:
 
     def set_bool(self, name: str, value: bool):
         from std_srvs.srv import SetBool
+
         return self.call(SetBool, name, SetBool.Request(data=value))
 
     def trigger(self, name: str):
         from std_srvs.srv import Trigger
+
         return self.call(Trigger, name, Trigger.Request())
 
     def close(self) -> None:

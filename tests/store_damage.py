@@ -13,6 +13,7 @@ json before the damage) and the episode boundaries, independently of ``robot_rl.
 
 ``store_digest(path)`` hashes every file's relative path and bytes (byte-identity checks).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -23,15 +24,15 @@ import numpy as np
 import zarr
 
 DAMAGE_KINDS = (
-    "delete_state_chunk",   # a chunk file of data/observation/state (else the first unsharded observation)
-    "delete_image_shard",   # a shard file of data/observation/image/front (else the first image array)
-    "delete_ends_chunk",    # a chunk file of meta/episode_ends (the commit record)
-    "flip_state_byte",      # one byte of a data/observation/state chunk file
-    "flip_image_byte",      # one byte inside an inner chunk of an image shard (not its index)
-    "truncate_chunk",       # a chunk or shard file of any data array cut short
-    "corrupt_array_json",   # an array's zarr.json cut in half
-    "delete_root_json",     # the root zarr.json (format, specs, config)
-    "grow_index",           # meta/episode_ends grown by one row pointing past the data
+    "delete_state_chunk",  # a chunk file of data/observation/state (else the first unsharded observation)
+    "delete_image_shard",  # a shard file of data/observation/image/front (else the first image array)
+    "delete_ends_chunk",  # a chunk file of meta/episode_ends (the commit record)
+    "flip_state_byte",  # one byte of a data/observation/state chunk file
+    "flip_image_byte",  # one byte inside an inner chunk of an image shard (not its index)
+    "truncate_chunk",  # a chunk or shard file of any data array cut short
+    "corrupt_array_json",  # an array's zarr.json cut in half
+    "delete_root_json",  # the root zarr.json (format, specs, config)
+    "grow_index",  # meta/episode_ends grown by one row pointing past the data
 )
 
 ENDS = "meta/episode_ends"
@@ -109,8 +110,11 @@ def _metadata_of_dir(dirpath: str) -> dict:
 
 
 def _observation_arrays(store: str, sharded: bool) -> list[str]:
-    return [n for n in _data_arrays(store) if n.startswith("data/observation/")
-            and (_file_layout(store, n)[1] is not None) == sharded]
+    return [
+        n
+        for n in _data_arrays(store)
+        if n.startswith("data/observation/") and (_file_layout(store, n)[1] is not None) == sharded
+    ]
 
 
 def _state_array(store: str) -> str:
@@ -168,7 +172,7 @@ def damage(store_path: str, kind: str, rng: np.random.Generator) -> dict:
         index, path, per_file, inner = _pick_file(store, name, steps, rng)
         data = bytearray(open(path, "rb").read())
         n_inner = per_file // inner
-        table = np.frombuffer(bytes(data[len(data) - (16 * n_inner + 4):-4]), "<u8").reshape(n_inner, 2)
+        table = np.frombuffer(bytes(data[len(data) - (16 * n_inner + 4) : -4]), "<u8").reshape(n_inner, 2)
         committed = [j for j in range(n_inner) if index * per_file + j * inner < steps]
         j = int(rng.choice(committed))
         offset, length = (int(x) for x in table[j])
@@ -195,13 +199,15 @@ def damage(store_path: str, kind: str, rng: np.random.Generator) -> dict:
         name = names[int(rng.integers(len(names)))]
         path = os.path.join(store, *name.split("/"), "zarr.json")
         text = open(path, "rb").read()
-        open(path, "wb").write(text[:len(text) // 2])
+        open(path, "wb").write(text[: len(text) // 2])
         result.update(array=name, file=os.path.relpath(path, store))
     elif kind == "delete_root_json":
         os.remove(os.path.join(store, "zarr.json"))
         result.update(array="(root)", file="zarr.json")
     elif kind == "grow_index":
-        arr = zarr.open_array(os.path.join(store, *ENDS.split("/")), mode="r+").with_config({"write_empty_chunks": True})
+        arr = zarr.open_array(os.path.join(store, *ENDS.split("/")), mode="r+").with_config(
+            {"write_empty_chunks": True}
+        )
         arr.resize((episodes + 1,))
         arr[episodes] = steps + 7  # strictly increasing, readable, checksummed: but past every data array
         result.update(array=ENDS, file=f"{ENDS}/zarr.json")

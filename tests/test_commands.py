@@ -1,4 +1,5 @@
 """The `robot-rl` commands end to end: record-demos, train (resume, SIGKILL), eval, gym, errors."""
+
 from __future__ import annotations
 
 import json
@@ -17,13 +18,20 @@ from robot_rl.data.episode_log import EpisodeLog
 from robot_rl.data.schema import EpisodeSource
 
 # small, fast settings: the learner is exercised, not trained to convergence
-FAST = ["agent.compile=false", "agent.batch_size=64", "agent.utd=2", "runtime.learning_starts=50",
-        "runtime.eval_episodes=3", "runtime.log_every=100"]
+FAST = [
+    "agent.compile=false",
+    "agent.batch_size=64",
+    "agent.utd=2",
+    "runtime.learning_starts=50",
+    "runtime.eval_episodes=3",
+    "runtime.log_every=100",
+]
 
 
 def robot_rl(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "robot_rl.cli", *args], capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", "robot_rl.cli", *args], capture_output=True, text=True, timeout=timeout
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"robot-rl {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -74,10 +82,13 @@ def test_train_eval_and_resume(demos, tmp_path):
     assert "agent:" in (run / "config.yaml").read_text()
     log = check_log_with_plain_zarr(run / "episodes.zarr")
     # a reader with zarr alone, in a process that never imports robot_rl
-    reader = ("import sys, zarr; r = zarr.open_group(sys.argv[1], mode='r'); "
-              "e = r['meta/episode_ends'][:]; print(len(e), int(e[-1]), 'robot_rl' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", reader, str(run / "episodes.zarr")], capture_output=True,
-                         text=True, check=True).stdout.split()
+    reader = (
+        "import sys, zarr; r = zarr.open_group(sys.argv[1], mode='r'); "
+        "e = r['meta/episode_ends'][:]; print(len(e), int(e[-1]), 'robot_rl' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", reader, str(run / "episodes.zarr")], capture_output=True, text=True, check=True
+    ).stdout.split()
     assert out == [str(len(log["ends"])), str(log["ends"][-1]), "False"]
     sources = set(log["source"].tolist())
     assert sources == {EpisodeSource.DEMO, EpisodeSource.ONLINE, EpisodeSource.EVAL}
@@ -98,8 +109,18 @@ def test_train_eval_and_resume(demos, tmp_path):
 
 def test_sigkill_keeps_finished_episodes_and_resumes(demos, tmp_path):
     run = tmp_path / "run"
-    args = [sys.executable, "-m", "robot_rl.cli", "train", f"run_dir={run}", f"demos={demos}", "steps=3000",
-            "runtime.eval_every=100000", "runtime.checkpoint_every=200", *FAST]
+    args = [
+        sys.executable,
+        "-m",
+        "robot_rl.cli",
+        "train",
+        f"run_dir={run}",
+        f"demos={demos}",
+        "steps=3000",
+        "runtime.eval_every=100000",
+        "runtime.checkpoint_every=200",
+        *FAST,
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     store = run / "episodes.zarr"
     deadline = time.time() + 240
@@ -141,8 +162,14 @@ def test_sigkill_keeps_finished_episodes_and_resumes(demos, tmp_path):
 def test_default_compiled_learner_trains(demos, tmp_path):
     """The default agent (torch.compile on) through the command."""
     run = tmp_path / "run"
-    robot_rl("train", f"run_dir={run}", f"demos={demos}", "steps=150", "runtime.learning_starts=50",
-             "runtime.eval_episodes=2")
+    robot_rl(
+        "train",
+        f"run_dir={run}",
+        f"demos={demos}",
+        "steps=150",
+        "runtime.learning_starts=50",
+        "runtime.eval_episodes=2",
+    )
     assert json.loads((run / "summary.json").read_text())["critic_updates"] >= 100
 
 
@@ -157,24 +184,35 @@ def test_wall_budget_stops_at_the_first_episode_end(demos, tmp_path):
 
 def test_gym_task_trains_pendulum(tmp_path):
     run = tmp_path / "pendulum"
-    robot_rl("train", "task=gym", "task.env_id=Pendulum-v1", "num_demos=0", f"run_dir={run}", "steps=400",
-             "runtime.eval_every=200", *FAST)
+    robot_rl(
+        "train",
+        "task=gym",
+        "task.env_id=Pendulum-v1",
+        "num_demos=0",
+        f"run_dir={run}",
+        "steps=400",
+        "runtime.eval_every=200",
+        *FAST,
+    )
     summary = json.loads((run / "summary.json").read_text())
     assert summary["task"] == "gym" and summary["env_steps"] >= 400
     assert EpisodeLog(run / "episodes.zarr").obs_spec["state"][0] == (3,)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["train", "task=nope"], "unknown task 'nope': choose one of gym, pick_cube"),
-    (["train", "agent.nope=1"], "unknown config key 'agent.nope'"),
-    (["train", "steps=abc"], "steps='abc' must be a non-negative integer"),
-    (["train", "agent.utd=x", "run_dir={tmp}/u"], "bad value for agent.utd"),
-    (["train", "steps"], "'steps' is not an override"),
-    (["frobnicate"], "unknown command 'frobnicate'"),
-    (["train", "demos=/nonexistent/store", "run_dir={tmp}/r"], "/nonexistent/store"),
-    (["train", "task=gym", "task.env_id=CartPole-v1", "run_dir={tmp}/c"], "not a bounded Box"),
-    (["eval", "run_dir={tmp}/missing"], "holds no trained run"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "task=nope"], "unknown task 'nope': choose one of gym, pick_cube"),
+        (["train", "agent.nope=1"], "unknown config key 'agent.nope'"),
+        (["train", "steps=abc"], "steps='abc' must be a non-negative integer"),
+        (["train", "agent.utd=x", "run_dir={tmp}/u"], "bad value for agent.utd"),
+        (["train", "steps"], "'steps' is not an override"),
+        (["frobnicate"], "unknown command 'frobnicate'"),
+        (["train", "demos=/nonexistent/store", "run_dir={tmp}/r"], "/nonexistent/store"),
+        (["train", "task=gym", "task.env_id=CartPole-v1", "run_dir={tmp}/c"], "not a bounded Box"),
+        (["eval", "run_dir={tmp}/missing"], "holds no trained run"),
+    ],
+)
 def test_errors_are_one_line(args, message, tmp_path):
     proc = robot_rl(*[a.format(tmp=tmp_path) for a in args], check=False, timeout=120)
     assert proc.returncode == 2, proc.stderr
@@ -192,8 +230,9 @@ def test_corrupt_store_and_incompatible_checkpoint(demos, tmp_path):
 
     run = tmp_path / "run"
     robot_rl("train", f"run_dir={run}", f"demos={demos}", "steps=60", "runtime.eval_episodes=1", *FAST)
-    proc = robot_rl("train", f"run_dir={run}", f"demos={demos}", "steps=120", "agent.hidden_dims=[64,64]",
-                    *FAST, check=False)
+    proc = robot_rl(
+        "train", f"run_dir={run}", f"demos={demos}", "steps=120", "agent.hidden_dims=[64,64]", *FAST, check=False
+    )
     assert proc.returncode == 2
     assert "incompatible checkpoint" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
@@ -215,10 +254,20 @@ def test_vision_task_records_trains_and_evaluates(tmp_path):
 
     run = tmp_path / "run"
     # the learner takes an episode once it ends (so a discarded one never reaches it): 30-step episodes
-    robot_rl("train", *small, "task.max_steps=30", f"run_dir={run}", f"demos={demos_dir}", "steps=60",
-             "runtime.learning_starts=20",
-             "runtime.eval_episodes=1", "agent.batch_size=8", "agent.utd=1", "agent.compile=false",
-             "agent.grasp_critic=true")
+    robot_rl(
+        "train",
+        *small,
+        "task.max_steps=30",
+        f"run_dir={run}",
+        f"demos={demos_dir}",
+        "steps=60",
+        "runtime.learning_starts=20",
+        "runtime.eval_episodes=1",
+        "agent.batch_size=8",
+        "agent.utd=1",
+        "agent.compile=false",
+        "agent.grasp_critic=true",
+    )
     summary = json.loads((run / "summary.json").read_text())
     assert summary["critic_updates"] >= 30 and summary["task"] == "pick_cube_vision"
     robot_rl("eval", f"run_dir={run}", "episodes=1")

@@ -1,4 +1,5 @@
 """robot_rl/config.py: the one-line error printer shared by the `robot-rl` commands and the ROS nodes."""
+
 from __future__ import annotations
 
 import pytest
@@ -9,6 +10,7 @@ from robot_rl.config import UserError, one_line, print_error, report_errors
 def fail(err: BaseException):
     def run() -> int:
         raise err
+
     return run
 
 

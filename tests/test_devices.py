@@ -1,6 +1,7 @@
 """Teleop devices: raw report parsing from fixture files, the device classes driven through real file
 descriptors (a pipe and a file for the joystick, a pseudo-terminal for the keyboard, a stand-in
 hid.device for the SpaceMouse), the missing-device errors and make_device."""
+
 from __future__ import annotations
 
 import fcntl
@@ -25,7 +26,13 @@ from robot_rl.teleop.devices import DEVICES, make_device
 from robot_rl.teleop.gamepad import LAYOUTS, Gamepad, JoystickState, gamepad_command, parse_js_events
 from robot_rl.teleop.keyboard import Keyboard, parse_keys
 from robot_rl.teleop.spacemouse import (
-    SpaceMouse, SpaceMouseState, find_spacemouse, parse_report, parse_reports, spacemouse_axes, spacemouse_command,
+    SpaceMouse,
+    SpaceMouseState,
+    find_spacemouse,
+    parse_report,
+    parse_reports,
+    spacemouse_axes,
+    spacemouse_command,
 )
 
 DATA = Path(__file__).parent / "data" / "teleop"
@@ -57,6 +64,7 @@ def assert_command(cmd: DeviceCommand, action, active: bool, label=NONE, buttons
 
 # --------------------------------------------------------------------------- shared helpers
 
+
 def test_deadzone_is_continuous_and_clips():
     out = apply_deadzone(np.array([0.05, -0.1, 0.1 + 1e-6, 0.55, -1.0, 3.0]), 0.1)
     np.testing.assert_allclose(out, [0, 0, 1e-6 / 0.9, 0.5, -1, 1], atol=1e-9)
@@ -74,6 +82,7 @@ def test_idle_command_matches_inactive_commands():
 
 
 # --------------------------------------------------------------------------- SpaceMouse: parsing
+
 
 def test_spacemouse_report_styles():
     s = parse_report(bytes.fromhex("01 64 00 38 ff 9c ff"), SpaceMouseState(rotation=(1, 2, 3)))
@@ -140,12 +149,31 @@ def test_spacemouse_speed_and_yaw():
 
 # --------------------------------------------------------------------------- SpaceMouse: the device
 
-SPACENAV = {"vendor_id": 0x046D, "product_id": 0xC626, "path": b"/dev/hidraw3", "usage_page": 1, "usage": 8,
-            "interface_number": 0, "product_string": "SpaceNavigator"}
-LOGI_MOUSE = {"vendor_id": 0x046D, "product_id": 0xC52B, "path": b"/dev/hidraw0", "usage_page": 1, "usage": 2,
-              "interface_number": 0}
-RECEIVER_KBD = {"vendor_id": 0x256F, "product_id": 0xC652, "path": b"/dev/hidraw5", "usage_page": 0x0C,
-                "usage": 1, "interface_number": 0}
+SPACENAV = {
+    "vendor_id": 0x046D,
+    "product_id": 0xC626,
+    "path": b"/dev/hidraw3",
+    "usage_page": 1,
+    "usage": 8,
+    "interface_number": 0,
+    "product_string": "SpaceNavigator",
+}
+LOGI_MOUSE = {
+    "vendor_id": 0x046D,
+    "product_id": 0xC52B,
+    "path": b"/dev/hidraw0",
+    "usage_page": 1,
+    "usage": 2,
+    "interface_number": 0,
+}
+RECEIVER_KBD = {
+    "vendor_id": 0x256F,
+    "product_id": 0xC652,
+    "path": b"/dev/hidraw5",
+    "usage_page": 0x0C,
+    "usage": 1,
+    "interface_number": 0,
+}
 RECEIVER_AXES = {**RECEIVER_KBD, "path": b"/dev/hidraw6", "usage_page": 1, "usage": 8, "interface_number": 2}
 
 
@@ -184,8 +212,9 @@ class FakeHidDevice:
 @pytest.fixture
 def fake_hid(monkeypatch):
     dev = FakeHidDevice()
-    module = types.SimpleNamespace(device=lambda: dev, enumerate=lambda vid=0, pid=0: list(module.entries),
-                                   entries=[LOGI_MOUSE, SPACENAV], dev=dev)
+    module = types.SimpleNamespace(
+        device=lambda: dev, enumerate=lambda vid=0, pid=0: list(module.entries), entries=[LOGI_MOUSE, SPACENAV], dev=dev
+    )
     monkeypatch.setitem(sys.modules, "hid", module)
     return module
 
@@ -272,6 +301,7 @@ def test_spacemouse_not_found_and_open_refused(fake_hid):
 
 # --------------------------------------------------------------------------- gamepad: parsing
 
+
 def test_parse_js_events_and_partial_tail():
     records = [r for batch in load_batches("gamepad_xbox.hex") for r in batch]
     assert all(len(r) == 8 for r in records)
@@ -330,6 +360,7 @@ def test_gamepad_layouts_and_roles():
 
 
 # --------------------------------------------------------------------------- gamepad: the device
+
 
 def test_gamepad_through_a_pipe():
     r, w = os.pipe()
@@ -400,6 +431,7 @@ def test_gamepad_missing_and_bad_config(tmp_path):
 
 
 # --------------------------------------------------------------------------- keyboard
+
 
 def test_parse_keys():
     keys, rest = parse_keys(b"wW \x7f\x1b[A\x1b[1;2D\x1bOB\x1b[5~\x1b[15~\x03\xc3\xa9q")
@@ -528,10 +560,12 @@ def test_keyboard_needs_a_terminal():
 
 # --------------------------------------------------------------------------- make_device
 
+
 def test_make_device_names_and_errors(tmp_path, monkeypatch):
     assert {"spacemouse", "gamepad", "keyboard"} <= set(DEVICES)
-    with pytest.raises(ValueError,
-                       match="unknown teleop device 'wiimote'; choose one of: gamepad, keyboard, ros, spacemouse"):
+    with pytest.raises(
+        ValueError, match="unknown teleop device 'wiimote'; choose one of: gamepad, keyboard, ros, spacemouse"
+    ):
         make_device("wiimote")
     with pytest.raises(ValueError, match=r"bad config for teleop device 'gamepad'.*its keys: path, layout"):
         make_device("gamepad", port="/dev/input/js0")

@@ -1,4 +1,5 @@
 """Image encoders, random-shift augmentation and the image agent (DrQ-style encoder training)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -8,7 +9,7 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from robot_rl.agents.augmentation import random_shift, shift_padding
-from robot_rl.agents.encoders import (ConvBackbone, EncoderConfig, ObservationEncoder, ResNet10Backbone)
+from robot_rl.agents.encoders import ConvBackbone, EncoderConfig, ObservationEncoder, ResNet10Backbone
 from robot_rl.agents.sac import SACAgent, SACConfig
 
 torch.set_num_threads(2)
@@ -36,11 +37,14 @@ def image_batch(rows: int, shapes: dict, state_dim: int = 3, action_dim: int = 2
 
 
 @pytest.mark.parametrize("name", ["conv", "resnet10"])
-@pytest.mark.parametrize("shapes,state_dim", [
-    ({}, 5),                                                     # no camera: state only
-    ({"image/front": (32, 32, 3)}, None),                        # one camera, no state
-    ({"image/front": (32, 32, 3), "image/wrist": (24, 40, 3)}, 7),  # two cameras of different sizes
-])
+@pytest.mark.parametrize(
+    "shapes,state_dim",
+    [
+        ({}, 5),  # no camera: state only
+        ({"image/front": (32, 32, 3)}, None),  # one camera, no state
+        ({"image/front": (32, 32, 3), "image/wrist": (24, 40, 3)}, 7),  # two cameras of different sizes
+    ],
+)
 def test_observation_encoder_output_shape(name, shapes, state_dim):
     cfg = EncoderConfig(name=name, bottleneck=16, spatial_features=4)
     encoder = ObservationEncoder(shapes, {"state": state_dim} if state_dim else {}, cfg)
@@ -48,7 +52,7 @@ def test_observation_encoder_output_shape(name, shapes, state_dim):
     assert out.shape == (3, 16 * len(shapes) + (state_dim or 0))
     assert out.dtype == torch.float32
     assert encoder.output_dim == out.shape[1]
-    camera_part = out[:, :16 * len(shapes)]
+    camera_part = out[:, : 16 * len(shapes)]
     assert (camera_part.abs() < 1).all()  # tanh bottleneck
     if shapes:  # features depend on the image
         other = image_obs(3, shapes, state_dim, seed=1)
@@ -65,14 +69,17 @@ def test_state_part_is_scaled():
 
 def test_pixels_are_normalised_for_each_backbone():
     from robot_rl.agents.encoders import IMAGENET_MEAN, IMAGENET_STD, CameraEncoder
+
     image = torch.tensor([0, 255, 51], dtype=torch.uint8).expand(1, 16, 16, 3)  # R=0, G=255, B=51 everywhere
     conv = CameraEncoder((16, 16, 3), EncoderConfig())
-    torch.testing.assert_close(torch.addcmul(conv.shift, image.permute(0, 3, 1, 2), conv.scale)[0, :, 0, 0],
-                               torch.tensor([-0.5, 0.5, -0.3]))
+    torch.testing.assert_close(
+        torch.addcmul(conv.shift, image.permute(0, 3, 1, 2), conv.scale)[0, :, 0, 0], torch.tensor([-0.5, 0.5, -0.3])
+    )
     resnet = CameraEncoder((16, 16, 3), EncoderConfig(name="resnet10"))
     expected = (torch.tensor([0.0, 1.0, 0.2]) - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
-    torch.testing.assert_close(torch.addcmul(resnet.shift, image.permute(0, 3, 1, 2), resnet.scale)[0, :, 0, 0],
-                               expected)
+    torch.testing.assert_close(
+        torch.addcmul(resnet.shift, image.permute(0, 3, 1, 2), resnet.scale)[0, :, 0, 0], expected
+    )
 
 
 def test_resnet10_backbone_on_128px_images():
@@ -89,8 +96,12 @@ def test_random_shift_is_a_crop_of_the_replicate_padded_image(dtype):
     padded = F.pad(images.permute(0, 3, 1, 2).float(), (pad,) * 4, mode="replicate").permute(0, 2, 3, 1)
     offsets = []
     for b in range(batch):  # each output is exactly one window of the padded image
-        matches = [(dy, dx) for dy in range(2 * pad + 1) for dx in range(2 * pad + 1)
-                   if torch.equal(padded[b, dy:dy + height, dx:dx + width], shifted[b].float())]
+        matches = [
+            (dy, dx)
+            for dy in range(2 * pad + 1)
+            for dx in range(2 * pad + 1)
+            if torch.equal(padded[b, dy : dy + height, dx : dx + width], shifted[b].float())
+        ]
         assert len(matches) == 1
         offsets.append(matches[0])
     assert len(set(offsets)) > 3  # images get their own shifts, and most are actual shifts
@@ -111,7 +122,9 @@ def test_image_agent_trains_encoder_through_critic_only():
     target_before = [p.detach().clone() for p in agent.target_encoder.parameters()]
     info = agent.update(image_batch(16, shapes))
     assert agent.num_updates == 2 and np.isfinite(info["critic_loss"])
-    for b, p, t, tp in zip(encoder_before, agent.encoder.parameters(), target_before, agent.target_encoder.parameters()):
+    for b, p, t, tp in zip(
+        encoder_before, agent.encoder.parameters(), target_before, agent.target_encoder.parameters()
+    ):
         assert not torch.equal(b, p.detach())  # the critic loss trains every encoder parameter
         assert 0 < (tp - t).abs().max() <= (p.detach() - t).abs().max() + 1e-7  # EMA target follows slowly
     # the actor loss sends no gradient into the encoder (it reads detached features)
@@ -136,7 +149,9 @@ def test_frozen_pretrained_backbone_loads_and_stays_fixed(tmp_path):
     shapes = {"image/front": (16, 16, 3)}
     pretrained = ConvBackbone(8, [2, 1])
     torch.save(pretrained.state_dict(), tmp_path / "conv.pt")
-    encoder_cfg = EncoderConfig(channels=8, strides=[2, 1], bottleneck=8, weights=str(tmp_path / "conv.pt"), freeze=True)
+    encoder_cfg = EncoderConfig(
+        channels=8, strides=[2, 1], bottleneck=8, weights=str(tmp_path / "conv.pt"), freeze=True
+    )
     agent = SACAgent({**shapes, "state": 3}, 2, SACConfig(encoder=encoder_cfg, **SMALL), seed=1)
     backbone = agent.encoder.cameras[0].backbone
     for (name, p), q in zip(backbone.named_parameters(), pretrained.parameters()):
@@ -154,9 +169,11 @@ def test_frozen_pretrained_backbone_loads_and_stays_fixed(tmp_path):
 def test_bad_weights_file_is_one_line_error(tmp_path):
     torch.save(ResNet10Backbone().state_dict(), tmp_path / "resnet.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a torch file")
-    cases = {str(tmp_path / "resnet.pt"): "does not fit the 'conv' encoder",
-             str(tmp_path / "missing.pt"): "does not exist",
-             str(tmp_path / "junk.pt"): "cannot be read"}
+    cases = {
+        str(tmp_path / "resnet.pt"): "does not fit the 'conv' encoder",
+        str(tmp_path / "missing.pt"): "does not exist",
+        str(tmp_path / "junk.pt"): "cannot be read",
+    }
     for path, message in cases.items():
         cfg = SACConfig(encoder=EncoderConfig(weights=path), **SMALL)
         with pytest.raises(ValueError, match=message) as err:
@@ -166,8 +183,18 @@ def test_bad_weights_file_is_one_line_error(tmp_path):
 
 def test_encoder_config_through_omegaconf():
     from robot_rl.config import typed
-    cfg = typed(OmegaConf.create({"encoder": {"name": "resnet10", "weights": "w.pt", "freeze": True},
-                                  "augmentation": False, "grasp_critic": True}), SACConfig, "agent")
+
+    cfg = typed(
+        OmegaConf.create(
+            {
+                "encoder": {"name": "resnet10", "weights": "w.pt", "freeze": True},
+                "augmentation": False,
+                "grasp_critic": True,
+            }
+        ),
+        SACConfig,
+        "agent",
+    )
     assert cfg.encoder.name == "resnet10" and cfg.encoder.weights == "w.pt" and cfg.encoder.freeze
     assert cfg.encoder.strides == [2, 2, 2, 1] and not cfg.augmentation and cfg.grasp_critic
     with pytest.raises(ValueError, match="agent.encoder.name='vit'"):

@@ -1,4 +1,5 @@
 """Zarr episode log: round trip, plain-zarr readability, resume, crash safety, concurrent readers."""
+
 from __future__ import annotations
 
 import os
@@ -125,7 +126,10 @@ def test_round_trip_values_next_observation_and_sources(tmp_path):
     assert log.num_episodes == 8
     assert log.num_steps == sum(ep_length(e) for e in range(8))
     assert log.config == config
-    assert log.obs_spec == {"image/front": (IMAGE_SHAPE, np.dtype("uint8")), "state": ((STATE_DIM,), np.dtype("float32"))}
+    assert log.obs_spec == {
+        "image/front": (IMAGE_SHAPE, np.dtype("uint8")),
+        "state": ((STATE_DIM,), np.dtype("float32")),
+    }
     for ep in range(8):
         assert_episode_matches(log.episode(ep), ep)
     # next observation across an episode boundary comes from meta/last_observation, not the next episode
@@ -139,7 +143,9 @@ def test_round_trip_values_next_observation_and_sources(tmp_path):
     np.testing.assert_array_equal(
         meta["intervention_steps"], [(ep_length(e) + 1) // 2 if e % 3 == 2 else 0 for e in range(8)]
     )
-    np.testing.assert_allclose(meta["episode_return"], [sum(e + 0.25 * t for t in range(ep_length(e))) for e in range(8)])
+    np.testing.assert_allclose(
+        meta["episode_return"], [sum(e + 0.25 * t for t in range(ep_length(e))) for e in range(8)]
+    )
 
     wanted = {EpisodeSource.DEMO, EpisodeSource.INTERVENTION}
     sub = log.transitions(sources=wanted)
@@ -313,7 +319,7 @@ def test_uncommitted_leftovers_are_ignored_then_truncated(tmp_path):
         for name, arr in root[group].arrays():
             if name != "episode_ends":
                 arr.append(np.ones((rows, *arr.shape[1:]), arr.dtype))
-    for name, arr in root["data/observation"].members(max_depth=None):
+    for _, arr in root["data/observation"].members(max_depth=None):
         if isinstance(arr, zarr.Array):
             arr.append(np.full((4, *arr.shape[1:]), 9, arr.dtype))
     stray = os.path.join(path, "data", "reward", "zarr.0123abcd.partial")

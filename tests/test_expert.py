@@ -1,4 +1,5 @@
 """PickCubeTask, RobotEnv API and the scripted expert."""
+
 from __future__ import annotations
 
 import gymnasium as gym
@@ -61,8 +62,11 @@ def test_spaces_and_observation_layout(env: RobotEnv) -> None:
     assert obs["state"][3] > 0.05  # moving +x: positive x velocity (m/s)
     assert list(info) == ["step_info"]  # one typed object, no ad-hoc keys
     step = info["step_info"]
-    assert isinstance(step, StepInfo) and (step.success, step.reward_source, step.grasp_penalty) == \
-        (False, RewardSource.TASK, 0.0)
+    assert isinstance(step, StepInfo) and (step.success, step.reward_source, step.grasp_penalty) == (
+        False,
+        RewardSource.TASK,
+        0.0,
+    )
     assert np.isnan(step.success_probability) and not step.intervention and step.label == EpisodeLabel.NONE
 
 

@@ -1,12 +1,21 @@
 """The discrete grasp critic (HIL-SERL): class mapping, double-DQN targets, acting, learning, checkpoints."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from robot_rl.agents.grasp import (CLOSE, OPEN, STAY, GraspCritic, class_to_gripper, double_dqn_target,
-                                   gripper_to_class, grasp_td_loss)
+from robot_rl.agents.grasp import (
+    CLOSE,
+    OPEN,
+    STAY,
+    GraspCritic,
+    class_to_gripper,
+    double_dqn_target,
+    grasp_td_loss,
+    gripper_to_class,
+)
 from robot_rl.agents.sac import SACAgent, SACConfig
 
 torch.set_num_threads(2)
@@ -44,9 +53,18 @@ def test_grasp_td_loss_with_set_weights():
             net.head.bias.copy_(torch.tensor(bias))
     features = torch.randn(2, 2)
     classes = gripper_to_class(torch.tensor([0.9, -0.9]))  # close, open
-    loss = grasp_td_loss(online, target, features, classes, reward=torch.tensor([1.0, 0.0]),
-                         grasp_penalty=torch.tensor([-0.1, 0.0]), terminated=torch.tensor([0.0, 1.0]),
-                         next_features=torch.randn(2, 2), next_target_features=torch.randn(2, 2), discount=0.9)
+    loss = grasp_td_loss(
+        online,
+        target,
+        features,
+        classes,
+        reward=torch.tensor([1.0, 0.0]),
+        grasp_penalty=torch.tensor([-0.1, 0.0]),
+        terminated=torch.tensor([0.0, 1.0]),
+        next_features=torch.randn(2, 2),
+        next_target_features=torch.randn(2, 2),
+        discount=0.9,
+    )
     # targets: 1 - 0.1 + 0.9 * 20 = 18.9 and 0 (terminal); Q(s, taken) = bias[close] = 1, bias[open] = 2
     assert loss.item() == pytest.approx(((1 - 18.9) ** 2 + (2 - 0) ** 2) / 2, rel=1e-6)
 
@@ -100,13 +118,22 @@ def test_image_grasp_agent_checkpoint_round_trip(tmp_path):
 
     def batch(seed: int) -> dict:
         g = torch.Generator().manual_seed(seed)
-        obs = lambda: {**{k: torch.randint(0, 256, (16, *s), dtype=torch.uint8, generator=g)  # noqa: E731
-                          for k, s in shapes.items()}, "state": torch.randn(16, 4, generator=g)}
+        obs = lambda: {
+            **{
+                k: torch.randint(0, 256, (16, *s), dtype=torch.uint8, generator=g)  # noqa: E731
+                for k, s in shapes.items()
+            },
+            "state": torch.randn(16, 4, generator=g),
+        }
         gripper = class_to_gripper(torch.randint(0, 3, (16,), generator=g))
-        return {"observation": obs(), "next_observation": obs(),
-                "action": torch.cat([torch.rand(16, 2, generator=g) * 2 - 1, gripper[:, None]], 1),
-                "reward": torch.rand(16, generator=g), "terminated": torch.zeros(16),
-                "grasp_penalty": -0.1 * (gripper != 0).float()}
+        return {
+            "observation": obs(),
+            "next_observation": obs(),
+            "action": torch.cat([torch.rand(16, 2, generator=g) * 2 - 1, gripper[:, None]], 1),
+            "reward": torch.rand(16, generator=g),
+            "terminated": torch.zeros(16),
+            "grasp_penalty": -0.1 * (gripper != 0).float(),
+        }
 
     agent = SACAgent(obs_dims, 3, cfg, seed=3)
     agent.update(batch(0))

@@ -1,4 +1,5 @@
 """task=gym: a foreign env's success reported under another info key is mapped onto StepInfo.success."""
+
 from __future__ import annotations
 
 import logging

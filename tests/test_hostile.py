@@ -8,6 +8,7 @@ hostile command set, a learner under a hostile chunk set, and a learner under a 
 chunks. The hostile sets are tests/hostile.py (shared with the fault bench). This module's DDS
 domains are 215..224 (tests/test_ros.py uses 40..89, tests/test_ros_nodes.py 100..199).
 """
+
 from __future__ import annotations
 
 import io
@@ -21,14 +22,37 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from hostile import (
+    CommandInjector,
+    episode_chunks,
+    flood,
+    flood_payload,
+    foreign_spec,
+    hostile_chunks,
+    hostile_grippers,
+    hostile_rotations,
+    hostile_twists,
+    peak_rss,
+    repack,
+    scripted_episode,
+    send_cases,
+    transitions_publisher,
+    unpack,
+    variant,
+)
 
-from hostile import (CommandInjector, episode_chunks, flood, flood_payload, foreign_spec, hostile_chunks,
-                     hostile_rotations, peak_rss, send_cases,
-                     transitions_publisher,
-                     hostile_grippers, hostile_twists, repack, scripted_episode, unpack, variant)
 from robot_rl.data.schema import Transition
-from robot_rl.runtime.wire import (MAX_PAYLOAD_BYTES, RejectCounter, WireError, check_chunk, check_spec, decode_chunk,
-                                   decode_weights, encode_weights, spec_mismatch)
+from robot_rl.runtime.wire import (
+    MAX_PAYLOAD_BYTES,
+    RejectCounter,
+    WireError,
+    check_chunk,
+    check_spec,
+    decode_chunk,
+    decode_weights,
+    encode_weights,
+    spec_mismatch,
+)
 
 DOMAIN = 215 + os.getpid() % 10  # this module's own DDS domains (ROS's "safe" 215..232 range)
 LEARNER_LEVEL = {"gap"}  # kinds only a receiver that follows episodes can tell (decode_chunk passes each chunk)
@@ -161,9 +185,13 @@ def test_chunks_carry_the_episode_logs_step_dtypes(episode):
     assert set(WIRE_FIELDS) == set(LOG_FIELDS) - {"episode_id"} | {"label"}
     for name in set(LOG_FIELDS) - {"episode_id"}:
         assert arrays[name].dtype == np.dtype(LOG_FIELDS[name]), name
+
     def widths_of_old(a: dict) -> None:  # step int64, reward_source and label int8, as the wire sent them before
-        a.update(step=a["step"].astype(np.int64), reward_source=a["reward_source"].astype(np.int8),
-                 label=a["label"].astype(np.int8))
+        a.update(
+            step=a["step"].astype(np.int64),
+            reward_source=a["reward_source"].astype(np.int8),
+            label=a["label"].astype(np.int8),
+        )
 
     old = variant(episode_chunks(steps[:3], spec)[0], arrays=widths_of_old)
     _, decoded = decode_chunk(old)
@@ -235,8 +263,12 @@ def test_mujoco_robot_refuses_nonfinite_actions_and_moves_nothing():
     robot.apply_action(np.array([0.0, 0.0, -0.01]), -1.0)
     qpos, ctrl, target = robot.data.qpos.copy(), robot.data.ctrl.copy(), robot.tcp_target.copy()
     sim_time = robot.data.time
-    for delta, grip in (([np.nan, 0.0, 0.0], -1.0), ([0.0, np.inf, 0.0], -1.0), ([0.0, 0.0, 0.0], np.nan),
-                        ([0.0, 0.0, 0.0], -np.inf)):
+    for delta, grip in (
+        ([np.nan, 0.0, 0.0], -1.0),
+        ([0.0, np.inf, 0.0], -1.0),
+        ([0.0, 0.0, 0.0], np.nan),
+        ([0.0, 0.0, 0.0], -np.inf),
+    ):
         with pytest.raises(ValueError, match="not finite") as err:
             robot.apply_action(np.array(delta), grip)
         assert "\n" not in str(err.value)
@@ -255,8 +287,20 @@ def test_mujoco_robot_refuses_nonfinite_actions_and_moves_nothing():
 # ------------------------------------------------------------------------------ RemoteLearner core
 def _learner_cfg(run_dir, *extra: str):
     from robot_rl.config import compose
-    return compose("train", [f"run_dir={run_dir}", "agent.compile=false", "runtime.learning_starts=8",
-                             "agent.batch_size=16", "agent.utd=1", "runtime.torch_threads=1", "num_demos=0", *extra])
+
+    return compose(
+        "train",
+        [
+            f"run_dir={run_dir}",
+            "agent.compile=false",
+            "runtime.learning_starts=8",
+            "agent.batch_size=16",
+            "agent.utd=1",
+            "runtime.torch_threads=1",
+            "num_demos=0",
+            *extra,
+        ],
+    )
 
 
 def _feed(core, payloads) -> None:
@@ -296,8 +340,9 @@ def test_remote_learner_bounds_what_it_holds(episode, tmp_path):
     from robot_rl.runtime.remote_learner import IngestLimits, RemoteLearner
 
     steps, spec = episode
-    limits = IngestLimits(inbox_chunks=3, pending_per_actor=2, pending_episodes=3, episode_timeout_s=0.5,
-                          max_episode_steps=len(steps) + 2)
+    limits = IngestLimits(
+        inbox_chunks=3, pending_per_actor=2, pending_episodes=3, episode_timeout_s=0.5, max_episode_steps=len(steps) + 2
+    )
     core = RemoteLearner(_learner_cfg(tmp_path / "run"), log=lambda _: None, limits=limits)
     first = lambda actor, n: episode_chunks(steps, spec, actor, n, chunk_steps=4)[0]  # noqa: E731
 
@@ -332,15 +377,30 @@ def test_remote_learner_without_a_local_env_accepts_a_spec_only_from_a_valid_epi
     core = RemoteLearner(cfg, log=lambda _: None)
     assert not core.status()["ready"] and not core.status()["spec_pinned"]
     foreign = foreign_spec(spec)
-    nan_episode = variant(episode_chunks(steps, foreign, "mallory", 0)[0],  # a NaN episode may not set the spec
-                          arrays=lambda a: a.update({"reward": np.full(len(steps), np.nan, np.float32)}))
+    nan_episode = variant(
+        episode_chunks(steps, foreign, "mallory", 0)[0],  # a NaN episode may not set the spec
+        arrays=lambda a: a.update({"reward": np.full(len(steps), np.nan, np.float32)}),
+    )
     _feed(core, [nan_episode])
     matrix = {"state": np.zeros((2, 2), np.float32)}  # well-formed, but no agent takes a 2-D float observation
-    odd = [Transition(observation=matrix, next_observation=matrix, action=np.zeros(4, np.float32),
-                      policy_action=np.zeros(4, np.float32), reward=0.0, terminated=i == 2, truncated=False)
-           for i in range(3)]
-    odd_spec = {"observation": {"state": {"shape": [2, 2], "dtype": "float32", "low": [[-1.0] * 2] * 2,
-                                          "high": [[1.0] * 2] * 2}}, "action_dim": 4}
+    odd = [
+        Transition(
+            observation=matrix,
+            next_observation=matrix,
+            action=np.zeros(4, np.float32),
+            policy_action=np.zeros(4, np.float32),
+            reward=0.0,
+            terminated=i == 2,
+            truncated=False,
+        )
+        for i in range(3)
+    ]
+    odd_spec = {
+        "observation": {
+            "state": {"shape": [2, 2], "dtype": "float32", "low": [[-1.0] * 2] * 2, "high": [[1.0] * 2] * 2}
+        },
+        "action_dim": 4,
+    }
     _feed(core, episode_chunks(odd, odd_spec, "mallory", 1))
     assert core.learner is None and not (run / "episodes.zarr").exists()
     half = episode_chunks(steps, spec, "robot0", 0, chunk_steps=5)
@@ -424,8 +484,10 @@ def test_bridge_drops_hostile_commands_and_keeps_working(ros, mode):
 
 
 def _learner_args(run_dir):
-    return (f"overrides:=[run_dir={run_dir}, steps=100000, runtime.learning_starts=8, agent.compile=false, "
-            "agent.utd=1, agent.batch_size=16, runtime.torch_threads=1, runtime.checkpoint_every=100000]")
+    return (
+        f"overrides:=[run_dir={run_dir}, steps=100000, runtime.learning_starts=8, agent.compile=false, "
+        "agent.utd=1, agent.batch_size=16, runtime.torch_threads=1, runtime.checkpoint_every=100000]"
+    )
 
 
 def test_learner_process_rejects_hostile_chunks_then_trains_on_a_valid_episode(ros, tmp_path, episode):
@@ -443,8 +505,12 @@ def test_learner_process_rejects_hostile_chunks_then_trains_on_a_valid_episode(r
     assert status["episodes"] == 0 and status["env_steps"] == 0 and learner.poll() is None
     for payload in episode_chunks(steps, spec, "robot0", 0, chunk_steps=7):
         send(payload)
-    status = probe.wait_for("/robot_rl/learner_status", lambda s: s["episodes"] == 1 and s["updates"] > 0, 60,
-                            "the valid episode, trained on")
+    status = probe.wait_for(
+        "/robot_rl/learner_status",
+        lambda s: s["episodes"] == 1 and s["updates"] > 0,
+        60,
+        "the valid episode, trained on",
+    )
     assert status["rejected"] == expected and status["actors"] == {"robot0": len(steps)}
     nodes.kill("learner", signal.SIGINT)  # checkpoint, close the log
     log = EpisodeLog(run / "episodes.zarr")
@@ -471,8 +537,10 @@ def test_learner_memory_stays_bounded_under_a_flood(ros, tmp_path, episode):
         sent = flood("/robot_rl/transitions", DOMAIN, 10.0, flood_payload())
         time.sleep(2.0)
     growth = rss["peak"] - rss["baseline"]
-    print(f"flood: {sent}; learner RSS {rss['baseline']:.0f} MB -> peak {rss['peak']:.0f} MB (+{growth:.0f} MB), "
-          f"rejected {probe.latest['/robot_rl/learner_status']['rejected']}")
+    print(
+        f"flood: {sent}; learner RSS {rss['baseline']:.0f} MB -> peak {rss['peak']:.0f} MB (+{growth:.0f} MB), "
+        f"rejected {probe.latest['/robot_rl/learner_status']['rejected']}"
+    )
     assert sent["sent"] > 20 and learner.poll() is None
     assert growth < 200, f"learner RSS grew by {growth:.0f} MB under the flood"
     # it still answers: a valid episode after the flood is committed
@@ -491,8 +559,9 @@ def test_bridge_with_rotation_executes_rotations_and_drops_angular_overspeed(ros
 
     nodes, probe = ros
     ns = "/hostile_rotation"
-    bridge = nodes.start("bridge", "bridge", "mode:=lockstep", "start_armed:=true",
-                         "overrides:=[task.rotation=true]", namespace=ns)
+    bridge = nodes.start(
+        "bridge", "bridge", "mode:=lockstep", "start_armed:=true", "overrides:=[task.rotation=true]", namespace=ns
+    )
     cases = hostile_rotations(0.0)
     injector = CommandInjector(probe.node, ns, cases)
     robot = RosRobot(ns, timeout=30.0)

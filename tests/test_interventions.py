@@ -1,5 +1,6 @@
 """Human in the loop: take-over and hand-back, episode labels, the simulated operator, and where
 intervention data goes (both replay buffers, the zarr log; discarded episodes never to the learner)."""
+
 from __future__ import annotations
 
 import json
@@ -67,11 +68,14 @@ def test_take_over_and_hand_back(env):
         assert np.sign(dx) == np.sign(expected)
 
 
-@pytest.mark.parametrize("label, reward, terminated, truncated, success", [
-    (EpisodeLabel.SUCCESS, 1.0, True, False, True),
-    (EpisodeLabel.FAILURE, 0.0, False, True, False),
-    (EpisodeLabel.DISCARD, 0.0, False, True, False),
-])
+@pytest.mark.parametrize(
+    "label, reward, terminated, truncated, success",
+    [
+        (EpisodeLabel.SUCCESS, 1.0, True, False, True),
+        (EpisodeLabel.FAILURE, 0.0, False, True, False),
+        (EpisodeLabel.DISCARD, 0.0, False, True, False),
+    ],
+)
 def test_labels_end_the_episode(env, label, reward, terminated, truncated, success):
     wrapped = InterventionWrapper(env, ReplayDevice([human(0.0, active=False), human(0.0, active=False, label=label)]))
     obs, _ = wrapped.reset(seed=2)
@@ -79,14 +83,20 @@ def test_labels_end_the_episode(env, label, reward, terminated, truncated, succe
     assert not (first.terminated or first.truncated) and first.label == EpisodeLabel.NONE
     last = env_step(wrapped, first.next_observation, np.zeros(4, np.float32), 0, 1)
     assert (last.reward, last.terminated, last.truncated, last.success, last.label) == (
-        reward, terminated, truncated, success, label)
+        reward,
+        terminated,
+        truncated,
+        success,
+        label,
+    )
     if label == EpisodeLabel.SUCCESS:
         assert last.reward_source.name == "HUMAN"
 
 
 def test_simulated_operator_steps_in_when_stalled_and_hands_back(env):
-    operator = SimulatedOperator(env, rule="stall", patience=5, duration=8, max_per_episode=1, noise=0.0,
-                                 rng=np.random.default_rng(0))
+    operator = SimulatedOperator(
+        env, rule="stall", patience=5, duration=8, max_per_episode=1, noise=0.0, rng=np.random.default_rng(0)
+    )
     wrapped = InterventionWrapper(env, operator)
     obs, _ = wrapped.reset(seed=3)
     hold = np.zeros(4, np.float32)  # a policy that does nothing: no progress
@@ -99,13 +109,14 @@ def test_simulated_operator_steps_in_when_stalled_and_hands_back(env):
             break
     first = flags.index(True)
     assert 4 <= first <= 6  # stepped in after `patience` steps without progress
-    assert flags[first:first + 8] == [True] * 8 and not any(flags[first + 8:])  # handed back after 8 steps
+    assert flags[first : first + 8] == [True] * 8 and not any(flags[first + 8 :])  # handed back after 8 steps
     assert operator.takeovers == 1
 
 
 def test_simulated_operator_finishes_the_task_and_rate_zero_never_intervenes(env):
-    operator = SimulatedOperator(env, rule="schedule", start_step=0, duration=60, noise=0.0,
-                                 rng=np.random.default_rng(0))
+    operator = SimulatedOperator(
+        env, rule="schedule", start_step=0, duration=60, noise=0.0, rng=np.random.default_rng(0)
+    )
     wrapped = InterventionWrapper(env, operator)
     obs, _ = wrapped.reset(seed=4)
     for step in range(60):
@@ -143,10 +154,24 @@ def test_intervention_steps_go_to_both_buffers(env):
 def test_training_with_the_operator_logs_interventions_and_drops_discarded_episodes(tmp_path):
     """The whole pipeline in sim: the operator takes over, half its take-overs end in DISCARD."""
     run = tmp_path / "run"
-    cfg = compose("train", [f"run_dir={run}", "steps=600", "num_demos=2", "teleop=sim_operator",
-                            "teleop.patience=5", "teleop.discard_rate=0.5", "agent.compile=false",
-                            "agent.batch_size=32", "agent.utd=1", "runtime.learning_starts=50",
-                            "runtime.eval_every=100000", "runtime.eval_episodes=2", "runtime.log_every=200"])
+    cfg = compose(
+        "train",
+        [
+            f"run_dir={run}",
+            "steps=600",
+            "num_demos=2",
+            "teleop=sim_operator",
+            "teleop.patience=5",
+            "teleop.discard_rate=0.5",
+            "agent.compile=false",
+            "agent.batch_size=32",
+            "agent.utd=1",
+            "runtime.learning_starts=50",
+            "runtime.eval_every=100000",
+            "runtime.eval_episodes=2",
+            "runtime.log_every=200",
+        ],
+    )
     summary = train(cfg)
     log = EpisodeLog(run / "episodes.zarr")
     meta = log.episode_meta()
@@ -173,8 +198,7 @@ def test_training_with_the_operator_logs_interventions_and_drops_discarded_episo
     assert np.all(meta["reset_s"][online] > 0)
 
 
-@pytest.mark.parametrize("device, message", [("spacemouse", "SpaceMouse"), ("gamepad", "gamepad"),
-                                             ("keyboard", "TTY")])
+@pytest.mark.parametrize("device, message", [("spacemouse", "SpaceMouse"), ("gamepad", "gamepad"), ("keyboard", "TTY")])
 def test_real_device_configs_compose_and_a_missing_device_is_one_clear_line(device, message):
     """Every configs/teleop file's keys are accepted by its device; with no device attached the
     actor env fails with a one-line error naming the device (no such hardware here or on CI)."""

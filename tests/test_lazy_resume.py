@@ -1,4 +1,5 @@
 """Resume reads an episode log lazily: only the episodes the replay buffers keep, a bounded batch at a time."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -10,13 +11,16 @@ from robot_rl.data.episode_log import EpisodeLog, EpisodeLogWriter
 from robot_rl.data.schema import EpisodeSource, Transition
 from robot_rl.runtime.learner import Learner
 
-SPACE = spaces.Dict({"state": spaces.Box(-1, 1, (3,), np.float32),
-                     "image/wrist": spaces.Box(0, 255, (8, 8, 3), np.uint8)})
+SPACE = spaces.Dict(
+    {"state": spaces.Box(-1, 1, (3,), np.float32), "image/wrist": spaces.Box(0, 255, (8, 8, 3), np.uint8)}
+)
 
 
 def obs(episode: int, step: int) -> dict[str, np.ndarray]:
-    return {"state": np.full(3, (episode * 100 + step) / 1e4, np.float32),
-            "image/wrist": np.full((8, 8, 3), (episode * 7 + step) % 251, np.uint8)}
+    return {
+        "state": np.full(3, (episode * 100 + step) / 1e4, np.float32),
+        "image/wrist": np.full((8, 8, 3), (episode * 7 + step) % 251, np.uint8),
+    }
 
 
 def write_log(path, episodes: int, length: int) -> None:
@@ -25,10 +29,20 @@ def write_log(path, episodes: int, length: int) -> None:
         for e in range(episodes):
             source = EpisodeSource.DEMO if e < 3 else EpisodeSource.ONLINE
             for t in range(length):
-                writer.add(Transition(obs(e, t), np.full(2, t / length, np.float32), float(t == length - 1),
-                                      t == length - 1, False, obs(e, t + 1), np.zeros(2, np.float32),
-                                      intervention=source == EpisodeSource.ONLINE and e % 4 == 0 and t < 3,
-                                      episode_id=e, step=t))
+                writer.add(
+                    Transition(
+                        obs(e, t),
+                        np.full(2, t / length, np.float32),
+                        float(t == length - 1),
+                        t == length - 1,
+                        False,
+                        obs(e, t + 1),
+                        np.zeros(2, np.float32),
+                        intervention=source == EpisodeSource.ONLINE and e % 4 == 0 and t < 3,
+                        episode_id=e,
+                        step=t,
+                    )
+                )
             writer.end_episode(source)
 
 
@@ -40,10 +54,19 @@ def eager(log: EpisodeLog, capacity: int) -> Learner:
         ep = log.episode(i)
         source = EpisodeSource(int(meta["source"][i]))
         for t in range(len(ep["reward"])):
-            learner.add(Transition({k: ep[f"observation/{k}"][t] for k in SPACE.spaces}, ep["action"][t],
-                                   float(ep["reward"][t]), bool(ep["terminated"][t]), bool(ep["truncated"][t]),
-                                   {k: ep[f"next_observation/{k}"][t] for k in SPACE.spaces}, ep["action"][t],
-                                   intervention=bool(ep["intervention"][t])), source)
+            learner.add(
+                Transition(
+                    {k: ep[f"observation/{k}"][t] for k in SPACE.spaces},
+                    ep["action"][t],
+                    float(ep["reward"][t]),
+                    bool(ep["terminated"][t]),
+                    bool(ep["truncated"][t]),
+                    {k: ep[f"next_observation/{k}"][t] for k in SPACE.spaces},
+                    ep["action"][t],
+                    intervention=bool(ep["intervention"][t]),
+                ),
+                source,
+            )
     return learner
 
 
@@ -88,17 +111,34 @@ def test_state_only_resume_reads_in_bounded_batches(tmp_path, monkeypatch):
     with EpisodeLogWriter(tmp_path / "log.zarr", space, 2) as writer:
         for e in range(30):
             for t in range(10):
-                writer.add(Transition({"state": obs(e, t)["state"]}, np.full(2, t / 10, np.float32), 0.0, t == 9,
-                                      False, {"state": obs(e, t + 1)["state"]}, np.zeros(2, np.float32)))
+                writer.add(
+                    Transition(
+                        {"state": obs(e, t)["state"]},
+                        np.full(2, t / 10, np.float32),
+                        0.0,
+                        t == 9,
+                        False,
+                        {"state": obs(e, t + 1)["state"]},
+                        np.zeros(2, np.float32),
+                    )
+                )
             writer.end_episode(EpisodeSource.DEMO if e < 2 else EpisodeSource.ONLINE)
     log = EpisodeLog(tmp_path / "log.zarr")
     sizes: list[int] = []
     original = EpisodeLog.read
-    monkeypatch.setattr(EpisodeLog, "read", lambda self, name, rows=slice(None): sizes.append(
-        len(out := original(self, name, rows))) or out if name == "reward" else original(self, name, rows))
+    monkeypatch.setattr(
+        EpisodeLog,
+        "read",
+        lambda self, name, rows=slice(None): (
+            sizes.append(len(out := original(self, name, rows))) or out
+            if name == "reward"
+            else original(self, name, rows)
+        ),
+    )
     learner = Learner(space, 2, SACConfig(compile=False), 50)
     learner.load_log(log)
     assert sizes and max(sizes) <= 50 and sum(sizes) < log.num_steps
     assert len(learner.online) == 50 and len(learner.prior) == 20
-    np.testing.assert_allclose(learner.online.observation["state"][learner.online._head].numpy(),
-                               obs(25, 0)["state"])  # the oldest kept row: episode 25 (the last 5 of 28 online)
+    np.testing.assert_allclose(
+        learner.online.observation["state"][learner.online._head].numpy(), obs(25, 0)["state"]
+    )  # the oldest kept row: episode 25 (the last 5 of 28 online)

@@ -1,4 +1,5 @@
 """The SAC/RLPD learner: vectorised ensemble, sampling, a tiny control problem, exact checkpoints."""
+
 from __future__ import annotations
 
 import gymnasium as gym
@@ -84,7 +85,7 @@ def test_soft_updates_leave_no_autograd_history_on_the_targets(grasp):
 def test_symmetric_sampling_takes_half_from_each_buffer():
     spec = {"state": ((1,), np.float32)}
     prior, online = ReplayBuffer(spec, 1, 100), ReplayBuffer(spec, 1, 100)
-    for i in range(50):
+    for _ in range(50):
         prior.add({"state": np.array([1.0])}, np.zeros(1), 0.0, {"state": np.array([1.0])}, False)
         online.add({"state": np.array([-1.0])}, np.zeros(1), 0.0, {"state": np.array([-1.0])}, False)
     batch = sample_symmetric(prior, online, 64, torch.Generator().manual_seed(0))
@@ -161,8 +162,9 @@ def test_learner_solves_sparse_point_reach():
     cfg = SACConfig(hidden_dims=[64, 64], utd=2, batch_size=64, discount=0.9, compile=False)
     agent = SACAgent({"state": 2}, 2, cfg, seed=0)
     assert evaluate_point_reach(agent) < 0.5
-    run_point_reach(agent, ReplayBuffer({"state": ((2,), np.float32)}, 2, 10_000), PointReach(), 3000,
-                    np.random.default_rng(0))
+    run_point_reach(
+        agent, ReplayBuffer({"state": ((2,), np.float32)}, 2, 10_000), PointReach(), 3000, np.random.default_rng(0)
+    )
     assert evaluate_point_reach(agent) >= 0.9
 
 
@@ -219,20 +221,26 @@ def test_bounded_inputs_are_scaled_to_unit_range():
 def test_learner_builds_image_agent_from_observation_space(tmp_path):
     from robot_rl.data.schema import EpisodeSource, Transition
     from robot_rl.runtime.learner import Learner
-    space = spaces.Dict({"state": spaces.Box(-1.0, 1.0, (3,), np.float32),
-                         "image/front": spaces.Box(0, 255, (16, 16, 3), np.uint8)})
+
+    space = spaces.Dict(
+        {"state": spaces.Box(-1.0, 1.0, (3,), np.float32), "image/front": spaces.Box(0, 255, (16, 16, 3), np.uint8)}
+    )
     cfg = SACConfig(utd=2, batch_size=8, hidden_dims=[32, 32], compile=False, grasp_critic=True)
     learner = Learner(space, 3, cfg, capacity=64, seed=0)
     assert learner.agent.image_keys == ["image/front"] and learner.agent.policy_dim == 2
     rng = np.random.default_rng(0)
     obs = {k: v.sample() for k, v in space.spaces.items()}
     for i in range(20):
-        nxt = {"state": rng.uniform(-1, 1, 3).astype(np.float32),
-               "image/front": rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)}
+        nxt = {
+            "state": rng.uniform(-1, 1, 3).astype(np.float32),
+            "image/front": rng.integers(0, 256, (16, 16, 3), dtype=np.uint8),
+        }
         action = learner.agent.act(obs)
         assert action[-1] in (-1.0, 0.0, 1.0)
-        learner.add(Transition(obs, action, 0.0, False, i % 10 == 9, nxt, action, grasp_penalty=-0.1),
-                    EpisodeSource.DEMO if i < 10 else EpisodeSource.ONLINE)
+        learner.add(
+            Transition(obs, action, 0.0, False, i % 10 == 9, nxt, action, grasp_penalty=-0.1),
+            EpisodeSource.DEMO if i < 10 else EpisodeSource.ONLINE,
+        )
         obs = nxt
     info = learner.update()
     assert np.isfinite(info["critic_loss"]) and np.isfinite(info["grasp_loss"])

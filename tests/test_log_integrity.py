@@ -1,6 +1,7 @@
 """Episode-log integrity (format 3): damage is detected, never read as data, never written over;
 check-log reports it and salvage-log recovers every intact episode. Also format 2, a full disk and
 the two original repros (a deleted demo chunk, a damaged episode index) through the real CLI."""
+
 from __future__ import annotations
 
 import contextlib
@@ -13,11 +14,6 @@ import sys
 import numpy as np
 import pytest
 import zarr
-
-from robot_rl.data import episode_log as el
-from robot_rl.data.episode_log import EpisodeLog, EpisodeLogError, EpisodeLogWriter
-from robot_rl.data.log_check import check_log, salvage_log
-from robot_rl.data.schema import EpisodeSource
 from fs_faults import tmpfs
 from store_damage import DAMAGE_KINDS, damage, store_digest
 from test_episode_log import (
@@ -33,6 +29,11 @@ from test_episode_log import (
     pattern_transition,
     write_pattern_episode,
 )
+
+from robot_rl.data import episode_log as el
+from robot_rl.data.episode_log import EpisodeLog, EpisodeLogError, EpisodeLogWriter
+from robot_rl.data.log_check import check_log, salvage_log
+from robot_rl.data.schema import EpisodeSource
 
 EPISODES = 10  # 59 steps
 ROBOT_RL = os.path.join(os.path.dirname(sys.executable), "robot-rl")
@@ -86,8 +87,16 @@ def test_format_3_checksums_every_chunk_and_writes_empty_chunks(pristine):
     assert root.attrs["format"] == {"name": "robot_rl.episode_log", "version": 3}
     ends = root["meta/episode_ends"][:]
     steps = int(ends[-1])
-    for name in ["data/terminated", "data/intervention", "data/grasp_penalty", "data/observation/state",
-                 "meta/eval_step", "meta/label", "meta/episode_ends", "data/observation/image/front"]:
+    for name in [
+        "data/terminated",
+        "data/intervention",
+        "data/grasp_penalty",
+        "data/observation/state",
+        "meta/eval_step",
+        "meta/label",
+        "meta/episode_ends",
+        "data/observation/image/front",
+    ]:
         meta = json.load(open(os.path.join(pristine, name, "zarr.json")))
         codecs = meta["codecs"]
         if codecs[0]["name"] == "sharding_indexed":
@@ -215,7 +224,9 @@ def test_chunk_deleted_while_writing_is_not_laundered(pristine, tmp_path, small_
     path = copy_store(pristine, tmp_path)
     with EpisodeLogWriter(path, SPEC, ACTION_DIM) as writer:
         steps = writer.num_steps
-        last_shard = os.path.join(path, "data", "observation", "image", "front", "c", str((steps - 1) // 4), "0", "0", "0")
+        last_shard = os.path.join(
+            path, "data", "observation", "image", "front", "c", str((steps - 1) // 4), "0", "0", "0"
+        )
         os.remove(last_shard)
         with pytest.raises(EpisodeLogError, match="missing"):
             write_pattern_episode(writer, EPISODES)
@@ -257,24 +268,39 @@ def write_v2_store(path: str, episodes: int) -> None:
     def create(name: str, values: np.ndarray, rows: int) -> None:
         item = values.shape[1:]
         if values[:1].nbytes >= 1024:  # images: one-frame chunks in shards of 4, blosc, no crc
-            layout = {"chunks": (1, *item), "shards": (4, *item),
-                      "compressors": zarr.codecs.BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle")}
+            layout = {
+                "chunks": (1, *item),
+                "shards": (4, *item),
+                "compressors": zarr.codecs.BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle"),
+            }
         else:
             layout = {"chunks": (rows, *item)}
-        arr = root.create_array(name, shape=values.shape, dtype=values.dtype, fill_value=np.zeros((), values.dtype)[()],
-                                **layout)
+        arr = root.create_array(
+            name, shape=values.shape, dtype=values.dtype, fill_value=np.zeros((), values.dtype)[()], **layout
+        )
         arr[:] = values
 
     for name, values in data.items():
         create(f"data/{name}", values, 8)
     for name, values in meta.items():
         create(f"meta/{name}", values, 4)
-    root.attrs.update({"format": {"name": "robot_rl.episode_log", "version": 2}, "config": {"v": 2},
-                       "obs_spec": {"state": {"shape": [STATE_DIM], "dtype": "float32"},
-                                    "image/front": {"shape": list(IMAGE_SHAPE), "dtype": "uint8"}},
-                       "action_spec": {"shape": [ACTION_DIM], "dtype": "float32", "low": [-1.0] * ACTION_DIM,
-                                       "high": [1.0] * ACTION_DIM},
-                       "layout": "format 2"})
+    root.attrs.update(
+        {
+            "format": {"name": "robot_rl.episode_log", "version": 2},
+            "config": {"v": 2},
+            "obs_spec": {
+                "state": {"shape": [STATE_DIM], "dtype": "float32"},
+                "image/front": {"shape": list(IMAGE_SHAPE), "dtype": "uint8"},
+            },
+            "action_spec": {
+                "shape": [ACTION_DIM],
+                "dtype": "float32",
+                "low": [-1.0] * ACTION_DIM,
+                "high": [1.0] * ACTION_DIM,
+            },
+            "layout": "format 2",
+        }
+    )
 
 
 def test_format_2_is_read_refused_by_the_writer_and_converted(tmp_path, small_chunks, capsys):
@@ -490,8 +516,9 @@ def test_disk_full_keeps_committed_episodes_and_resumes(tmp_path, how):
             with open(filler, "wb") as f:
                 f.write(os.urandom(600_000))
         script = DISK_FULL_SCRIPT.format(tests_dir=TESTS_DIR)
-        proc = subprocess.run([sys.executable, "-c", script, path, how, filler], capture_output=True, text=True,
-                              timeout=300)
+        proc = subprocess.run(
+            [sys.executable, "-c", script, path, how, filler], capture_output=True, text=True, timeout=300
+        )
         assert proc.returncode == 0, proc.stderr
         out = json.loads(proc.stdout.strip().splitlines()[-1])
         failed = out["failed_episode"]
@@ -528,8 +555,8 @@ def test_failed_commit_leaves_the_writer_at_its_last_commit(stage, pristine, tmp
     def failing_run(*coros):
         calls.append(len(coros))
         if len(calls) == stage:
-            real_run(*coros[:len(coros) // 2])  # half of this stage's writes land, then the disk is full
-            for c in coros[len(coros) // 2:]:
+            real_run(*coros[: len(coros) // 2])  # half of this stage's writes land, then the disk is full
+            for c in coros[len(coros) // 2 :]:
                 c.close()
             raise OSError(errno.ENOSPC, "No space left on device", path)
         real_run(*coros)
@@ -552,8 +579,17 @@ def test_failed_commit_leaves_the_writer_at_its_last_commit(stage, pristine, tmp
 
 def test_every_array_metadata_can_be_rebuilt(pristine, tmp_path, small_chunks):
     """A zarr.json cut short (power loss while it was rewritten, say) loses no episode: salvage rebuilds it."""
-    names = ["data/reward", "data/action", "data/observation/state", "data/observation/image/front", "meta/label",
-             "meta/eval_step", "meta/last_observation/state", "meta/last_observation/image/front", "meta/episode_ends"]
+    names = [
+        "data/reward",
+        "data/action",
+        "data/observation/state",
+        "data/observation/image/front",
+        "meta/label",
+        "meta/eval_step",
+        "meta/last_observation/state",
+        "meta/last_observation/image/front",
+        "meta/episode_ends",
+    ]
     for i, name in enumerate(names):  # one of each kind of array
         path = str(tmp_path / f"s{i}.zarr")
         shutil.copytree(pristine, path)

@@ -1,5 +1,6 @@
 """ReplayBuffer: state-only behaviour, image frames shared between observation and next observation,
 episode boundaries, FIFO eviction without stale frames, memory per transition, loading episode logs."""
+
 from __future__ import annotations
 
 import time
@@ -39,8 +40,9 @@ def run_episode(buf: ReplayBuffer, episode: int, length: int, end: str, penalty:
         last = t == length - 1
         terminated = last and end == "terminated"
         done = last and end in ("terminated", "truncated")
-        buf.add(obs, np.array([episode, t, 0.0], np.float32), float(t), nxt, terminated, done=done,
-                grasp_penalty=penalty)
+        buf.add(
+            obs, np.array([episode, t, 0.0], np.float32), float(t), nxt, terminated, done=done, grasp_penalty=penalty
+        )
         obs = nxt
 
 
@@ -83,16 +85,25 @@ def test_state_only_add_arrays_matches_add() -> None:
     spec = {"state": ((3,), np.float32)}
     rng = np.random.default_rng(0)
     n = 7
-    arrays = {"observation/state": rng.normal(size=(n, 3)).astype(np.float32),
-              "next_observation/state": rng.normal(size=(n, 3)).astype(np.float32),
-              "action": rng.normal(size=(n, 2)).astype(np.float32), "reward": rng.normal(size=n).astype(np.float32),
-              "terminated": rng.random(n) < 0.5, "grasp_penalty": -rng.random(n).astype(np.float32)}
+    arrays = {
+        "observation/state": rng.normal(size=(n, 3)).astype(np.float32),
+        "next_observation/state": rng.normal(size=(n, 3)).astype(np.float32),
+        "action": rng.normal(size=(n, 2)).astype(np.float32),
+        "reward": rng.normal(size=n).astype(np.float32),
+        "terminated": rng.random(n) < 0.5,
+        "grasp_penalty": -rng.random(n).astype(np.float32),
+    }
     a, b = ReplayBuffer(spec, 2, 10), ReplayBuffer(spec, 2, 10)
     a.add_arrays(arrays)
     for t in range(n):
-        b.add({"state": arrays["observation/state"][t]}, arrays["action"][t], arrays["reward"][t],
-              {"state": arrays["next_observation/state"][t]}, arrays["terminated"][t],
-              grasp_penalty=arrays["grasp_penalty"][t])
+        b.add(
+            {"state": arrays["observation/state"][t]},
+            arrays["action"][t],
+            arrays["reward"][t],
+            {"state": arrays["next_observation/state"][t]},
+            arrays["terminated"][t],
+            grasp_penalty=arrays["grasp_penalty"][t],
+        )
     for name in ("action", "reward", "terminated", "grasp_penalty"):
         assert torch.equal(getattr(a, name), getattr(b, name)), name
     assert torch.equal(a.observation["state"], b.observation["state"])
@@ -163,7 +174,7 @@ def test_eviction_never_yields_stale_frames(frame_capacity) -> None:
         if episode % 7 == 0:
             b = check_consistent(buf, batch=1024, seed=episode)
             seen = {tuple(map(int, row)) for row in b["observation"]["state"].tolist()}
-            assert seen <= set(added[-len(buf):])  # FIFO: only the newest transitions survive
+            assert seen <= set(added[-len(buf) :])  # FIFO: only the newest transitions survive
             assert len(seen) > 0.9 * len(buf)  # and all of them are sampled (uniformly)
     if frame_capacity is None:
         assert len(buf) >= capacity - 16  # frames run out first only by up to an episode's worth
@@ -182,8 +193,11 @@ def test_long_episodes_fill_the_whole_capacity() -> None:
 
 def test_memory_per_transition_two_128px_cameras() -> None:
     raw = 2 * 128 * 128 * 3
-    spec = {"state": ((7,), np.float32), "image/front": ((128, 128, 3), np.uint8),
-            "image/wrist": ((128, 128, 3), np.uint8)}
+    spec = {
+        "state": ((7,), np.float32),
+        "image/front": ((128, 128, 3), np.uint8),
+        "image/wrist": ((128, 128, 3), np.uint8),
+    }
     buf = ReplayBuffer(spec, 4, capacity=2000)
     assert raw <= buf.bytes_per_transition <= 1.10 * raw
     assert buf.frame_capacity >= buf.capacity + 1
@@ -217,11 +231,18 @@ def write_log(path) -> None:
     for episode, length, end in plan:
         for t in range(length):
             last = t == length - 1
-            writer.add(Transition(
-                observation=frame_obs(episode, t), action=np.array([episode, t, 0.5], np.float32),
-                reward=float(t), terminated=last and end == "terminated", truncated=last and end == "truncated",
-                next_observation=frame_obs(episode, t + 1), policy_action=np.zeros(3, np.float32),
-                grasp_penalty=-0.02 * (t % 2)))
+            writer.add(
+                Transition(
+                    observation=frame_obs(episode, t),
+                    action=np.array([episode, t, 0.5], np.float32),
+                    reward=float(t),
+                    terminated=last and end == "terminated",
+                    truncated=last and end == "truncated",
+                    next_observation=frame_obs(episode, t + 1),
+                    policy_action=np.zeros(3, np.float32),
+                    grasp_penalty=-0.02 * (t % 2),
+                )
+            )
         writer.end_episode(EpisodeSource.DEMO)
     writer.close()
 
@@ -235,9 +256,15 @@ def test_add_arrays_from_episode_log_equals_step_by_step(tmp_path) -> None:
     loaded.add_arrays(arrays)
     stepped = ReplayBuffer(SPEC, 3, capacity=30)
     for t in range(n):
-        stepped.add({k: arrays[f"observation/{k}"][t] for k in SPEC}, arrays["action"][t], arrays["reward"][t],
-                    {k: arrays[f"next_observation/{k}"][t] for k in SPEC}, arrays["terminated"][t],
-                    done=bool(arrays["done"][t]), grasp_penalty=arrays["grasp_penalty"][t])
+        stepped.add(
+            {k: arrays[f"observation/{k}"][t] for k in SPEC},
+            arrays["action"][t],
+            arrays["reward"][t],
+            {k: arrays[f"next_observation/{k}"][t] for k in SPEC},
+            arrays["terminated"][t],
+            done=bool(arrays["done"][t]),
+            grasp_penalty=arrays["grasp_penalty"][t],
+        )
     assert len(loaded) == len(stepped) == n == 16
     assert loaded.frames_written == stepped.frames_written == n + 4  # one extra frame per episode
     for name in ("action", "reward", "terminated", "grasp_penalty", "obs_frame", "next_frame"):
@@ -260,10 +287,16 @@ def test_add_arrays_without_chaining_writes_both_frames() -> None:
     n = 5
     obs = [frame_obs(7, 2 * t) for t in range(n)]
     nxt = [frame_obs(7, 2 * t + 1) for t in range(n)]
-    arrays = {f"{name}/{k}": np.stack([o[k] for o in src])
-              for name, src in (("observation", obs), ("next_observation", nxt)) for k in SPEC}
-    arrays.update(action=np.stack([o["state"].tolist() + [0.0] for o in obs]).astype(np.float32),
-                  reward=np.zeros(n, np.float32), terminated=np.zeros(n, bool))
+    arrays = {
+        f"{name}/{k}": np.stack([o[k] for o in src])
+        for name, src in (("observation", obs), ("next_observation", nxt))
+        for k in SPEC
+    }
+    arrays.update(
+        action=np.stack([o["state"].tolist() + [0.0] for o in obs]).astype(np.float32),
+        reward=np.zeros(n, np.float32),
+        terminated=np.zeros(n, bool),
+    )
     buf = ReplayBuffer(SPEC, 3, capacity=10)
     buf.add_arrays(arrays)
     assert buf.frames_written == 2 * n
@@ -272,12 +305,15 @@ def test_add_arrays_without_chaining_writes_both_frames() -> None:
 
 def test_sample_timing_batch_256_two_128px_cameras() -> None:
     """Not a pass/fail benchmark: checks shapes on the real size and prints the time per batch."""
-    spec = {"state": ((7,), np.float32), "image/front": ((128, 128, 3), np.uint8),
-            "image/wrist": ((128, 128, 3), np.uint8)}
+    spec = {
+        "state": ((7,), np.float32),
+        "image/front": ((128, 128, 3), np.uint8),
+        "image/wrist": ((128, 128, 3), np.uint8),
+    }
     buf = ReplayBuffer(spec, 4, capacity=5000)
     rng = np.random.default_rng(0)
     frame = {k: rng.integers(0, 256, (128, 128, 3), dtype=np.uint8) for k in ("image/front", "image/wrist")}
-    for t in range(300):
+    for _ in range(300):
         nxt = {k: np.roll(v, 1, axis=0) for k, v in frame.items()}
         buf.add({"state": np.zeros(7), **frame}, np.zeros(4), 0.0, {"state": np.zeros(7), **nxt}, False)
         frame = nxt

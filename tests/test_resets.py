@@ -1,6 +1,7 @@
 """Automatic resets (robot_rl/tasks/reset.py): 500 consecutive physical-mode sim episodes with no
 manual step, periodic full resets, failed resets detected and retried (faults injected through
 MujocoRobot subclasses that misbehave like hardware), ResetError after the retries, reset timing."""
+
 from __future__ import annotations
 
 import time
@@ -121,11 +122,14 @@ def test_full_reset_every_zero_means_first_episode_only() -> None:
     env.close()
 
 
-@pytest.mark.parametrize("fault, reason", [
-    ("jam_gripper", "gripper did not open"),
-    ("block_arm", "arm blocked"),
-    ("misplace_object", "cube ended"),
-])
+@pytest.mark.parametrize(
+    "fault, reason",
+    [
+        ("jam_gripper", "gripper did not open"),
+        ("block_arm", "arm blocked"),
+        ("misplace_object", "cube ended"),
+    ],
+)
 def test_failed_reset_is_detected_and_retried(fault: str, reason: str) -> None:
     env = make_env(seed=2, **PHYSICAL)
     robot: FaultyRobot = env.robot  # type: ignore[assignment]

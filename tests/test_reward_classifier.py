@@ -5,6 +5,7 @@ save/load, the ClassifierReward wrapper on a real pick_cube_vision env, and one-
 Rendering runs in subprocesses (the CLI sets MUJOCO_GL=egl before MuJoCo loads; this pytest process
 may already have imported MuJoCo with another backend).
 """
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,14 @@ from robot_rl.agents.encoders import EncoderConfig
 from robot_rl.cli import main
 from robot_rl.data.episode_log import EpisodeLogWriter
 from robot_rl.data.schema import EpisodeSource, Transition
-from robot_rl.reward.dataset import (BalancedSampler, every_kth, frame_index, open_labelled_store, read_images,
-                                     split_by_episode)
+from robot_rl.reward.dataset import (
+    BalancedSampler,
+    every_kth,
+    frame_index,
+    open_labelled_store,
+    read_images,
+    split_by_episode,
+)
 from robot_rl.reward.metrics import binary_metrics, choose_threshold, precision_recall_curve
 from robot_rl.reward.model import SuccessClassifier
 from robot_rl.reward.training import ClassifierTrainConfig, evaluate_store, split_frames, train_classifier
@@ -35,26 +42,37 @@ TINY = EncoderConfig(channels=8, strides=[2, 2], spatial_features=2, bottleneck=
 
 def robot_rl(*args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, "-m", "robot_rl.cli", *args], capture_output=True, text=True,
-                          timeout=600, env=env, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, "-m", "robot_rl.cli", *args], capture_output=True, text=True, timeout=600, env=env, cwd=REPO
+    )
     assert proc.returncode == 0, f"robot-rl {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc
-
-
 
 
 @pytest.fixture(scope="module")
 def labels(gl, tmp_path_factory) -> Path:
     """A small labelled sim store: 4 episodes of 40 steps, 64x64 images: 2 lifts, 1 partial, 1 empty."""
     out = tmp_path_factory.mktemp("labels")
-    proc = robot_rl("record-labels", *SMALL, "task.max_steps=40", "episodes=4", "partial_share=0.25",
-                    "empty_share=0.25", f"out={out}")
+    proc = robot_rl(
+        "record-labels",
+        *SMALL,
+        "task.max_steps=40",
+        "episodes=4",
+        "partial_share=0.25",
+        "empty_share=0.25",
+        f"out={out}",
+    )
     assert "4 episodes (2 lift, 1 partial, 1 empty)" in proc.stdout
     return out
 
 
-def synthetic_store(path: Path, episode_labels: list[list[bool]], size: int = 16, separable: bool = False,
-                    cameras: tuple[str, ...] = ("image/front",)) -> Path:
+def synthetic_store(
+    path: Path,
+    episode_labels: list[list[bool]],
+    size: int = 16,
+    separable: bool = False,
+    cameras: tuple[str, ...] = ("image/front",),
+) -> Path:
     """A store whose frame k (the next observation of global step k-1; k = 0 is the first reset) has
     every pixel of channel 0 = k % 256 and, when `separable`, channel 1 = 200 for success frames and 40
     for failure frames (plus noise) in every camera."""
@@ -78,8 +96,19 @@ def synthetic_store(path: Path, episode_labels: list[list[bool]], size: int = 16
             for step, label in enumerate(labels):
                 frame += 1
                 nxt = observation(label)
-                writer.add(Transition(obs, np.zeros(2, np.float32), float(label), False, step == len(labels) - 1,
-                                      nxt, np.zeros(2, np.float32), step=step, success=label))
+                writer.add(
+                    Transition(
+                        obs,
+                        np.zeros(2, np.float32),
+                        float(label),
+                        False,
+                        step == len(labels) - 1,
+                        nxt,
+                        np.zeros(2, np.float32),
+                        step=step,
+                        success=label,
+                    )
+                )
                 obs = nxt
             frame += 1  # the next episode's reset frame
             writer.end_episode(EpisodeSource.EVAL)
@@ -178,8 +207,7 @@ def test_threshold_meets_the_target_precision_with_the_most_recall():
 
 def test_model_save_load_round_trip(tmp_path):
     torch.manual_seed(0)
-    model = SuccessClassifier({"image/front": (16, 16, 3), "image/wrist": (16, 16, 3)}, TINY, hidden=8,
-                              threshold=0.7)
+    model = SuccessClassifier({"image/front": (16, 16, 3), "image/wrist": (16, 16, 3)}, TINY, hidden=8, threshold=0.7)
     images = {k: np.random.default_rng(1).integers(0, 255, (5, 16, 16, 3), dtype=np.uint8) for k in model.image_keys}
     model.save(tmp_path / "c.pt")
     loaded = SuccessClassifier.load(tmp_path / "c.pt")
@@ -202,8 +230,9 @@ def test_training_separates_a_learnable_store(tmp_path):
     episodes = [list(rng.random(30) < 0.4) for _ in range(10)]
     train_store = synthetic_store(tmp_path / "train.zarr", episodes, separable=True)
     test_store = synthetic_store(tmp_path / "test.zarr", episodes[:3], separable=True)
-    config = ClassifierTrainConfig(steps=60, batch_size=16, lr=1e-3, eval_every=60, hidden=16, encoder=TINY,
-                                   max_train_frames=100)
+    config = ClassifierTrainConfig(
+        steps=60, batch_size=16, lr=1e-3, eval_every=60, hidden=16, encoder=TINY, max_train_frames=100
+    )
     model, report = train_classifier(open_labelled_store(train_store), config, progress=lambda line: None)
     assert report["train_frames"] == 100 and report["target_met"]
     assert report["validation"]["precision"] >= 0.98 and report["validation"]["recall"] >= 0.9
@@ -216,8 +245,17 @@ def test_training_separates_a_learnable_store(tmp_path):
 
 def test_train_classifier_cli_writes_checkpoint_and_summary(labels, tmp_path):
     run_dir = tmp_path / "run"
-    proc = robot_rl("train-classifier", f"data={labels}", f"run_dir={run_dir}", "cameras=front", "steps=30",
-                    "batch_size=16", "eval_every=15", "torch_threads=1", f"test_data={labels / 'episodes.zarr'}")
+    proc = robot_rl(
+        "train-classifier",
+        f"data={labels}",
+        f"run_dir={run_dir}",
+        "cameras=front",
+        "steps=30",
+        "batch_size=16",
+        "eval_every=15",
+        "torch_threads=1",
+        f"test_data={labels / 'episodes.zarr'}",
+    )
     assert "step 30/30" in proc.stdout and "threshold" in proc.stdout.splitlines()[-1]
     summary = json.loads((run_dir / "summary.json").read_text())
     for key in ("precision", "recall", "f1", "threshold", "target_met", "train_frames", "val_frames", "train_time_s"):
@@ -291,13 +329,26 @@ print(json.dumps(out))
 
 
 def test_classifier_reward_wrapper_on_pick_cube_vision(gl):
-    proc = subprocess.run([sys.executable, "-c", WRAPPER_SCRIPT], capture_output=True, text=True, timeout=300,
-                          cwd=REPO, env=dict(os.environ, MUJOCO_GL=os.environ.get("MUJOCO_GL", "egl")))
+    proc = subprocess.run(
+        [sys.executable, "-c", WRAPPER_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        env=dict(os.environ, MUJOCO_GL=os.environ.get("MUJOCO_GL", "egl")),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     r, term, trunc, success, p, source, task_success, passthrough = out["yes"]
-    assert (r, term, trunc, success, source, task_success, passthrough) == (1.0, True, False, True, "classifier",
-                                                                            False, True)
+    assert (r, term, trunc, success, source, task_success, passthrough) == (
+        1.0,
+        True,
+        False,
+        True,
+        "classifier",
+        False,
+        True,
+    )
     assert abs(p - 0.8) < 1e-5
     assert out["no"][:4] == [0.0, False, False, False] and abs(out["no"][4] - 0.8) < 1e-5
     assert out["check_false"][:4] == [0.0, False, False, False]
@@ -325,18 +376,29 @@ def test_errors_are_one_line(capsys, tmp_path):
     assert "data=<store> is required" in one_line_error(capsys, "train-classifier")
     assert "unknown camera top" in one_line_error(capsys, "train-classifier", f"data={store}", "cameras=[top]")
     negatives = synthetic_store(tmp_path / "n.zarr", [[False, False]] * 3)
-    assert "has no success frames" in one_line_error(capsys, "train-classifier", f"data={negatives}",
-                                                     f"run_dir={tmp_path / 'r'}")
+    assert "has no success frames" in one_line_error(
+        capsys, "train-classifier", f"data={negatives}", f"run_dir={tmp_path / 'r'}"
+    )
     with EpisodeLogWriter(tmp_path / "state.zarr", {"state": ((2,), np.float32)}, 2) as writer:
-        writer.add(Transition({"state": np.zeros(2, np.float32)}, np.zeros(2, np.float32), 0.0, False, True,
-                              {"state": np.zeros(2, np.float32)}, np.zeros(2, np.float32)))
+        writer.add(
+            Transition(
+                {"state": np.zeros(2, np.float32)},
+                np.zeros(2, np.float32),
+                0.0,
+                False,
+                True,
+                {"state": np.zeros(2, np.float32)},
+                np.zeros(2, np.float32),
+            )
+        )
         writer.end_episode(EpisodeSource.EVAL)
     assert "no image observations" in one_line_error(capsys, "train-classifier", f"data={tmp_path / 'state.zarr'}")
     assert "target_precision" in one_line_error(capsys, "train-classifier", f"data={store}", "target_precision=2")
     small = synthetic_store(tmp_path / "small.zarr", [[False, True]] * 2, size=8)
     assert "same task.image_size" in one_line_error(capsys, "train-classifier", f"data={store}", f"test_data={small}")
-    assert "partial_lift_range" in one_line_error(capsys, "record-labels", "task=pick_cube_vision",
-                                                  "partial_lift_range=[0.05,0.12]", f"out={tmp_path / 'x'}")
+    assert "partial_lift_range" in one_line_error(
+        capsys, "record-labels", "task=pick_cube_vision", "partial_lift_range=[0.05,0.12]", f"out={tmp_path / 'x'}"
+    )
 
 
 def test_train_on_classifier_reward_logs_its_probability(gl, tmp_path, capsys):
@@ -348,9 +410,19 @@ def test_train_on_classifier_reward_logs_its_probability(gl, tmp_path, capsys):
     run, demos = tmp_path / "run", tmp_path / "demos"
     small = ["task=pick_cube_vision", "task.image_size=[32,32]", "task.max_steps=30"]
     robot_rl("record-demos", *small, "episodes=1", f"out={demos}")  # task reward: this classifier never says yes
-    robot_rl("train", *small, f"run_dir={run}", f"demos={demos}",
-             f"reward.classifier={tmp_path / 'classifier.pt'}", "steps=60", "agent.compile=false",
-             "agent.batch_size=16", "agent.utd=1", "runtime.learning_starts=20", "runtime.eval_episodes=1")
+    robot_rl(
+        "train",
+        *small,
+        f"run_dir={run}",
+        f"demos={demos}",
+        f"reward.classifier={tmp_path / 'classifier.pt'}",
+        "steps=60",
+        "agent.compile=false",
+        "agent.batch_size=16",
+        "agent.utd=1",
+        "runtime.learning_starts=20",
+        "runtime.eval_episodes=1",
+    )
     root = zarr.open_group(run / "episodes.zarr", mode="r")
     ends = root["meta/episode_ends"][:]
     source = root["meta/source"][:]
@@ -366,8 +438,9 @@ def test_train_on_classifier_reward_logs_its_probability(gl, tmp_path, capsys):
 
     # the next labelling round: this policy's own rollouts, labelled by the sim's ground truth
     out = tmp_path / "round2"
-    robot_rl("record-labels", "task.image_size=[32,32]", "task.max_steps=30", "episodes=2", f"policy={run}",
-             f"out={out}")
+    robot_rl(
+        "record-labels", "task.image_size=[32,32]", "task.max_steps=30", "episodes=2", f"policy={run}", f"out={out}"
+    )
     summary = json.loads((out / "summary.json").read_text())
     assert summary["kinds"]["policy"] == {"episodes": 2, "frames": 60, "positives": summary["positives"]}
     assert summary["kinds"]["lift"]["episodes"] == 0

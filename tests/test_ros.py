@@ -1,5 +1,6 @@
 """ROS 2: the bridge, RosRobot, actor and learner as separate processes over real DDS (rclpy from the
 `ros` extra), plus the transport payloads they exchange."""
+
 from __future__ import annotations
 
 import json
@@ -11,31 +12,67 @@ import pytest
 
 from robot_rl.data.episode_log import EpisodeLog
 from robot_rl.data.schema import EpisodeLabel, EpisodeSource, RewardSource, Transition
-from robot_rl.runtime.wire import (WireError, decode_chunk, decode_weights, encode_chunk, encode_weights,
-                                   space_from_json, space_to_json)
+from robot_rl.runtime.wire import (
+    WireError,
+    decode_chunk,
+    decode_weights,
+    encode_chunk,
+    encode_weights,
+    space_from_json,
+    space_to_json,
+)
 
 DOMAIN = 40 + os.getpid() % 50  # this module's own DDS domain: no cross-talk with other runs
 
 
 def _transitions(n: int, image: bool = True) -> list[Transition]:
     rng = np.random.default_rng(0)
-    obs = [{"state": rng.normal(size=7).astype(np.float32),
-            **({"image/front": rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)} if image else {})}
-           for _ in range(n + 1)]
-    return [Transition(observation=obs[i], next_observation=obs[i + 1], action=rng.uniform(-1, 1, 4).astype(np.float32),
-                       policy_action=rng.uniform(-1, 1, 4).astype(np.float32), reward=float(i == n - 1),
-                       terminated=i == n - 1, truncated=False, intervention=i == 1, step=i, timestamp=100.0 + i,
-                       success=i == n - 1, reward_source=RewardSource.CLASSIFIER, grasp_penalty=-0.02 * (i == 2),
-                       success_probability=0.1 * i, label=EpisodeLabel.SUCCESS if i == n - 1 else EpisodeLabel.NONE)
-            for i in range(n)]
+    obs = [
+        {
+            "state": rng.normal(size=7).astype(np.float32),
+            **({"image/front": rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)} if image else {}),
+        }
+        for _ in range(n + 1)
+    ]
+    return [
+        Transition(
+            observation=obs[i],
+            next_observation=obs[i + 1],
+            action=rng.uniform(-1, 1, 4).astype(np.float32),
+            policy_action=rng.uniform(-1, 1, 4).astype(np.float32),
+            reward=float(i == n - 1),
+            terminated=i == n - 1,
+            truncated=False,
+            intervention=i == 1,
+            step=i,
+            timestamp=100.0 + i,
+            success=i == n - 1,
+            reward_source=RewardSource.CLASSIFIER,
+            grasp_penalty=-0.02 * (i == 2),
+            success_probability=0.1 * i,
+            label=EpisodeLabel.SUCCESS if i == n - 1 else EpisodeLabel.NONE,
+        )
+        for i in range(n)
+    ]
 
 
 def test_chunk_round_trip_restores_every_field_and_next_frames():
     steps = _transitions(5)
-    header, back = decode_chunk(encode_chunk(steps, "robot0", 7, 0, final=True, source=EpisodeSource.ONLINE,
-                                             reset_s=0.25, spec={"action_dim": 4}))
-    assert header == {"kind": "chunk", "actor": "robot0", "episode": 7, "chunk": 0, "final": True,
-                      "source": int(EpisodeSource.ONLINE), "reset_s": 0.25, "spec": {"action_dim": 4}}
+    header, back = decode_chunk(
+        encode_chunk(
+            steps, "robot0", 7, 0, final=True, source=EpisodeSource.ONLINE, reset_s=0.25, spec={"action_dim": 4}
+        )
+    )
+    assert header == {
+        "kind": "chunk",
+        "actor": "robot0",
+        "episode": 7,
+        "chunk": 0,
+        "final": True,
+        "source": int(EpisodeSource.ONLINE),
+        "reset_s": 0.25,
+        "spec": {"action_dim": 4},
+    }
     assert len(back) == 5
     for a, b in zip(steps, back):
         for key in a.observation:
@@ -43,13 +80,24 @@ def test_chunk_round_trip_restores_every_field_and_next_frames():
             np.testing.assert_array_equal(a.next_observation[key], b.next_observation[key])
         np.testing.assert_array_equal(a.action, b.action)
         np.testing.assert_array_equal(a.policy_action, b.policy_action)
-        assert (a.reward, a.terminated, a.intervention, a.step, a.timestamp, a.success, a.reward_source, a.label) == \
-               (b.reward, b.terminated, b.intervention, b.step, b.timestamp, b.success, b.reward_source, b.label)
-        assert b.grasp_penalty == pytest.approx(a.grasp_penalty) and b.success_probability == pytest.approx(a.success_probability)
+        assert (a.reward, a.terminated, a.intervention, a.step, a.timestamp, a.success, a.reward_source, a.label) == (
+            b.reward,
+            b.terminated,
+            b.intervention,
+            b.step,
+            b.timestamp,
+            b.success,
+            b.reward_source,
+            b.label,
+        )
+        assert b.grasp_penalty == pytest.approx(a.grasp_penalty) and b.success_probability == pytest.approx(
+            a.success_probability
+        )
 
 
 def test_payloads_refuse_pickles_and_the_wrong_kind():
     import io
+
     weights = encode_weights({"actor.w": np.ones((2, 3), np.float32)}, version=12)
     header, arrays = decode_weights(weights)
     assert header["version"] == 12 and arrays["actor.w"].shape == (2, 3)
@@ -63,8 +111,13 @@ def test_payloads_refuse_pickles_and_the_wrong_kind():
 
 def test_space_json_round_trip_keeps_bounds():
     import gymnasium as gym
-    space = gym.spaces.Dict({"state": gym.spaces.Box(np.array([-1, 0], np.float32), np.array([1, 2], np.float32)),
-                             "image/front": gym.spaces.Box(0, 255, (4, 4, 3), np.uint8)})
+
+    space = gym.spaces.Dict(
+        {
+            "state": gym.spaces.Box(np.array([-1, 0], np.float32), np.array([1, 2], np.float32)),
+            "image/front": gym.spaces.Box(0, 255, (4, 4, 3), np.uint8),
+        }
+    )
     back = space_from_json(space_to_json(space))
     np.testing.assert_array_equal(back["state"].low, [-1, 0])
     np.testing.assert_array_equal(back["state"].high, [1, 2])
@@ -73,6 +126,7 @@ def test_space_json_round_trip_keeps_bounds():
 
 def test_policy_weights_move_the_policy_between_agents():
     from robot_rl.agents.sac import SACAgent, SACConfig
+
     a = SACAgent({"state": 5}, 4, SACConfig(compile=False, grasp_critic=True), seed=0)
     b = SACAgent({"state": 5}, 4, SACConfig(compile=False, grasp_critic=True), seed=1)
     obs = {"state": np.linspace(-1, 1, 5).astype(np.float32)}
@@ -109,7 +163,9 @@ def test_ros_robot_runs_robot_env_unchanged_and_obeys_arm_and_estop(ros):
         env = RobotEnv(robot, make_task("pick_cube"), seed=3)
         expert = make_expert(env, noise=0.0, rng=np.random.default_rng(0))
         results = [run_episode(env, expert.act, seed=s) for s in range(3)]
-        assert all(r.success for r in results), [r.length for r in results]  # the scripted expert lifts the cube over ROS
+        assert all(r.success for r in results), [
+            r.length for r in results
+        ]  # the scripted expert lifts the cube over ROS
 
         state = robot.reset(np.array([0.5, 0.05, 0.2]))
         assert np.linalg.norm(state.tcp_pos - [0.5, 0.05, 0.2]) < 0.01
@@ -156,25 +212,43 @@ def test_ros_robot_refuses_stale_observations(ros):
 
 
 def _learner_args(run_dir, steps):
-    return f"overrides:=[run_dir={run_dir}, steps={steps}, runtime.learning_starts=50, runtime.checkpoint_every=100, " \
-           "agent.compile=false, agent.utd=1, agent.batch_size=64, runtime.torch_threads=1]"
+    return (
+        f"overrides:=[run_dir={run_dir}, steps={steps}, runtime.learning_starts=50, runtime.checkpoint_every=100, "
+        "agent.compile=false, agent.utd=1, agent.batch_size=64, runtime.torch_threads=1]"
+    )
 
 
 def _actor_args(namespace, actor_id, demos, on_lost, max_ahead):
-    return (f"overrides:=[robot=ros, robot.namespace={namespace}, robot.timeout=30.0, "
-            "task.max_steps=30]", f"actor_id:={actor_id}", f"num_demos:={demos}", f"on_learner_lost:={on_lost}",
-            "learner_timeout_s:=1.5", f"max_steps_ahead:={max_ahead}")
+    return (
+        f"overrides:=[robot=ros, robot.namespace={namespace}, robot.timeout=30.0, task.max_steps=30]",
+        f"actor_id:={actor_id}",
+        f"num_demos:={demos}",
+        f"on_learner_lost:={on_lost}",
+        "learner_timeout_s:=1.5",
+        f"max_steps_ahead:={max_ahead}",
+    )
 
 
 def test_two_actors_feed_one_learner_which_survives_a_kill(ros, tmp_path):
     nodes, probe = ros
     run_dir = tmp_path / "run"
     for name in ("robot0", "robot1"):
-        nodes.start(f"bridge_{name}", "bridge", "mode:=lockstep", "start_armed:=true", f"seed:={len(name)}",
-                    namespace=f"/{name}")
-        nodes.start(f"actor_{name}", "actor", *_actor_args(f"/{name}", name, 3 if name == "robot0" else 0,
-                                                            *(("hold", 0) if name == "robot0" else ("keep", 0))),
-                    namespace=f"/{name}")
+        nodes.start(
+            f"bridge_{name}",
+            "bridge",
+            "mode:=lockstep",
+            "start_armed:=true",
+            f"seed:={len(name)}",
+            namespace=f"/{name}",
+        )
+        nodes.start(
+            f"actor_{name}",
+            "actor",
+            *_actor_args(
+                f"/{name}", name, 3 if name == "robot0" else 0, *(("hold", 0) if name == "robot0" else ("keep", 0))
+            ),
+            namespace=f"/{name}",
+        )
     nodes.start("learner", "learner", _learner_args(run_dir, 100_000))
     probe.watch("/robot_rl/learner_status")
     for name in ("robot0", "robot1"):
@@ -184,9 +258,16 @@ def test_two_actors_feed_one_learner_which_survives_a_kill(ros, tmp_path):
         assert probe.set_bool(f"/{name}/actor/activate", True).success
 
     # transitions reach the learner from both actors, and it trains
-    learner = probe.wait_for("/robot_rl/learner_status", lambda s: s["demo_episodes"] >= 3 and s["updates"] > 0
-                             and all(s["actors"].get(n, 0) >= 60 for n in ("robot0", "robot1")), 240,
-                             "episodes from both actors and training")
+    learner = probe.wait_for(
+        "/robot_rl/learner_status",
+        lambda s: (
+            s["demo_episodes"] >= 3
+            and s["updates"] > 0
+            and all(s["actors"].get(n, 0) >= 60 for n in ("robot0", "robot1"))
+        ),
+        240,
+        "episodes from both actors and training",
+    )
     # weights reach the actors
     for name in ("robot0", "robot1"):
         probe.wait_for(f"/{name}/actor/status", lambda s: s["weights_version"] > 0, 60, f"weights at {name}")
@@ -196,10 +277,18 @@ def test_two_actors_feed_one_learner_which_survives_a_kill(ros, tmp_path):
     # kill -9 the learner: robot0's actor (hold) stops commanding its bridge; robot1's (keep) goes on
     # with its last weights and keeps its finished episodes for the learner's return
     nodes.kill("learner")
-    probe.wait_for("/robot0/actor/status", lambda s: not s["learner_ok"] and s["state"] == "learner lost: holding",
-                   30, "robot0 holding")
-    probe.wait_for("/robot1/actor/status", lambda s: not s["learner_ok"] and s["outbox"] >= 1, 60,
-                   "robot1 acting on and keeping episodes")
+    probe.wait_for(
+        "/robot0/actor/status",
+        lambda s: not s["learner_ok"] and s["state"] == "learner lost: holding",
+        30,
+        "robot0 holding",
+    )
+    probe.wait_for(
+        "/robot1/actor/status",
+        lambda s: not s["learner_ok"] and s["outbox"] >= 1,
+        60,
+        "robot1 acting on and keeping episodes",
+    )
     applied = [json.loads(probe.trigger(f"/{n}/stats").message)["applied"] for n in ("robot0", "robot1")]
     time.sleep(2.0)
     after = [json.loads(probe.trigger(f"/{n}/stats").message)["applied"] for n in ("robot0", "robot1")]
@@ -215,13 +304,23 @@ def test_two_actors_feed_one_learner_which_survives_a_kill(ros, tmp_path):
     # themselves to the learner: what the dead one never committed must not hold them up)
     paced = probe.latest["/robot0/actor/status"]["episodes"]
     nodes.start("learner2", "learner", _learner_args(run_dir, 100_000))
-    resumed = probe.wait_for("/robot_rl/learner_status", lambda s: s["ready"] and s["updates"] >= 100 and
-                             s["env_steps"] >= learner["env_steps"], 120, "the resumed learner")
-    probe.wait_for("/robot_rl/learner_status", lambda s: s["episodes"] > resumed["episodes"] + 2, 180,
-                   "new episodes after the restart")
+    resumed = probe.wait_for(
+        "/robot_rl/learner_status",
+        lambda s: s["ready"] and s["updates"] >= 100 and s["env_steps"] >= learner["env_steps"],
+        120,
+        "the resumed learner",
+    )
+    probe.wait_for(
+        "/robot_rl/learner_status",
+        lambda s: s["episodes"] > resumed["episodes"] + 2,
+        180,
+        "new episodes after the restart",
+    )
     assert "resuming" in nodes.log("learner2")
     probe.wait_for("/robot0/actor/status", lambda s: s["episodes"] >= paced + 2, 60, "robot0 acting again")
-    probe.wait_for("/robot1/actor/status", lambda s: s["learner_ok"] and s["outbox"] == 0, 30, "robot1's kept episodes sent")
+    probe.wait_for(
+        "/robot1/actor/status", lambda s: s["learner_ok"] and s["outbox"] == 0, 30, "robot1's kept episodes sent"
+    )
     assert probe.latest["/robot_rl/learner_status"]["demo_episodes"] == resumed["demo_episodes"]  # no second demo set
     nodes.stop_all()
     assert EpisodeLog(run_dir / "episodes.zarr").num_episodes > before
@@ -233,12 +332,31 @@ def test_deploy_actor_runs_a_fixed_policy_in_real_time(ros, tmp_path):
 
     nodes, probe = ros
     policy = tmp_path / "policy"
-    subprocess.run([sys.executable, "-m", "robot_rl.cli", "train", f"run_dir={policy}", "steps=0", "num_demos=0",
-                    "runtime.eval_episodes=1", "agent.compile=false", "task.max_steps=10"], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "robot_rl.cli",
+            "train",
+            f"run_dir={policy}",
+            "steps=0",
+            "num_demos=0",
+            "runtime.eval_episodes=1",
+            "agent.compile=false",
+            "task.max_steps=10",
+        ],
+        check=True,
+        capture_output=True,
+    )
     nodes.start("bridge", "bridge", "mode:=free", "start_armed:=true", namespace="/arm2")
-    nodes.start("actor", "actor", "overrides:=[robot=ros, robot.namespace=/arm2, task.max_steps=10]",
-                f"policy:={policy}", "episodes:=2", namespace="/arm2")
+    nodes.start(
+        "actor",
+        "actor",
+        "overrides:=[robot=ros, robot.namespace=/arm2, task.max_steps=10]",
+        f"policy:={policy}",
+        "episodes:=2",
+        namespace="/arm2",
+    )
     probe.watch("/arm2/actor/status")
     status = probe.wait_for("/arm2/actor/status", lambda s: True, 90, "the deploy actor")
     assert status["state"] == "inactive" and status["episodes"] == 0
@@ -255,8 +373,14 @@ def test_ros_robot_gives_vision_tasks_the_bridge_camera_frames(ros):
     from robot_rl.tasks import make_task
 
     nodes, _ = ros
-    nodes.start("bridge", "bridge", "mode:=lockstep", "start_armed:=true",  # cameras and size: the task's
-                "overrides:=[task=pick_cube_vision, 'task.image_size=[48,64]']", namespace="/cam0")
+    nodes.start(
+        "bridge",
+        "bridge",
+        "mode:=lockstep",
+        "start_armed:=true",  # cameras and size: the task's
+        "overrides:=[task=pick_cube_vision, 'task.image_size=[48,64]']",
+        namespace="/cam0",
+    )
     robot = RosRobot("/cam0", timeout=30.0)
     try:
         env = RobotEnv(robot, make_task("pick_cube_vision", image_size=[48, 64]), seed=0)
@@ -265,8 +389,9 @@ def test_ros_robot_gives_vision_tasks_the_bridge_camera_frames(ros):
         assert observation["image/front"].shape == observation["image/wrist"].shape == (48, 64, 3)
         with pytest.raises(ValueError, match="task.image_size"):
             robot.render("front", 128, 128)
-        assert observation["image/front"].std() > 5 and not np.array_equal(observation["image/front"],
-                                                                          observation["image/wrist"])
+        assert observation["image/front"].std() > 5 and not np.array_equal(
+            observation["image/front"], observation["image/wrist"]
+        )
     finally:
         robot.close()
 
@@ -281,8 +406,14 @@ def test_a_learner_that_fails_on_its_first_episode_exits_with_a_one_line_error(r
     learner = nodes.start("learner", "learner", f"overrides:=[run_dir={tmp_path / 'run'}, demos={tmp_path / 'none'}]")
     pub = probe.node.create_publisher(UInt8MultiArray, "/robot_rl/transitions", contract.qos("stream"))
     space = gym.spaces.Dict({"state": gym.spaces.Box(-1, 1, (7,), np.float32)})
-    chunk = encode_chunk(_transitions(3, image=False), "robot0", 0, 0, final=True,
-                         spec={"observation": space_to_json(space), "action_dim": 4})
+    chunk = encode_chunk(
+        _transitions(3, image=False),
+        "robot0",
+        0,
+        0,
+        final=True,
+        spec={"observation": space_to_json(space), "action_dim": 4},
+    )
     deadline = time.monotonic() + 60
     while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -1,5 +1,6 @@
 """Per-stamp frame assembly (robot_rl/ros/frames.py), shared by RosRobot and the reward_classifier node,
 and the rule that robot_rl imports no rclpy at module import time. No ROS needed."""
+
 from __future__ import annotations
 
 import pkgutil
@@ -50,8 +51,10 @@ def test_message_conversions():
 def test_no_robot_rl_module_imports_rclpy_at_import_time():
     names = [m.name for m in pkgutil.walk_packages(robot_rl.__path__, "robot_rl.")]
     assert "robot_rl.ros.contract" in names and "robot_rl.robots.ros" in names
-    code = ("import importlib, sys\n"
-            f"for name in {names!r}: importlib.import_module(name)\n"
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('rclpy', 'rcl_interfaces')))")
+    code = (
+        "import importlib, sys\n"
+        f"for name in {names!r}: importlib.import_module(name)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('rclpy', 'rcl_interfaces')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

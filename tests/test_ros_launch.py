@@ -6,6 +6,7 @@ evaluated with their defaults, and each node's parameters are collected from its
 `declare_parameter(...)` / `string_list(...)` calls. What the launch files share lives in
 `robot_rl_ros/launch_common.py`: its node builders (functions returning one call, down to `Node(...)`)
 are expanded into the launch file that calls them, and `argument(...)` reads its shared defaults."""
+
 from __future__ import annotations
 
 import ast
@@ -30,8 +31,11 @@ LAUNCH_FILES = sorted((PKG / "launch").glob("*.launch.py"))
 SHARED = MODULES / "launch_common.py"  # what the launch files share
 SHARED_MODULE = "robot_rl_ros.launch_common"
 EXECUTABLES = {  # console script -> module
-    "robot_bridge": "robot_rl_ros.bridge", "actor": "robot_rl_ros.actor", "learner": "robot_rl_ros.learner",
-    "reward_classifier": "robot_rl_ros.reward_classifier", "teleop": "robot_rl_ros.teleop",
+    "robot_bridge": "robot_rl_ros.bridge",
+    "actor": "robot_rl_ros.actor",
+    "learner": "robot_rl_ros.learner",
+    "reward_classifier": "robot_rl_ros.reward_classifier",
+    "teleop": "robot_rl_ros.teleop",
 }
 UNKNOWN = object()  # a value this static evaluation cannot compute (e.g. a PythonExpression)
 
@@ -57,8 +61,11 @@ def constant(expr: ast.expr, names: dict[str, ast.expr] | None = None):
 @lru_cache
 def setup_names() -> dict[str, ast.expr]:
     tree = ast.parse((PKG / "setup.py").read_text())
-    return {n.targets[0].id: n.value for n in tree.body
-            if isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], ast.Name)}
+    return {
+        n.targets[0].id: n.value
+        for n in tree.body
+        if isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], ast.Name)
+    }
 
 
 def console_scripts() -> dict[str, str]:
@@ -112,8 +119,14 @@ def collect_parameters(tree: ast.AST, helpers: dict[str, dict] | None = None) ->
     for node in ast.walk(tree):
         if isinstance(node, ast.Assign) and isinstance(node.value, ast.Lambda) and len(node.targets) == 1:
             first = node.value.args.args[0].arg if node.value.args.args else None
-            if any(isinstance(c, ast.Call) and getattr(c.func, "attr", None) == "declare_parameter" and c.args
-                   and isinstance(c.args[0], ast.Name) and c.args[0].id == first for c in ast.walk(node.value.body)):
+            if any(
+                isinstance(c, ast.Call)
+                and getattr(c.func, "attr", None) == "declare_parameter"
+                and c.args
+                and isinstance(c.args[0], ast.Name)
+                and c.args[0].id == first
+                for c in ast.walk(node.value.body)
+            ):
                 wrappers.add(node.targets[0].id)
     found: dict[str, type | None] = {}
     for node in ast.walk(tree):
@@ -135,8 +148,12 @@ def collect_parameters(tree: ast.AST, helpers: dict[str, dict] | None = None) ->
 @lru_cache
 def common_helpers() -> dict[str, dict]:
     tree = ast.parse((MODULES / "common.py").read_text())
-    return {f.name: params for f in tree.body if isinstance(f, ast.FunctionDef)
-            if (params := collect_parameters(f)) and f.name != "string_list"}
+    return {
+        f.name: params
+        for f in tree.body
+        if isinstance(f, ast.FunctionDef)
+        if (params := collect_parameters(f)) and f.name != "string_list"
+    }
 
 
 @lru_cache
@@ -151,8 +168,11 @@ def node_parameters(executable: str) -> dict[str, type | None]:
 def shared_module() -> tuple[dict[str, ast.expr], dict[str, ast.FunctionDef]]:
     """launch_common.py: (its module-level `NAME = value` constants, its functions)."""
     tree = ast.parse(SHARED.read_text(), filename=str(SHARED))
-    constants = {n.targets[0].id: n.value for n in tree.body
-                 if isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], ast.Name)}
+    constants = {
+        n.targets[0].id: n.value
+        for n in tree.body
+        if isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], ast.Name)
+    }
     return constants, {f.name: f for f in tree.body if isinstance(f, ast.FunctionDef)}
 
 
@@ -190,19 +210,22 @@ def expand(call: ast.Call, imported: set[str]) -> ast.Call:
         if body is None:
             break
         params = [a.arg for a in function.args.args]
-        bound = dict(zip(params[len(params) - len(function.args.defaults):], function.args.defaults))
+        bound = dict(zip(params[len(params) - len(function.args.defaults) :], function.args.defaults))
         bound |= dict(zip(params, call.args)) | {k.arg: k.value for k in call.keywords}
         assert set(bound) == set(params), f"{name}(...) call binds {sorted(bound)}, not {params}"
         call = _Substitute(constants | bound).visit(copy.deepcopy(body))
-        call.keywords = [k for k in call.keywords
-                         if not (isinstance(k.value, ast.Constant) and k.value.value is None)]
+        call.keywords = [k for k in call.keywords if not (isinstance(k.value, ast.Constant) and k.value.value is None)]
     return call
 
 
 def shared_imports(tree: ast.AST) -> set[str]:
     """The names a launch file imports from launch_common."""
-    return {alias.asname or alias.name for node in ast.walk(tree)
-            if isinstance(node, ast.ImportFrom) and node.module == SHARED_MODULE for alias in node.names}
+    return {
+        alias.asname or alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module == SHARED_MODULE
+        for alias in node.names
+    }
 
 
 class LaunchFile:
@@ -225,11 +248,15 @@ class LaunchFile:
             if getattr(call.func, "id", None) == "argument" and "argument" in self.shared:
                 name = constant(call.args[0])
                 assert name not in self.arguments, f"{path.name}: launch argument {name} declared twice"
-                given = call.args[1] if len(call.args) > 1 else next(
-                    (k.value for k in call.keywords if k.arg == "default"), None)
+                given = (
+                    call.args[1]
+                    if len(call.args) > 1
+                    else next((k.value for k in call.keywords if k.arg == "default"), None)
+                )
                 shared = shared_arguments().get(name, (None, None))[0]
-                self.arguments[name] = given if given is not None else (
-                    None if shared is None else ast.Constant(shared))
+                self.arguments[name] = (
+                    given if given is not None else (None if shared is None else ast.Constant(shared))
+                )
                 continue
             node = expand(call, self.shared)
             func = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
@@ -300,14 +327,20 @@ class LaunchFile:
         for entry in map(self.resolve, entries.elts):
             if isinstance(entry, ast.Dict):
                 for key, value in zip(entry.keys, entry.values):
-                    assert isinstance(key, ast.Constant), \
+                    assert isinstance(key, ast.Constant), (
                         f"{self.path.name}:{node['lineno']}: parameter names must be literals"
+                    )
                     inline[key.value] = value
                 continue
-            yamls = [c.value for c in ast.walk(entry) if isinstance(c, ast.Constant) and isinstance(c.value, str)
-                     and c.value.endswith(".yaml")]
-            assert len(yamls) == 1, f"{self.path.name}:{node['lineno']}: a parameters entry is neither a dict " \
-                                    f"nor one config/*.yaml file: {ast.unparse(entry)}"
+            yamls = [
+                c.value
+                for c in ast.walk(entry)
+                if isinstance(c, ast.Constant) and isinstance(c.value, str) and c.value.endswith(".yaml")
+            ]
+            assert len(yamls) == 1, (
+                f"{self.path.name}:{node['lineno']}: a parameters entry is neither a dict "
+                f"nor one config/*.yaml file: {ast.unparse(entry)}"
+            )
             files.append(yamls[0])
         return files, inline
 
@@ -336,8 +369,9 @@ def check_value(where: str, name: str, value, declared: type | None) -> None:
         assert value, f"{where}: {name} is an empty list (ROS cannot type it: leave the parameter out)"
         assert len({type(v) for v in value}) == 1, f"{where}: {name} mixes types: {value}"
     if declared is not None:
-        assert type(value) is declared, \
+        assert type(value) is declared, (
             f"{where}: {name}={value!r} is {type(value).__name__}, the node declares {declared.__name__}"
+        )
 
 
 NODES = [(path, i) for path in LAUNCH_FILES for i in range(len(launch_file(path).nodes))]
@@ -357,8 +391,17 @@ def test_package_files():
     assert xml.get("format") == "3" and xml.findtext("name") == "robot_rl_ros"
     assert xml.find("export").findtext("build_type") == "ament_python"
     exec_depends = {e.text for e in xml.findall("exec_depend")}
-    missing = {"rclpy", "std_msgs", "sensor_msgs", "geometry_msgs", "std_srvs", "builtin_interfaces", "launch",
-               "launch_ros", "python3-numpy"} - exec_depends
+    missing = {
+        "rclpy",
+        "std_msgs",
+        "sensor_msgs",
+        "geometry_msgs",
+        "std_srvs",
+        "builtin_interfaces",
+        "launch",
+        "launch_ros",
+        "python3-numpy",
+    } - exec_depends
     assert not missing, f"package.xml lacks exec_depend {sorted(missing)}"
     assert "python3-pytest" in {e.text for e in xml.findall("test_depend")}
     assert constant(setup_keywords()["name"], setup_names()) == "robot_rl_ros"
@@ -380,8 +423,9 @@ def test_launch_files_share_their_common_definitions():
         lf = launch_file(path)
         assert {"argument", "node"} <= lf.shared, f"{path.name}: import argument and node from {SHARED_MODULE}"
         direct = {getattr(c.func, "id", None) for c in ast.walk(lf.tree) if isinstance(c, ast.Call)}
-        assert not direct & {"Node", "DeclareLaunchArgument"}, \
+        assert not direct & {"Node", "DeclareLaunchArgument"}, (
             f"{path.name}: start nodes with node(...) and declare arguments with argument(...) from {SHARED_MODULE}"
+        )
         for name in lf.arguments:
             declared[name] = declared.get(name, 0) + 1
         used_builders |= direct & builders
@@ -389,9 +433,18 @@ def test_launch_files_share_their_common_definitions():
     assert all(description for _, description in shared.values())
     once = sorted(name for name in shared if declared.get(name, 0) < 2)
     assert not once, f"launch_common.ARGUMENTS {once} are declared by fewer than two launch files: keep them local"
-    unused = sorted(builders - used_builders - {"config", "argument", "is_set"}
-                    - {name for f in functions.values() for c in ast.walk(f) if isinstance(c, ast.Call)
-                       for name in [getattr(c.func, "id", None)]})
+    unused = sorted(
+        builders
+        - used_builders
+        - {"config", "argument", "is_set"}
+        - {
+            name
+            for f in functions.values()
+            for c in ast.walk(f)
+            if isinstance(c, ast.Call)
+            for name in [getattr(c.func, "id", None)]
+        }
+    )
     assert not unused, f"launch_common builders no launch file uses: {unused}"
     assert constant(constants["PACKAGE"]) == "robot_rl_ros"
 
@@ -424,8 +477,20 @@ def test_node_modules_declare_parameters():
     bridge = node_parameters("robot_bridge")
     assert {"overrides", "mode", "cameras", "objects", "start_armed", "reliable_sensors", "seed"} <= set(bridge)
     actor = node_parameters("actor")
-    assert {"overrides", "training_namespace", "actor_id", "policy", "deterministic", "num_demos", "episodes",
-            "on_learner_lost", "learner_timeout_s", "max_steps_ahead", "outbox_episodes", "start_active"} <= set(actor)
+    assert {
+        "overrides",
+        "training_namespace",
+        "actor_id",
+        "policy",
+        "deterministic",
+        "num_demos",
+        "episodes",
+        "on_learner_lost",
+        "learner_timeout_s",
+        "max_steps_ahead",
+        "outbox_episodes",
+        "start_active",
+    } <= set(actor)
     assert actor["learner_timeout_s"] is float and actor["overrides"] is list and actor["start_active"] is bool
     assert actor["training_namespace"] is str
     assert {"overrides", "training_namespace", "weights_period_s", "exit_when_done"} <= set(node_parameters("learner"))
@@ -469,8 +534,9 @@ def test_node_runs_a_package_executable_with_declared_parameters(item):
             # a flat list holding a bare substitution is joined into ONE string by launch_ros: each
             # item must be a literal or a list of parts
             for item_expr in expr.elts:
-                assert isinstance(item_expr, (ast.Constant, ast.List)), \
+                assert isinstance(item_expr, (ast.Constant, ast.List)), (
                     f"{where}: {key} item {ast.unparse(item_expr)} must be a string or a list of parts"
+                )
             value = [lf.evaluate(e) for e in expr.elts]
             if any(v is UNKNOWN or v is None for v in value):
                 continue
@@ -537,20 +603,24 @@ def test_hydra_overrides_compose_and_wire_the_nodes_together(path):
     actor = composed["actor"]
     assert actor.robot.name == "ros", f"{path.name}: the actor needs robot=ros"
     namespaces = {lf.evaluate(n["namespace"]) for n in by_executable["robot_bridge"]}
-    assert namespaces == {actor.robot.namespace}, f"{path.name}: actor robot.namespace {actor.robot.namespace} " \
-                                                  f"!= bridge namespace {namespaces}"
+    assert namespaces == {actor.robot.namespace}, (
+        f"{path.name}: actor robot.namespace {actor.robot.namespace} != bridge namespace {namespaces}"
+    )
     assert actor.task.name == composed["robot_bridge"].task.name
     if "learner" in composed:
         assert composed["learner"].task.name == actor.task.name
     if "learner" in by_executable:
-        spaces = {param_value(lf, n, "training_namespace", ros_contract.DEFAULT_TRAINING_NAMESPACE)
-                  for n in by_executable["actor"] + by_executable["learner"]}
+        spaces = {
+            param_value(lf, n, "training_namespace", ros_contract.DEFAULT_TRAINING_NAMESPACE)
+            for n in by_executable["actor"] + by_executable["learner"]
+        }
         assert len(spaces) == 1, f"{path.name}: actor and learner in different training namespaces {spaces}"
     for node in by_executable.get("teleop", []):
         assert actor.teleop.device == "ros", f"{path.name}: a teleop node needs the actor's teleop=ros"
         teleop_namespace = lf.evaluate(lf.parameters(node)[1]["robot_namespace"])
-        assert teleop_namespace == actor.teleop.namespace, \
+        assert teleop_namespace == actor.teleop.namespace, (
             f"{path.name}: teleop node publishes in {teleop_namespace}, the actor reads {actor.teleop.namespace}"
+        )
     for node in by_executable.get("reward_classifier", []):
         watched = lf.evaluate(lf.parameters(node)[1]["robot_namespace"])
         assert watched == actor.robot.namespace, f"{path.name}: reward_classifier watches {watched}, not the robot"

@@ -6,6 +6,7 @@ process; one-line errors with exit status 2 for a missing classifier or device.
 Every process of this module runs in its own ROS domain (ROS_DOMAIN_ID from the pid); the process
 harness is tests/ros_processes.py.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,8 +26,8 @@ rclpy = pytest.importorskip("rclpy")
 
 from ros_processes import Nodes, Probe, ros_session  # noqa: E402
 
-from robot_rl.ros import contract  # noqa: E402
 from robot_rl.data.schema import EpisodeLabel  # noqa: E402
+from robot_rl.ros import contract  # noqa: E402
 
 DOMAIN = 100 + os.getpid() % 100  # this module's own DDS domain (tests/test_ros.py uses 40..89)
 NS = "/robot"
@@ -90,6 +91,7 @@ def run_to_exit(nodes: Nodes, module: str, *params: str) -> tuple[int | None, st
 
 # ------------------------------------------------------------------------------------------ teleop
 
+
 def test_keyboard_teleop_node_to_ros_teleop_device(ros):
     from sensor_msgs.msg import Joy
 
@@ -110,8 +112,15 @@ def test_keyboard_teleop_node_to_ros_teleop_device(ros):
     try:
         probe.record(Joy, topic, contract.qos("command"))
         device = make_device("ros", namespace=NS, max_age=0.25)
-        nodes.start("teleop", "teleop", "device:=keyboard", f"tty:={os.ttyname(slave)}", "rate_hz:=20.0",
-                    "overrides:=['teleop.speed=0.5']", f"robot_namespace:={NS}")
+        nodes.start(
+            "teleop",
+            "teleop",
+            "device:=keyboard",
+            f"tty:={os.ttyname(slave)}",
+            "rate_hz:=20.0",
+            "overrides:=['teleop.speed=0.5']",
+            f"robot_namespace:={NS}",
+        )
         wait_for(lambda: probe.got(topic) and device.received, 30, "the teleop node's first Joy", nodes)
         _, first = probe.got(topic)[-1]
         assert list(first.axes) == [0, 0, 0, 0] and list(first.buttons) == [0, 0]  # nobody typed: idle
@@ -180,6 +189,7 @@ def test_teleop_node_missing_device_is_one_line(ros, tmp_path):
 
 # ------------------------------------------------------------------------------ reward classifier
 
+
 @pytest.fixture(scope="module")
 def classifier_file(tmp_path_factory) -> Path:
     """An untrained tiny classifier on 64x64 front and wrist frames (plumbing, not accuracy); its last
@@ -190,8 +200,9 @@ def classifier_file(tmp_path_factory) -> Path:
     from robot_rl.reward.model import SuccessClassifier
 
     torch.manual_seed(0)
-    model = SuccessClassifier({"image/front": (64, 64, 3), "image/wrist": (64, 64, 3)}, EncoderConfig(**TINY),
-                              hidden=16)
+    model = SuccessClassifier(
+        {"image/front": (64, 64, 3), "image/wrist": (64, 64, 3)}, EncoderConfig(**TINY), hidden=16
+    )
     with torch.no_grad():
         model.head[-1].weight.mul_(20.0)
     path = tmp_path_factory.mktemp("classifier") / "classifier.pt"
@@ -214,18 +225,33 @@ def test_reward_classifier_node_scores_bridge_frames(gl, ros, classifier_file):
     for topic in topics.values():
         probe.record(Image, topic, sensor)
     probe.record(Float32, out, contract.qos("command"))
-    nodes.start("bridge", "bridge", "mode:=free", "reliable_sensors:=true",
-                "overrides:=['task=pick_cube_vision','task.image_size=[64,64]']",
-                namespace=NS)
+    nodes.start(
+        "bridge",
+        "bridge",
+        "mode:=free",
+        "reliable_sensors:=true",
+        "overrides:=['task=pick_cube_vision','task.image_size=[64,64]']",
+        namespace=NS,
+    )
     wait_for(lambda: all(probe.got(t) for t in topics.values()), 60, "the bridge's camera frames", nodes)
     # the node starts once this process receives frames, so it scores no frame this process misses
-    nodes.start("reward_classifier", "reward_classifier", f"classifier:={classifier_file}", f"robot_namespace:={NS}",
-                "reliable_sensors:=true")
+    nodes.start(
+        "reward_classifier",
+        "reward_classifier",
+        f"classifier:={classifier_file}",
+        f"robot_namespace:={NS}",
+        "reliable_sensors:=true",
+    )
     wait_for(lambda: len(probe.got(out)) >= 3, 60, "success probabilities", nodes)
     for _ in range(2):  # new cube positions: new frames, new probabilities
         assert probe.trigger(contract.join(NS, contract.RESET.name)).success
         n = len(probe.got(out))
-        wait_for(lambda: len(probe.got(out)) >= n + 3, 10, "probabilities after a reset", nodes)
+        wait_for(
+            lambda: len(probe.got(out)) >= n + 3,  # noqa: B023 (waited for here)
+            10,
+            "probabilities after a reset",
+            nodes,
+        )
     for name in ("reward_classifier", "bridge"):
         assert stop(nodes, name) == 0, nodes.log(name)
 

@@ -14,6 +14,7 @@
 `ros2 security create_keystore` / `create_enclave`. Every node runs in a subprocess (security is
 read from the environment when a context starts). This module's DDS domains are 225..232.
 """
+
 from __future__ import annotations
 
 import os
@@ -62,8 +63,11 @@ NODE = textwrap.dedent("""
 
 
 def node_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ROS_SECURITY", "ROS_AUTOMATIC", "ROS_STATIC",
-                                                                      "ROS_LOCALHOST"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("ROS_SECURITY", "ROS_AUTOMATIC", "ROS_STATIC", "ROS_LOCALHOST"))
+    }
     env["ROS_DOMAIN_ID"] = str(DOMAIN)
     env.update(extra)
     return env
@@ -172,31 +176,91 @@ def make_keystore(root: Path, enclaves=ENCLAVES) -> Path:
         (keystore / sub).mkdir(parents=True, exist_ok=True)
     ca_key, ca_cert = keystore / "private" / "ca.key.pem", keystore / "public" / "ca.cert.pem"
     openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(ca_key))
-    openssl("req", "-x509", "-new", "-key", str(ca_key), "-out", str(ca_cert), "-days", "3650", "-sha256",
-            "-subj", "/CN=robot_rl test CA")
+    openssl(
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        str(ca_key),
+        "-out",
+        str(ca_cert),
+        "-days",
+        "3650",
+        "-sha256",
+        "-subj",
+        "/CN=robot_rl test CA",
+    )
     for name in ("identity_ca", "permissions_ca"):
         shutil.copy(ca_cert, keystore / "public" / f"{name}.cert.pem")
         shutil.copy(ca_key, keystore / "private" / f"{name}.key.pem")
     governance = keystore / "enclaves" / "governance.xml"
     governance.write_text(GOVERNANCE)
-    openssl("smime", "-sign", "-text", "-in", str(governance), "-out", str(governance.with_suffix(".p7s")),
-            "-signer", str(ca_cert), "-inkey", str(ca_key))
+    openssl(
+        "smime",
+        "-sign",
+        "-text",
+        "-in",
+        str(governance),
+        "-out",
+        str(governance.with_suffix(".p7s")),
+        "-signer",
+        str(ca_cert),
+        "-inkey",
+        str(ca_key),
+    )
     for enclave in enclaves:
         folder = keystore / "enclaves" / enclave.strip("/")
         folder.mkdir(parents=True, exist_ok=True)
-        openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                "-keyout", str(folder / "key.pem"), "-out", str(folder / "request.csr"),
-                "-subj", "/CN=" + enclave.replace("/", "\\/"))  # "/" escaped in -subj
-        openssl("x509", "-req", "-in", str(folder / "request.csr"), "-CA", str(ca_cert), "-CAkey", str(ca_key),
-                "-CAcreateserial", "-out", str(folder / "cert.pem"), "-days", "3650", "-sha256")
+        openssl(
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            str(folder / "key.pem"),
+            "-out",
+            str(folder / "request.csr"),
+            "-subj",
+            "/CN=" + enclave.replace("/", "\\/"),
+        )  # "/" escaped in -subj
+        openssl(
+            "x509",
+            "-req",
+            "-in",
+            str(folder / "request.csr"),
+            "-CA",
+            str(ca_cert),
+            "-CAkey",
+            str(ca_key),
+            "-CAcreateserial",
+            "-out",
+            str(folder / "cert.pem"),
+            "-days",
+            "3650",
+            "-sha256",
+        )
         (folder / "request.csr").unlink()
         for name in ("identity_ca", "permissions_ca"):
             shutil.copy(ca_cert, folder / f"{name}.cert.pem")
         shutil.copy(governance.with_suffix(".p7s"), folder / "governance.p7s")
         permissions = folder / "permissions.xml"
         permissions.write_text(PERMISSIONS.format(enclave=enclave))
-        openssl("smime", "-sign", "-text", "-in", str(permissions), "-out", str(folder / "permissions.p7s"),
-                "-signer", str(ca_cert), "-inkey", str(ca_key))
+        openssl(
+            "smime",
+            "-sign",
+            "-text",
+            "-in",
+            str(permissions),
+            "-out",
+            str(folder / "permissions.p7s"),
+            "-signer",
+            str(ca_cert),
+            "-inkey",
+            str(ca_key),
+        )
     return keystore
 
 
@@ -221,21 +285,30 @@ def test_keystore_is_valid_for_dds_security(keystore):
     ca = keystore / "public" / "ca.cert.pem"
     for enclave in ENCLAVES:
         folder = keystore / "enclaves" / enclave.strip("/")
-        assert {p.name for p in folder.iterdir()} == {"cert.pem", "key.pem", "identity_ca.cert.pem",
-                                                      "permissions_ca.cert.pem", "governance.p7s", "permissions.xml",
-                                                      "permissions.p7s"}
+        assert {p.name for p in folder.iterdir()} == {
+            "cert.pem",
+            "key.pem",
+            "identity_ca.cert.pem",
+            "permissions_ca.cert.pem",
+            "governance.p7s",
+            "permissions.xml",
+            "permissions.p7s",
+        }
         assert "OK" in openssl("verify", "-CAfile", str(ca), str(folder / "cert.pem"))
         assert f"CN = {enclave}" in openssl("x509", "-in", str(folder / "cert.pem"), "-noout", "-subject")
         for signed in ("governance.p7s", "permissions.p7s"):
-            assert "Verification successful" in openssl("smime", "-verify", "-in", str(folder / signed), "-CAfile",
-                                                        str(ca), "-out", os.devnull)
+            assert "Verification successful" in openssl(
+                "smime", "-verify", "-in", str(folder / signed), "-CAfile", str(ca), "-out", os.devnull
+            )
 
 
 def test_pypi_fast_dds_is_built_without_dds_security(keystore):
     supported, out = wheel_has_dds_security(keystore)
-    assert not supported, ("this rclpy wheel's Fast DDS now has the DDS Security plugins: "
-                           "test_secured_nodes_talk_and_an_unsecured_node_is_refused runs now; update the Security "
-                           "section of ros_ws/README.md and drop this test")
+    assert not supported, (
+        "this rclpy wheel's Fast DDS now has the DDS Security plugins: "
+        "test_secured_nodes_talk_and_an_unsecured_node_is_refused runs now; update the Security "
+        "section of ros_ws/README.md and drop this test"
+    )
     assert "CREATE_FAILED" in out and NO_SECURITY_LIBRARIES in out and "-DSECURITY=ON" in out, out[-2000:]
 
 

@@ -1,4 +1,5 @@
 """6-DoF end-effector actions: pick_cube with `rotation=True` (7-dim actions) on the MuJoCo robot."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,6 +1,7 @@
 """A run survives careless and hostile use (issue 10): refused commands change nothing, checkpoints cannot
 run code, a killed run resumes as the run that was never killed, and file-system faults are one clear
 line. Every command runs as a real `robot-rl` process; kills are real SIGKILLs (failpoints place them)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -17,18 +18,29 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from fs_faults import remount, tmpfs
 
 from robot_rl.data.episode_log import EpisodeLog, EpisodeLogWriter
 
-FAST = ["agent.compile=false", "agent.batch_size=64", "agent.utd=2", "runtime.learning_starts=50",
-        "runtime.eval_episodes=2", "runtime.log_every=100", "num_demos=2"]
+FAST = [
+    "agent.compile=false",
+    "agent.batch_size=64",
+    "agent.utd=2",
+    "runtime.learning_starts=50",
+    "runtime.eval_episodes=2",
+    "runtime.log_every=100",
+    "num_demos=2",
+]
 
 
 def robot_rl(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "robot_rl.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "robot_rl.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def one_line_error(proc: subprocess.CompletedProcess, message: str) -> None:
@@ -78,9 +90,17 @@ def test_train_is_refused_while_another_process_holds_the_run_or_its_log(trained
         proc = robot_rl("train", f"run_dir={run}", "steps=240", *FAST)
     one_line_error(proc, "already open by another writer")
     assert digest(run) == before
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from robot_rl.runtime.run_dir import RunLock; "
-                               "lock = RunLock(sys.argv[1]).__enter__(); print('held', flush=True); time.sleep(60)",
-                               str(run)], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from robot_rl.runtime.run_dir import RunLock; "
+            "lock = RunLock(sys.argv[1]).__enter__(); print('held', flush=True); time.sleep(60)",
+            str(run),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         for args in (["train", f"run_dir={run}", "steps=240", *FAST], ["eval", f"run_dir={run}", "episodes=1"]):
@@ -94,6 +114,7 @@ def test_train_is_refused_while_another_process_holds_the_run_or_its_log(trained
 # ------------------------------------------------------------------ class 3: a checkpoint cannot run code
 def crafted_checkpoint(good: Path, out: Path, marker: Path) -> None:
     """`good` with its pickle replaced by one that would create `marker` through os.system."""
+
     class Evil:
         def __reduce__(self):
             return os.system, (f"touch {marker}",)
@@ -123,8 +144,14 @@ def test_a_crafted_checkpoint_is_refused_without_running(trained, tmp_path):
 RESUME = ["steps=800", "runtime.eval_every=200", "runtime.checkpoint_every=120", *FAST]
 # demo recording, before the first checkpoint, mid-checkpoint write, mid-eval, training, summary write:
 # each fires early in its process, so that every one lands before the run ends
-KILLS = ["commit:demo:1", "commit:online:1", "write:checkpoint.pt:1", "commit:eval:1", "commit:online:2",
-         "write:summary.json"]
+KILLS = [
+    "commit:demo:1",
+    "commit:online:1",
+    "write:checkpoint.pt:1",
+    "commit:eval:1",
+    "commit:online:2",
+    "write:summary.json",
+]
 
 
 def comparable(run: Path) -> tuple[dict, dict]:
@@ -145,8 +172,11 @@ def test_a_run_killed_at_every_phase_resumes_into_the_run_never_killed(tmp_path)
         proc = robot_rl("train", f"run_dir={killed}", *RESUME, env={"ROBOT_RL_FAILPOINT": failpoint})
         assert proc.returncode == -signal.SIGKILL, (failpoint, proc.stdout, proc.stderr)
     # and one kill at a random moment of a real process
-    proc = subprocess.Popen([sys.executable, "-m", "robot_rl.cli", "train", f"run_dir={killed}", *RESUME],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "robot_rl.cli", "train", f"run_dir={killed}", *RESUME],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     time.sleep(float(np.random.default_rng().uniform(2.0, 6.0)))
     proc.kill()
     proc.wait()
@@ -175,19 +205,22 @@ def test_the_last_episode_is_cut_at_the_step_budget(trained):
 
 
 # ------------------------------------------------------------------ class 5: environment faults
-@pytest.mark.parametrize("args, message", [
-    (["train", "run_dir={file}"], "is a file, not a directory"),
-    (["train", "run_dir={file}/run"], "inside a file"),
-    (["train", "run_dir={tmp}/r", "runtime.eval_every=0"], "runtime.eval_every=0 must be at least 1"),
-    (["train", "run_dir={tmp}/r", "runtime.checkpoint_every=-5"], "runtime.checkpoint_every=-5 must be at least 1"),
-    (["train", "run_dir={tmp}/r", "runtime.log_every=0"], "runtime.log_every=0 must be at least 1"),
-    (["train", "run_dir={tmp}/r", "runtime.eval_episodes=0"], "runtime.eval_episodes=0 must be at least 1"),
-    (["train", "run_dir={tmp}/r", "runtime.learning_starts=-1"], "runtime.learning_starts=-1 must be 0 or more"),
-    (["train", "run_dir={tmp}/r", "num_demos=-3"], "num_demos=-3 must be a non-negative integer"),
-    (["record-demos", "out={tmp}/d", "episodes=-1"], "episodes=-1 must be an integer >= 1"),
-    (["eval", "run_dir={tmp}/r", "episodes=0"], "episodes=0 must be an integer >= 1"),
-    (["record-labels", "out={tmp}/l", "episodes=-2"], "episodes=-2 must be an integer >= 1"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "run_dir={file}"], "is a file, not a directory"),
+        (["train", "run_dir={file}/run"], "inside a file"),
+        (["train", "run_dir={tmp}/r", "runtime.eval_every=0"], "runtime.eval_every=0 must be at least 1"),
+        (["train", "run_dir={tmp}/r", "runtime.checkpoint_every=-5"], "runtime.checkpoint_every=-5 must be at least 1"),
+        (["train", "run_dir={tmp}/r", "runtime.log_every=0"], "runtime.log_every=0 must be at least 1"),
+        (["train", "run_dir={tmp}/r", "runtime.eval_episodes=0"], "runtime.eval_episodes=0 must be at least 1"),
+        (["train", "run_dir={tmp}/r", "runtime.learning_starts=-1"], "runtime.learning_starts=-1 must be 0 or more"),
+        (["train", "run_dir={tmp}/r", "num_demos=-3"], "num_demos=-3 must be a non-negative integer"),
+        (["record-demos", "out={tmp}/d", "episodes=-1"], "episodes=-1 must be an integer >= 1"),
+        (["eval", "run_dir={tmp}/r", "episodes=0"], "episodes=0 must be an integer >= 1"),
+        (["record-labels", "out={tmp}/l", "episodes=-2"], "episodes=-2 must be an integer >= 1"),
+    ],
+)
 def test_bad_inputs_are_one_line_errors_that_change_nothing(args, message, tmp_path):
     (tmp_path / "file").write_text("not a directory")
     before = sorted(p.name for p in tmp_path.rglob("*"))
@@ -218,8 +251,14 @@ def test_a_read_only_run_dir_is_one_line_and_untouched(trained, tmp_path):
 def test_a_full_disk_is_one_line_leaves_no_temp_files_and_keeps_finished_episodes(tmp_path):
     with tmpfs(tmp_path / "small", "3m") as mount:
         run = mount / "run"
-        proc = robot_rl("train", f"run_dir={run}", "steps=5000", "runtime.checkpoint_every=100",
-                        "agent.hidden_dims=[512,512]", *FAST)
+        proc = robot_rl(
+            "train",
+            f"run_dir={run}",
+            "steps=5000",
+            "runtime.checkpoint_every=100",
+            "agent.hidden_dims=[512,512]",
+            *FAST,
+        )
         one_line_error(proc, "disk full")
         assert "free space and rerun" in proc.stderr
         leftovers = [p for p in run.rglob("*") if p.name.endswith((".tmp", ".partial")) or ".creating-" in p.name]
@@ -230,6 +269,7 @@ def test_a_full_disk_is_one_line_leaves_no_temp_files_and_keeps_finished_episode
             assert np.isfinite(log.episode(i)["observation/state"]).all()
         # once there is room again the run resumes from what was kept
         remount(mount, "size=64m")
-        proc = robot_rl("train", f"run_dir={run}", "steps=300", "runtime.checkpoint_every=100",
-                        "agent.hidden_dims=[512,512]", *FAST)
+        proc = robot_rl(
+            "train", f"run_dir={run}", "steps=300", "runtime.checkpoint_every=100", "agent.hidden_dims=[512,512]", *FAST
+        )
         assert proc.returncode == 0 and "resuming" in proc.stdout, proc.stderr

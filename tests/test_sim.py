@@ -1,4 +1,5 @@
 """MuJoCo model and MujocoRobot: loading, IK control, workspace, joint limits, gripper, speed."""
+
 from __future__ import annotations
 
 import os
@@ -103,9 +104,21 @@ def test_motion_during_a_step_is_fast(robot: MujocoRobot) -> None:
 def test_workspace_bounds_hold(robot: MujocoRobot) -> None:
     lo, hi = robot.workspace
     tol = 0.005
-    directions = [np.array(d, dtype=float) for d in
-                  [(1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1),
-                   (1, 1, -1), (-1, -1, 1), (1, -1, 1), (-1, 1, -1)]]
+    directions = [
+        np.array(d, dtype=float)
+        for d in [
+            (1, 0, 0),
+            (-1, 0, 0),
+            (0, 1, 0),
+            (0, -1, 0),
+            (0, 0, 1),
+            (0, 0, -1),
+            (1, 1, -1),
+            (-1, -1, 1),
+            (1, -1, 1),
+            (-1, 1, -1),
+        ]
+    ]
     for d in directions:
         robot.reset(START)
         park_cube(robot)

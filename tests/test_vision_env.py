@@ -4,6 +4,7 @@ env speed with two 128x128 cameras, and RobotEnv's grasp penalty.
 Rendering runs in subprocesses with MUJOCO_GL=egl (MuJoCo picks its GL backend at import, and this
 pytest process may already have imported it); those tests skip when no GL backend can render here.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def run_python(script: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, MUJOCO_GL=os.environ.get("MUJOCO_GL", "egl"))
-    return subprocess.run([sys.executable, "-c", script], env=env, cwd=REPO, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=REPO, capture_output=True, text=True, timeout=300
+    )
 
 
 def run_rendering(script: str) -> dict:
@@ -169,7 +171,9 @@ def test_grasp_penalty_on_gripper_switches() -> None:
     env = make_pick_cube_env(seed=0, gripper_mode="continuous")
     try:
         env.reset(seed=0)
-        penalties = [env.step(np.array([0, 0, 0, g], np.float32))[4]["step_info"].grasp_penalty for g in [-0.5, 0.2, 0.6, -0.1]]
+        penalties = [
+            env.step(np.array([0, 0, 0, g], np.float32))[4]["step_info"].grasp_penalty for g in [-0.5, 0.2, 0.6, -0.1]
+        ]
         assert penalties == [0.0, -0.02, 0.0, -0.02]  # default 0.02 for pick tasks
     finally:
         env.close()

@@ -11,6 +11,7 @@ encoder's device. Backbones:
 Pooling ("spatial learned embeddings", as in SERL): backbone features [C, H, W] are weighted by a
 learned kernel [C, H, W, K] and summed over H, W, giving C*K numbers, then Linear -> LayerNorm -> tanh.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -43,10 +44,17 @@ class EncoderConfig:
             raise ValueError(f"agent.encoder.name={self.name!r} is not one of {', '.join(ENCODERS)}")
         if self.freeze and not self.weights:
             raise ValueError("agent.encoder.freeze=true needs pretrained agent.encoder.weights=<path to a state_dict>")
-        if not self.strides or min(self.strides) < 1 or self.channels < 1 or self.spatial_features < 1 \
-                or self.bottleneck < 1:
-            raise ValueError("agent.encoder.strides must be a non-empty list of positive ints and "
-                             "channels, spatial_features, bottleneck positive")
+        if (
+            not self.strides
+            or min(self.strides) < 1
+            or self.channels < 1
+            or self.spatial_features < 1
+            or self.bottleneck < 1
+        ):
+            raise ValueError(
+                "agent.encoder.strides must be a non-empty list of positive ints and "
+                "channels, spatial_features, bottleneck positive"
+            )
 
 
 class ConvBackbone(nn.Module):
@@ -82,8 +90,9 @@ class BasicBlock(nn.Module):
         self.norm2 = group_norm(out_channels)
         self.shortcut = nn.Identity()
         if stride != 1 or in_channels != out_channels:
-            self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
-                                          group_norm(out_channels))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False), group_norm(out_channels)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = torch.relu(self.norm1(self.conv1(x)))
@@ -101,8 +110,12 @@ class ResNet10Backbone(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False), group_norm(64), nn.ReLU(),
-                                  nn.MaxPool2d(3, stride=2, padding=1))
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False),
+            group_norm(64),
+            nn.ReLU(),
+            nn.MaxPool2d(3, stride=2, padding=1),
+        )
         blocks, in_channels = [], 64
         for i, width in enumerate(self.WIDTHS):
             blocks.append(BasicBlock(in_channels, width, stride=1 if i == 0 else 2))
@@ -195,8 +208,14 @@ class ObservationEncoder(nn.Module):
     """Observation dict -> one feature vector: per-camera features (in `image_shapes` order), then the
     vector keys (in `vector_dims` order) concatenated and mapped affinely by `center`/`inv_scale`."""
 
-    def __init__(self, image_shapes: dict[str, tuple[int, int, int]], vector_dims: dict[str, int],
-                 config: EncoderConfig, center: torch.Tensor | None = None, inv_scale: torch.Tensor | None = None):
+    def __init__(
+        self,
+        image_shapes: dict[str, tuple[int, int, int]],
+        vector_dims: dict[str, int],
+        config: EncoderConfig,
+        center: torch.Tensor | None = None,
+        inv_scale: torch.Tensor | None = None,
+    ):
         super().__init__()
         self.image_keys = list(image_shapes)
         self.vector_keys = list(vector_dims)
@@ -214,8 +233,9 @@ class ObservationEncoder(nn.Module):
     def backbone_features(self, observation: dict[str, torch.Tensor]) -> list[torch.Tensor]:
         return [camera.features(observation[k]) for k, camera in zip(self.image_keys, self.cameras)]
 
-    def forward(self, observation: dict[str, torch.Tensor],
-                backbone_features: list[torch.Tensor] | None = None) -> torch.Tensor:
+    def forward(
+        self, observation: dict[str, torch.Tensor], backbone_features: list[torch.Tensor] | None = None
+    ) -> torch.Tensor:
         """Features [B, output_dim]; `backbone_features` (from `backbone_features()`, of this or an
         encoder with the same frozen backbones) skips the backbones."""
         features = backbone_features or [None] * len(self.cameras)

@@ -6,6 +6,7 @@ command is sticky (> +0.5 closes, < -0.5 opens, in between keeps the current sta
 execute as +1.0, 0.0 and -1.0, and a recorded gripper command maps back to its class by the same
 thresholds.
 """
+
 from __future__ import annotations
 
 import torch
@@ -43,8 +44,14 @@ class GraspCritic(nn.Module):
         return self.head(self.trunk(features))
 
 
-def double_dqn_target(reward: torch.Tensor, grasp_penalty: torch.Tensor, terminated: torch.Tensor,
-                      discount: float, next_q_online: torch.Tensor, next_q_target: torch.Tensor) -> torch.Tensor:
+def double_dqn_target(
+    reward: torch.Tensor,
+    grasp_penalty: torch.Tensor,
+    terminated: torch.Tensor,
+    discount: float,
+    next_q_online: torch.Tensor,
+    next_q_target: torch.Tensor,
+) -> torch.Tensor:
     """r + penalty + discount * (1 - terminated) * Q_target(s', argmax_a Q_online(s', a)).
 
     The online network picks the next action and the target network evaluates it (double DQN),
@@ -54,13 +61,23 @@ def double_dqn_target(reward: torch.Tensor, grasp_penalty: torch.Tensor, termina
     return reward + grasp_penalty + discount * (1.0 - terminated) * next_value
 
 
-def grasp_td_loss(critic: GraspCritic, target_critic: GraspCritic, features: torch.Tensor, classes: torch.Tensor,
-                  reward: torch.Tensor, grasp_penalty: torch.Tensor, terminated: torch.Tensor,
-                  next_features: torch.Tensor, next_target_features: torch.Tensor, discount: float) -> torch.Tensor:
+def grasp_td_loss(
+    critic: GraspCritic,
+    target_critic: GraspCritic,
+    features: torch.Tensor,
+    classes: torch.Tensor,
+    reward: torch.Tensor,
+    grasp_penalty: torch.Tensor,
+    terminated: torch.Tensor,
+    next_features: torch.Tensor,
+    next_target_features: torch.Tensor,
+    discount: float,
+) -> torch.Tensor:
     """Mean squared TD error of Q(s, a_taken) against the double-DQN target. `next_features` come
     from the online encoder (for the argmax), `next_target_features` from the target encoder."""
     with torch.no_grad():
-        target = double_dqn_target(reward, grasp_penalty, terminated, discount,
-                                   critic(next_features), target_critic(next_target_features))
+        target = double_dqn_target(
+            reward, grasp_penalty, terminated, discount, critic(next_features), target_critic(next_target_features)
+        )
     q = critic(features).gather(-1, classes.unsqueeze(-1)).squeeze(-1)
     return (q - target).square().mean()

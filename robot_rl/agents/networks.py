@@ -3,6 +3,7 @@
 The critic ensemble is one module whose weights carry a leading ensemble dimension, so all
 members run in one batched matmul per layer (`torch.baddbmm`), not a Python loop.
 """
+
 from __future__ import annotations
 
 import math

@@ -6,6 +6,7 @@ critic, trained only through the critic loss (the actor sees detached features),
 for the target critic, and random-shift augmentation of observations and next observations.
 Optionally (HIL-SERL) a discrete grasp critic drives the gripper, the last action dim.
 """
+
 from __future__ import annotations
 
 import copy
@@ -18,7 +19,7 @@ import torch.nn.functional as F
 
 from robot_rl.agents.augmentation import random_shift
 from robot_rl.agents.encoders import EncoderConfig, ObservationEncoder
-from robot_rl.agents.grasp import NUM_GRASP_ACTIONS, GraspCritic, class_to_gripper, gripper_to_class, grasp_td_loss
+from robot_rl.agents.grasp import NUM_GRASP_ACTIONS, GraspCritic, class_to_gripper, grasp_td_loss, gripper_to_class
 from robot_rl.agents.networks import CriticEnsemble, TanhGaussianActor
 from robot_rl.data.replay import Batch
 
@@ -48,8 +49,10 @@ class SACConfig:
 
     def __post_init__(self) -> None:
         if not 1 <= self.critic_subsample <= self.ensemble_size:
-            raise ValueError(f"agent.critic_subsample={self.critic_subsample} must be in 1..agent.ensemble_size "
-                             f"({self.ensemble_size}): lower the subsample or enlarge the ensemble")
+            raise ValueError(
+                f"agent.critic_subsample={self.critic_subsample} must be in 1..agent.ensemble_size "
+                f"({self.ensemble_size}): lower the subsample or enlarge the ensemble"
+            )
         if self.utd < 1 or self.batch_size < 2:
             raise ValueError("agent.utd must be >= 1 and agent.batch_size >= 2")
         if not 0.0 <= self.grasp_epsilon <= 1.0:
@@ -72,9 +75,15 @@ class SACAgent:
     close/stay/open for the last one (see robot_rl/agents/grasp.py).
     """
 
-    def __init__(self, obs_dims: Mapping[str, int | Sequence[int]], action_dim: int, config: SACConfig,
-                 device: str | torch.device = "cpu", seed: int = 0,
-                 obs_bounds: dict[str, tuple[np.ndarray, np.ndarray]] | None = None):
+    def __init__(
+        self,
+        obs_dims: Mapping[str, int | Sequence[int]],
+        action_dim: int,
+        config: SACConfig,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+        obs_bounds: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    ):
         self.config = config
         self.device = torch.device(device)
         self.obs_dims = normalise_obs_dims(obs_dims)
@@ -93,16 +102,23 @@ class SACAgent:
         self.target_encoder: ObservationEncoder | None = None
         feature_dim = sum(vector_dims.values())
         if self.image_keys:
-            self.encoder = ObservationEncoder({k: self.obs_dims[k] for k in self.image_keys}, vector_dims,
-                                              config.encoder, self.obs_center, self.obs_inv_scale).to(self.device)
+            self.encoder = ObservationEncoder(
+                {k: self.obs_dims[k] for k in self.image_keys},
+                vector_dims,
+                config.encoder,
+                self.obs_center,
+                self.obs_inv_scale,
+            ).to(self.device)
             self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
             feature_dim = self.encoder.output_dim
         self.actor = TanhGaussianActor(feature_dim, self.policy_dim, config.hidden_dims).to(self.device)
-        self.critic = CriticEnsemble(feature_dim, self.policy_dim, config.hidden_dims,
-                                     config.ensemble_size).to(self.device)
+        self.critic = CriticEnsemble(feature_dim, self.policy_dim, config.hidden_dims, config.ensemble_size).to(
+            self.device
+        )
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
-        self.log_temperature = torch.tensor(np.log(config.init_temperature), dtype=torch.float32,
-                                            device=self.device, requires_grad=True)
+        self.log_temperature = torch.tensor(
+            np.log(config.init_temperature), dtype=torch.float32, device=self.device, requires_grad=True
+        )
         self.target_entropy = config.target_entropy if config.target_entropy is not None else -self.policy_dim / 2
         fused = self.device.type in ("cpu", "cuda")
         # the critic optimiser also trains the encoder: it learns from the critic loss only (DrQ)
@@ -174,7 +190,7 @@ class SACAgent:
         cfg = self.config
         if cfg.critic_subsample < cfg.ensemble_size:
             members = torch.randperm(cfg.ensemble_size, generator=self.generator, device=self.device)
-            return members[:cfg.critic_subsample]
+            return members[: cfg.critic_subsample]
         return None
 
     def _policy(self, obs: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -186,9 +202,17 @@ class SACAgent:
         log_prob = log_prob - (2.0 * (np.log(2.0) - pre_tanh - F.softplus(-2.0 * pre_tanh))).sum(-1)
         return torch.tanh(pre_tanh), log_prob
 
-    def _critic_loss(self, obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor, next_obs: torch.Tensor,
-                     terminated: torch.Tensor, noise: torch.Tensor, members: torch.Tensor | None,
-                     target_next_obs: torch.Tensor | None = None) -> torch.Tensor:
+    def _critic_loss(
+        self,
+        obs: torch.Tensor,
+        action: torch.Tensor,
+        reward: torch.Tensor,
+        next_obs: torch.Tensor,
+        terminated: torch.Tensor,
+        noise: torch.Tensor,
+        members: torch.Tensor | None,
+        target_next_obs: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """TD loss summed over the ensemble. `obs`/`next_obs` are features; `target_next_obs` (the
         target encoder's features of the next observation) defaults to `next_obs`."""
         cfg = self.config
@@ -214,17 +238,28 @@ class SACAgent:
         soft_update(self._target_params, self._critic_params, self.config.tau)
         self.num_updates += 1
 
-    def _critic_step(self, obs: torch.Tensor, action: torch.Tensor, reward: torch.Tensor,
-                     next_obs: torch.Tensor, terminated: torch.Tensor) -> torch.Tensor:
+    def _critic_step(
+        self,
+        obs: torch.Tensor,
+        action: torch.Tensor,
+        reward: torch.Tensor,
+        next_obs: torch.Tensor,
+        terminated: torch.Tensor,
+    ) -> torch.Tensor:
         """One critic update of the state agent (inputs are already-scaled vectors)."""
         members = self._members()
         loss = self._critic_loss_fn(obs, action, reward, next_obs, terminated, self._noise(len(obs)), members)
         self._optimise_critic(loss)
         return loss.detach()
 
-    def _image_critic_step(self, obs: dict[str, torch.Tensor], action: torch.Tensor, reward: torch.Tensor,
-                           next_obs: dict[str, torch.Tensor], terminated: torch.Tensor
-                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _image_critic_step(
+        self,
+        obs: dict[str, torch.Tensor],
+        action: torch.Tensor,
+        reward: torch.Tensor,
+        next_obs: dict[str, torch.Tensor],
+        terminated: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """One critic + encoder update from (augmented) observation dicts. Returns the loss and the
         features it used (obs detached, next obs by the online and by the target encoder), which the
         grasp and actor updates reuse: all are computed at the same, pre-update parameters (as SERL)."""
@@ -235,21 +270,38 @@ class SACAgent:
             next_features = self.encoder(next_obs, shared)
             next_target_features = self.target_encoder(next_obs, shared)
         members = self._members()
-        loss = self._critic_loss_fn(features, action, reward, next_features, terminated, self._noise(len(action)),
-                                    members, next_target_features)
+        loss = self._critic_loss_fn(
+            features, action, reward, next_features, terminated, self._noise(len(action)), members, next_target_features
+        )
         self._optimise_critic(loss)
         return loss.detach(), features.detach(), next_features, next_target_features
 
-    def _grasp_step(self, features: torch.Tensor, gripper: torch.Tensor, reward: torch.Tensor,
-                    grasp_penalty: torch.Tensor, terminated: torch.Tensor, next_features: torch.Tensor,
-                    next_target_features: torch.Tensor) -> torch.Tensor:
+    def _grasp_step(
+        self,
+        features: torch.Tensor,
+        gripper: torch.Tensor,
+        reward: torch.Tensor,
+        grasp_penalty: torch.Tensor,
+        terminated: torch.Tensor,
+        next_features: torch.Tensor,
+        next_target_features: torch.Tensor,
+    ) -> torch.Tensor:
         """One double-DQN update of the grasp critic. It runs after every critic update on that
         update's slice and features, so it learns at the critic's UTD ratio at no extra encoder cost.
         The features are detached: the encoder learns from the continuous critic's loss only (DrQ),
         not from this sparse three-way TD loss, whose gradient scale differs."""
-        loss = grasp_td_loss(self.grasp_critic, self.target_grasp_critic, features, gripper_to_class(gripper),
-                             reward, grasp_penalty, terminated, next_features, next_target_features,
-                             self.config.discount)
+        loss = grasp_td_loss(
+            self.grasp_critic,
+            self.target_grasp_critic,
+            features,
+            gripper_to_class(gripper),
+            reward,
+            grasp_penalty,
+            terminated,
+            next_features,
+            next_target_features,
+            self.config.discount,
+        )
         self.grasp_optim.zero_grad(set_to_none=True)
         loss.backward()
         self.grasp_optim.step()
@@ -298,18 +350,30 @@ class SACAgent:
         for i in range(cfg.utd):
             rows = slice(i * n, (i + 1) * n)
             if self.encoder is None:
-                critic_loss = self._critic_step(obs[rows], arm_action[rows], reward[rows], next_obs[rows],
-                                                terminated[rows])
+                critic_loss = self._critic_step(
+                    obs[rows], arm_action[rows], reward[rows], next_obs[rows], terminated[rows]
+                )
                 features, next_features, next_target_features = obs[rows], next_obs[rows], next_obs[rows]
             else:
                 critic_loss, features, next_features, next_target_features = self._image_critic_step(
-                    {k: v[rows] for k, v in obs.items()}, arm_action[rows], reward[rows],
-                    {k: v[rows] for k, v in next_obs.items()}, terminated[rows])
+                    {k: v[rows] for k, v in obs.items()},
+                    arm_action[rows],
+                    reward[rows],
+                    {k: v[rows] for k, v in next_obs.items()},
+                    terminated[rows],
+                )
             if self.grasp:
                 penalty = batch.get("grasp_penalty")
                 penalty = torch.zeros_like(reward[rows]) if penalty is None else penalty[rows]
-                info["grasp_loss"] = self._grasp_step(features, action[rows, -1], reward[rows], penalty,
-                                                      terminated[rows], next_features, next_target_features)
+                info["grasp_loss"] = self._grasp_step(
+                    features,
+                    action[rows, -1],
+                    reward[rows],
+                    penalty,
+                    terminated[rows],
+                    next_features,
+                    next_target_features,
+                )
         info.update(self._actor_step(features))
         info["critic_loss"] = critic_loss
         info["temperature"] = self.temperature
@@ -317,7 +381,7 @@ class SACAgent:
 
     # ---- checkpoints --------------------------------------------------------------------------
     def state_dict(self) -> dict:
-        optional = lambda module: None if module is None else module.state_dict()  # noqa: E731
+        optional = lambda module: None if module is None else module.state_dict()
         return {
             "config": asdict(self.config),
             "obs_dims": self.obs_dims,
@@ -342,9 +406,12 @@ class SACAgent:
 
     def _architecture(self, config: dict, obs_dims: Mapping) -> dict:
         """What a checkpoint must match to load: shapes of every network."""
-        arch = {"obs_dims": {k: list(v) if isinstance(v, (tuple, list)) else v for k, v in obs_dims.items()},
-                "ensemble_size": config["ensemble_size"], "hidden_dims": list(config["hidden_dims"]),
-                "grasp_critic": bool(config.get("grasp_critic", False))}
+        arch = {
+            "obs_dims": {k: list(v) if isinstance(v, (tuple, list)) else v for k, v in obs_dims.items()},
+            "ensemble_size": config["ensemble_size"],
+            "hidden_dims": list(config["hidden_dims"]),
+            "grasp_critic": bool(config.get("grasp_critic", False)),
+        }
         if self.image_keys:
             encoder = config.get("encoder") or {}
             for key in ("name", "channels", "strides", "spatial_features", "bottleneck"):
@@ -359,12 +426,18 @@ class SACAgent:
         theirs = {"action_dim": state["action_dim"], **self._architecture(state["config"], state["obs_dims"])}
         for key in mine:
             if mine[key] != theirs[key]:
-                raise ValueError(f"incompatible checkpoint: it has {key}={theirs[key]}, this agent {key}={mine[key]}; "
-                                 "use the config the checkpoint was trained with or start a new run_dir")
-        if not (torch.equal(state["obs_center"], self.obs_center.cpu())
-                and torch.equal(state["obs_inv_scale"], self.obs_inv_scale.cpu())):
-            raise ValueError("incompatible checkpoint: it was trained with other observation bounds (task "
-                             "workspace or limits changed); use the task config it was trained with")
+                raise ValueError(
+                    f"incompatible checkpoint: it has {key}={theirs[key]}, this agent {key}={mine[key]}; "
+                    "use the config the checkpoint was trained with or start a new run_dir"
+                )
+        if not (
+            torch.equal(state["obs_center"], self.obs_center.cpu())
+            and torch.equal(state["obs_inv_scale"], self.obs_inv_scale.cpu())
+        ):
+            raise ValueError(
+                "incompatible checkpoint: it was trained with other observation bounds (task "
+                "workspace or limits changed); use the task config it was trained with"
+            )
         self.actor.load_state_dict(state["actor"])
         self.critic.load_state_dict(state["critic"])
         self.target_critic.load_state_dict(state["target_critic"])
@@ -381,8 +454,10 @@ class SACAgent:
         try:
             self.critic_optim.load_state_dict(state["critic_optim"])
         except ValueError:  # the checkpoint trained another set of encoder parameters
-            raise ValueError("incompatible checkpoint: its encoder was trained with another agent.encoder.freeze; "
-                             "use the config the checkpoint was trained with") from None
+            raise ValueError(
+                "incompatible checkpoint: its encoder was trained with another agent.encoder.freeze; "
+                "use the config the checkpoint was trained with"
+            ) from None
         self.temperature_optim.load_state_dict(state["temperature_optim"])
         self.generator.set_state(state["generator"])
         self.num_updates = state["num_updates"]
@@ -394,23 +469,30 @@ class SACAgent:
 
     def policy_weights(self) -> dict[str, np.ndarray]:
         """The weights `act` needs, as named float arrays (what a learner ships to its actors)."""
-        return {f"{name}.{key}": value.detach().cpu().numpy()
-                for name, module in self._policy_modules().items() for key, value in module.state_dict().items()}
+        return {
+            f"{name}.{key}": value.detach().cpu().numpy()
+            for name, module in self._policy_modules().items()
+            for key, value in module.state_dict().items()
+        }
 
     def check_policy_weights(self, weights: Mapping[str, np.ndarray]) -> None:
         """A one-line ValueError unless `weights` are `policy_weights()` of an agent of this architecture
         (the same names and shapes, float arrays)."""
-        expected = {f"{name}.{key}": tuple(value.shape) for name, module in self._policy_modules().items()
-                    for key, value in module.state_dict().items()}
+        expected = {
+            f"{name}.{key}": tuple(value.shape)
+            for name, module in self._policy_modules().items()
+            for key, value in module.state_dict().items()
+        }
         if set(weights) != set(expected) or any(tuple(np.shape(weights[k])) != shape for k, shape in expected.items()):
-            raise ValueError("policy weights do not fit this agent: actor and learner must use the same task and "
-                             "agent config")
+            raise ValueError(
+                "policy weights do not fit this agent: actor and learner must use the same task and agent config"
+            )
 
     def load_policy_weights(self, weights: Mapping[str, np.ndarray]) -> None:
         """Load `policy_weights()` of an agent with the same architecture; a one-line ValueError otherwise."""
         self.check_policy_weights(weights)
         for name, module in self._policy_modules().items():
-            theirs = {key[len(name) + 1:]: value for key, value in weights.items() if key.startswith(name + ".")}
+            theirs = {key[len(name) + 1 :]: value for key, value in weights.items() if key.startswith(name + ".")}
             module.load_state_dict({key: torch.as_tensor(value) for key, value in theirs.items()})
 
 
@@ -433,8 +515,9 @@ def normalise_obs_dims(obs_dims: Mapping[str, int | Sequence[int]]) -> dict[str,
     return out
 
 
-def input_scaling(obs_dims: dict[str, int], obs_bounds: dict[str, tuple[np.ndarray, np.ndarray]],
-                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+def input_scaling(
+    obs_dims: dict[str, int], obs_bounds: dict[str, tuple[np.ndarray, np.ndarray]], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Centre and inverse half-range per input entry; identity where a bound is missing or infinite."""
     centers, inv_scales = [], []
     for key, dim in obs_dims.items():
@@ -443,6 +526,9 @@ def input_scaling(obs_dims: dict[str, int], obs_bounds: dict[str, tuple[np.ndarr
         low, high = np.where(finite, low, -1.0), np.where(finite, high, 1.0)  # identity where not finite
         centers.append((low + high) / 2)
         inv_scales.append(2.0 / (high - low))
-    as_tensor = lambda parts: torch.tensor(np.concatenate(parts) if parts else np.zeros(0),  # noqa: E731
-                                           dtype=torch.float32, device=device)
+    as_tensor = lambda parts: torch.tensor(
+        np.concatenate(parts) if parts else np.zeros(0),
+        dtype=torch.float32,
+        device=device,
+    )
     return as_tensor(centers), as_tensor(inv_scales)

@@ -1,5 +1,6 @@
 """`robot-rl check-log <store>`: check an episode log, every chunk (exit 0 intact, 1 damaged, 2 not an
 episode log or bad arguments). The checking itself is robot_rl/data/log_check.py."""
+
 from __future__ import annotations
 
 import sys
@@ -21,8 +22,11 @@ def store_args(command: str, args: list[str], options: set[str], usage: str) -> 
     given = dict(a.split("=", 1) for a in args if "=" in a)
     unknown = sorted(set(given) - options)
     if len(positional) != 1 or unknown or not all(given.get(o) for o in options):
-        what = f"unknown option '{unknown[0]}'" if unknown else "expected one store path" + "".join(
-            f" and {o}=<new store>" for o in sorted(options))
+        what = (
+            f"unknown option '{unknown[0]}'"
+            if unknown
+            else "expected one store path" + "".join(f" and {o}=<new store>" for o in sorted(options))
+        )
         print(f"robot-rl {command}: error: {what}: usage: {usage}", file=sys.stderr)
         return None
     return positional[0], given
@@ -47,9 +51,11 @@ def print_check(report: dict[str, Any]) -> None:
     if report["ok"]:
         print(f"{head}: intact")
     else:
-        print(f"{head}: {len(intact)} intact, {len(damaged)} damaged ({ranges(damaged)}), "
-              f"{len(report['problems'])} problem(s); salvage with `robot-rl salvage-log {report['path']} "
-              f"out=<new store>`")
+        print(
+            f"{head}: {len(intact)} intact, {len(damaged)} damaged ({ranges(damaged)}), "
+            f"{len(report['problems'])} problem(s); salvage with `robot-rl salvage-log {report['path']} "
+            f"out=<new store>`"
+        )
 
 
 def main(command: str, args: list[str]) -> int:

@@ -1,4 +1,5 @@
 """`robot-rl eval`: evaluate a run's latest checkpoint: robot-rl eval run_dir=<dir> episodes=50."""
+
 from __future__ import annotations
 
 import contextlib
@@ -41,14 +42,15 @@ def evaluate_run(cfg: DictConfig) -> dict:
         finally:
             if writer is not None:
                 writer.close()
-        summary = {"command": "eval", "run_dir": str(run_dir), "critic_updates": learner.agent.num_updates,
-                   **result}
+        summary = {"command": "eval", "run_dir": str(run_dir), "critic_updates": learner.agent.num_updates, **result}
         (run_dir / "eval").mkdir(exist_ok=True)
         write_atomic(run_dir / "eval" / "summary.json", json.dumps(summary, indent=2))
     steps = summary["mean_steps_to_success"]
-    log(f"[eval] {run_dir}: success {summary['success_rate']:.0%} over {summary['episodes']} episodes, "
+    log(
+        f"[eval] {run_dir}: success {summary['success_rate']:.0%} over {summary['episodes']} episodes, "
         f"mean return {summary['mean_return']:.2f}, mean steps to success "
-        f"{'n/a' if steps is None else f'{steps:.1f}'} -> {run_dir / 'eval' / 'summary.json'}")
+        f"{'n/a' if steps is None else f'{steps:.1f}'} -> {run_dir / 'eval' / 'summary.json'}"
+    )
     return summary
 
 

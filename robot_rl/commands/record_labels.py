@@ -1,4 +1,5 @@
 """`robot-rl record-labels`: camera frames labelled success/failure into <out>/episodes.zarr (sim: ground truth)."""
+
 from __future__ import annotations
 
 import json
@@ -34,14 +35,20 @@ def record_labels(cfg: DictConfig) -> dict:
         if not isinstance(cfg[key], int) or cfg[key] < least:
             raise ValueError(f"{key}={cfg[key]!r} must be an integer >= {least}")
     if "lift_height" not in cfg.task:
-        raise ValueError(f"record-labels has sim ground truth for pick_cube_vision only, not task {cfg.task.name}: "
-                         "use task=pick_cube_vision")
+        raise ValueError(
+            f"record-labels has sim ground truth for pick_cube_vision only, not task {cfg.task.name}: "
+            "use task=pick_cube_vision"
+        )
     line = float(cfg.task.lift_height)
-    lift, partial = height_range(cfg.lift_range, "lift_range"), height_range(cfg.partial_lift_range,
-                                                                              "partial_lift_range")
+    lift, partial = (
+        height_range(cfg.lift_range, "lift_range"),
+        height_range(cfg.partial_lift_range, "partial_lift_range"),
+    )
     if lift[0] < line or partial[1] >= line:
-        raise ValueError(f"lift_range {list(lift)} must lie at or above and partial_lift_range {list(partial)} "
-                         f"below the task's success line task.lift_height={line}")
+        raise ValueError(
+            f"lift_range {list(lift)} must lie at or above and partial_lift_range {list(partial)} "
+            f"below the task's success line task.lift_height={line}"
+        )
     rng = np.random.default_rng(cfg.seed)
     if cfg.get("policy"):  # a trained policy's own rollouts instead of the scripted kinds
         kinds = ["policy"] * int(cfg.episodes)
@@ -61,13 +68,19 @@ def record_labels(cfg: DictConfig) -> dict:
         out = open_run_dir(out)
         start, n = time.perf_counter(), len(kinds)
         counts = {kind: {"episodes": 0, "frames": 0, "positives": 0} for kind in KINDS}
-        with EpisodeLogWriter(out / STORE_NAME, env.observation_space, env.action_space,
-                              config=OmegaConf.to_container(cfg, resolve=True)) as writer:
+        with EpisodeLogWriter(
+            out / STORE_NAME, env.observation_space, env.action_space, config=OmegaConf.to_container(cfg, resolve=True)
+        ) as writer:
             write_atomic(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))  # once the store validated
             for i, kind in enumerate(kinds):
                 labels: list[bool] = []
-                run_episode(env, policies.act_for(kind), int(rng.integers(2**31)), writer.num_episodes,
-                            lambda t: (writer.add(t), labels.append(t.success)))
+                run_episode(
+                    env,
+                    policies.act_for(kind),
+                    int(rng.integers(2**31)),
+                    writer.num_episodes,
+                    lambda t: (writer.add(t), labels.append(t.success)),  # noqa: B023 (runs in this iteration)
+                )
                 writer.end_episode(EpisodeSource.EVAL)
                 counts[kind]["episodes"] += 1
                 counts[kind]["frames"] += len(labels)
@@ -75,22 +88,35 @@ def record_labels(cfg: DictConfig) -> dict:
                 if (i + 1) % 10 == 0 or i + 1 == n:
                     frames = sum(c["frames"] for c in counts.values())
                     positives = sum(c["positives"] for c in counts.values())
-                    log(f"[record-labels] episode {i + 1}/{n}: {frames} frames, {positives} success "
-                        f"({time.perf_counter() - start:.0f} s)")
+                    log(
+                        f"[record-labels] episode {i + 1}/{n}: {frames} frames, {positives} success "
+                        f"({time.perf_counter() - start:.0f} s)"
+                    )
         store = open_labelled_store(out / STORE_NAME)
         labels_all = frame_index(store).labels
     finally:
         env.close()
-    summary = {"command": "record-labels", "store": str(out / STORE_NAME), "label_source": "sim ground truth",
-               "cameras": cameras, "episodes_recorded": n, "frames_recorded": frames,
-               "positives_recorded": positives, "kinds": counts,
-               "episodes": store.num_episodes, "frames": int(len(labels_all)),
-               "positives": int(labels_all.sum()), "negatives": int((~labels_all).sum())}
+    summary = {
+        "command": "record-labels",
+        "store": str(out / STORE_NAME),
+        "label_source": "sim ground truth",
+        "cameras": cameras,
+        "episodes_recorded": n,
+        "frames_recorded": frames,
+        "positives_recorded": positives,
+        "kinds": counts,
+        "episodes": store.num_episodes,
+        "frames": int(len(labels_all)),
+        "positives": int(labels_all.sum()),
+        "negatives": int((~labels_all).sum()),
+    }
     write_atomic(out / "summary.json", json.dumps(summary, indent=2))
     kinds_done = ", ".join(f"{c['episodes']} {kind}" for kind, c in counts.items() if c["episodes"])
-    log(f"[record-labels] {n} episodes ({kinds_done}): "
+    log(
+        f"[record-labels] {n} episodes ({kinds_done}): "
         f"{frames} frames, {positives} success / {frames - positives} failure; store now {summary['frames']} "
-        f"frames ({summary['positives']} success) -> {out / STORE_NAME}")
+        f"frames ({summary['positives']} success) -> {out / STORE_NAME}"
+    )
     return summary
 
 

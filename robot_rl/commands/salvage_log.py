@@ -1,5 +1,6 @@
 """`robot-rl salvage-log <store> out=<new store>`: copy a log's intact episodes to a new store (exit 0,
 2 on an error). The salvage itself is robot_rl/data/log_check.py."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -16,9 +17,11 @@ def print_salvage(report: dict[str, Any]) -> None:
     for note in report["notes"]:
         print(f"note: {note}")
     n_rec, n_lost = len(report["recovered"]), len(report["lost"])
-    print(f"salvaged {report['source']} -> {report['out']}: recovered {n_rec} of {n_rec + n_lost} episodes "
-          f"({report['recovered_steps']} steps); lost {n_lost} ({ranges(report['lost'])}; "
-          f"{report['lost_steps']} steps)")
+    print(
+        f"salvaged {report['source']} -> {report['out']}: recovered {n_rec} of {n_rec + n_lost} episodes "
+        f"({report['recovered_steps']} steps); lost {n_lost} ({ranges(report['lost'])}; "
+        f"{report['lost_steps']} steps)"
+    )
 
 
 def main(command: str, args: list[str]) -> int:

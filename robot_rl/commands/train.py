@@ -1,4 +1,5 @@
 """`robot-rl train`: train a policy, actor and learner in one process; resumes when run_dir holds a run."""
+
 from __future__ import annotations
 
 from omegaconf import DictConfig

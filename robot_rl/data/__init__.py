@@ -1,4 +1,5 @@
 """Transition schema and the zarr episode log (replay buffers live here too)."""
+
 from robot_rl.data.episode_log import (
     STORE_NAME,
     EpisodeLog,

@@ -71,6 +71,7 @@ store is built in a temp directory and renamed into place, so it appears complet
 writer at a time is enforced with an ``flock`` on ``<store>.lock`` (released by the OS if the writer
 dies). Not covered: power loss (zarr does not fsync; ``salvage-log`` rebuilds what it can).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -134,12 +135,14 @@ LAYOUT_DESCRIPTION = (
     "robot_rl episode log. data/<field>: per-step arrays of all episodes concatenated on axis 0 "
     "(action, policy_action, reward, terminated, truncated, intervention, episode_id, step, "
     "timestamp, success, reward_source [0 task, 1 classifier, 2 human], grasp_penalty, "
-    "success_probability [NaN without a reward classifier], observation/<key>). meta/episode_ends[E]: exclusive end index of each episode in the step arrays; "
+    "success_probability [NaN without a reward classifier], observation/<key>). "
+    "meta/episode_ends[E]: exclusive end index of each episode in the step arrays; "
     "episode e is steps [episode_ends[e-1], episode_ends[e]) with episode_ends[-1] = 0. "
     "meta/<field>[E]: source [0 demo, 1 online, 2 intervention, 3 eval], success, length, "
     "intervention_steps, interventions (take-overs), episode_return, episode_id, label [0 none, 1 success, "
     "2 failure, 3 discard: discarded episodes must not be trained on], reset_s, episode_s, eval_step "
-    "[the online env-step count an evaluation episode of a training run evaluates; -1 otherwise]. Next observations are not stored per step: "
+    "[the online env-step count an evaluation episode of a training run evaluates; -1 otherwise]. "
+    "Next observations are not stored per step: "
     "next_observation[t] = observation[t+1] inside an episode, and for the last step of episode e it "
     "is meta/last_observation/<key>[e]. Trust only meta/episode_ends (read it first): steps past "
     "episode_ends[-1] and meta rows past len(episode_ends) are uncommitted and must be ignored. "
@@ -221,8 +224,13 @@ def shard_steps(item_bytes: int) -> int:
     return int(np.clip(SHARD_TARGET_BYTES // item_bytes, 1, MAX_SHARD_STEPS))
 
 
-def _chunking(item_shape: tuple[int, ...], dtype: np.dtype, rows_per_chunk: int, checksum: bool = True,
-              per_shard: int | None = None) -> dict[str, Any]:
+def _chunking(
+    item_shape: tuple[int, ...],
+    dtype: np.dtype,
+    rows_per_chunk: int,
+    checksum: bool = True,
+    per_shard: int | None = None,
+) -> dict[str, Any]:
     """Chunk/shard/codec arguments for an array of items of ``item_shape`` along axis 0.
 
     ``checksum`` appends the crc32c codec after the compressor (format 3; on the inner chunks of a
@@ -239,8 +247,7 @@ def _chunking(item_shape: tuple[int, ...], dtype: np.dtype, rows_per_chunk: int,
     }
 
 
-def _create(group: zarr.Group, name: str, item_shape: tuple[int, ...], dtype: Any, rows: int,
-            fill: int = 0) -> None:
+def _create(group: zarr.Group, name: str, item_shape: tuple[int, ...], dtype: Any, rows: int, fill: int = 0) -> None:
     dtype = np.dtype(dtype)
     group.create_array(
         name,
@@ -277,7 +284,9 @@ def chunk_files(arr: zarr.Array, rows: int) -> list[tuple[int, str]]:
     shape = arr.shards or arr.chunks
     trailing = [range(-(-int(s) // int(c))) for s, c in zip(arr.shape[1:], shape[1:])]
     count = -(-int(rows) // int(shape[0]))
-    return [(i, arr.metadata.encode_chunk_key((i, *rest))) for i in range(count) for rest in itertools.product(*trailing)]
+    return [
+        (i, arr.metadata.encode_chunk_key((i, *rest))) for i in range(count) for rest in itertools.product(*trailing)
+    ]
 
 
 def array_dir(store_root: str, arr: zarr.Array) -> str:
@@ -306,14 +315,21 @@ def _shard_index_layout(arr: zarr.Array) -> tuple[tuple[int, ...], str] | None:
     """(inner chunks per shard, index location) when the shard index is little-endian bytes + crc32c."""
     codec = arr.metadata.codecs[0]
     ic = codec.index_codecs
-    if not (len(ic) == 2 and isinstance(ic[0], BytesCodec) and ic[0].endian is not None
-            and ic[0].endian.value == "little" and isinstance(ic[1], Crc32cCodec)):
+    if not (
+        len(ic) == 2
+        and isinstance(ic[0], BytesCodec)
+        and ic[0].endian is not None
+        and ic[0].endian.value == "little"
+        and isinstance(ic[1], Crc32cCodec)
+    ):
         return None
     per_shard = tuple(int(s) // int(c) for s, c in zip(arr.shards, arr.chunks))
     return per_shard, codec.index_location.value
 
 
-def verify_chunk_file(store_root: str, arr: zarr.Array, index: int, key: str, rows: int) -> list[tuple[int, int, str, str]]:
+def verify_chunk_file(
+    store_root: str, arr: zarr.Array, index: int, key: str, rows: int
+) -> list[tuple[int, int, str, str]]:
     """Check one chunk or shard file of a format-3 array without decoding it: the crc32c of the chunk,
     or of the shard index and of every inner chunk holding one of the rows ``[0, rows)``.
 
@@ -338,7 +354,7 @@ def verify_chunk_file(store_root: str, arr: zarr.Array, index: int, key: str, ro
     index_size = 16 * int(np.prod(per_shard)) + 4
     if len(data) < index_size:
         return [(lo, hi, UNREADABLE, f"shard file {key} truncated ({len(data)} bytes)")]
-    index_bytes = data[len(data) - index_size:] if location == "end" else data[:index_size]
+    index_bytes = data[len(data) - index_size :] if location == "end" else data[:index_size]
     if not _crc_ok(index_bytes):
         return [(lo, hi, UNREADABLE, f"shard file {key}: index checksum mismatch")]
     table = np.frombuffer(index_bytes[:-4], "<u8").reshape(*per_shard, 2)
@@ -354,7 +370,7 @@ def verify_chunk_file(store_root: str, arr: zarr.Array, index: int, key: str, ro
                 problem = (MISSING, f"shard file {key}: inner chunk {j} missing")
             elif int(offset) + int(length) > len(data):
                 problem = (UNREADABLE, f"shard file {key}: inner chunk {j} truncated")
-            elif not _crc_ok(data[int(offset):int(offset) + int(length)]):
+            elif not _crc_ok(data[int(offset) : int(offset) + int(length)]):
                 problem = (UNREADABLE, f"shard file {key}: inner chunk {j} checksum mismatch")
             else:
                 continue
@@ -433,10 +449,10 @@ async def _write_chunks(arr: zarr.Array, first: int, values: np.ndarray) -> None
     spec = meta.get_chunk_spec((0,) * arr.ndim, arr.async_array.config, prototype)
     chunks, keys = [], []
     for start in range(first, first + len(values), rows):
-        block = values[start - first:start - first + rows]
+        block = values[start - first : start - first + rows]
         if len(block) < rows:
             padded = np.full((rows, *block.shape[1:]), meta.fill_value, block.dtype)
-            padded[:len(block)] = block
+            padded[: len(block)] = block
             block = padded
         chunks.append((prototype.nd_buffer.from_numpy_array(np.ascontiguousarray(block)), spec))
         keys.append(meta.encode_chunk_key((start // rows,) + (0,) * (arr.ndim - 1)))
@@ -465,14 +481,16 @@ def _run(*coros: Any) -> None:
 
 def _write_error(path: str, err: OSError, doing: str = "writing") -> EpisodeLogError:
     where = os.path.dirname(os.path.abspath(path))
-    outcome = ("committed episodes are intact" if doing == "writing" else "no store was created")
+    outcome = "committed episodes are intact" if doing == "writing" else "no store was created"
     if err.errno in _DISK_FULL:
         try:
             free = f"{shutil.disk_usage(where).free / 2**20:.1f}"
         except OSError:
             free = "?"
-        why = {errno.EFBIG: "file size limit (ulimit -f) reached; ",
-               getattr(errno, "EDQUOT", -1): "disk quota exceeded; "}.get(err.errno, "")
+        why = {
+            errno.EFBIG: "file size limit (ulimit -f) reached; ",
+            getattr(errno, "EDQUOT", -1): "disk quota exceeded; ",
+        }.get(err.errno, "")
         return EpisodeLogError(
             f"disk full {doing} episode log {path} ({why}{free} MB free on {where}): free space and rerun to resume; "
             f"{outcome}"
@@ -647,17 +665,23 @@ class EpisodeLogWriter:
         config = {"write_empty_chunks": True}
         self._data = {n: _get_array(self.path, root, f"data/{n}").with_config(config) for n in STEP_FIELDS}
         for key in self.obs_spec:
-            self._data[f"observation/{key}"] = _get_array(self.path, root, f"data/observation/{key}").with_config(config)
+            self._data[f"observation/{key}"] = _get_array(self.path, root, f"data/observation/{key}").with_config(
+                config
+            )
         self._meta = {n: _get_array(self.path, root, f"meta/{n}").with_config(config) for n in META_FIELDS}
         for key in self.obs_spec:
             self._meta[f"last_observation/{key}"] = _get_array(
-                self.path, root, f"meta/last_observation/{key}").with_config(config)
+                self.path, root, f"meta/last_observation/{key}"
+            ).with_config(config)
         self._ends = _get_array(self.path, root, "meta/episode_ends").with_config(config)
         # Committed rows of each unsharded array's last, partly filled chunk, kept in memory: an append
         # then writes whole chunks (no read-modify-write of the chunk on disk). Shards are appended to
         # by zarr, which keeps their encoded inner chunks.
-        self._tails = {arr.path: tails[arr.path] for arr in self._handles()
-                       if arr.shards is None and tuple(arr.chunks[1:]) == tuple(arr.shape[1:])}
+        self._tails = {
+            arr.path: tails[arr.path]
+            for arr in self._handles()
+            if arr.shards is None and tuple(arr.chunks[1:]) == tuple(arr.shape[1:])
+        }
         self._require_committed()
         self._truncate_leftovers()
 
@@ -728,8 +752,14 @@ class EpisodeLogWriter:
         """Drop the buffered steps of the episode in progress."""
         self._buffer = []
 
-    def end_episode(self, source: EpisodeSource, success: bool | None = None, reset_s: float = 0.0,
-                    episode_s: float | None = None, eval_step: int = -1) -> int:
+    def end_episode(
+        self,
+        source: EpisodeSource,
+        success: bool | None = None,
+        reset_s: float = 0.0,
+        episode_s: float | None = None,
+        eval_step: int = -1,
+    ) -> int:
         """Append the buffered episode to disk and commit it; returns its index.
 
         ``success`` defaults to whether any step reported success; the label is the last one a step
@@ -772,8 +802,9 @@ class EpisodeLogWriter:
             "interventions": np.array([count_takeovers(rows["intervention"])], np.int32),
             "label": np.array([next((int(t.label) for t in reversed(steps) if t.label), 0)], np.uint8),
             "reset_s": np.array([reset_s], np.float32),
-            "episode_s": np.array([rows["timestamp"][-1] - rows["timestamp"][0] if episode_s is None
-                                   else episode_s], np.float32),
+            "episode_s": np.array(
+                [rows["timestamp"][-1] - rows["timestamp"][0] if episode_s is None else episode_s], np.float32
+            ),
             "eval_step": np.array([eval_step], np.int64),
         }
         for key, (_, dtype) in self.obs_spec.items():
@@ -794,7 +825,8 @@ class EpisodeLogWriter:
         if log.obs_spec != self.obs_spec:
             raise EpisodeLogError(
                 f"episode log {log.path} has observations {_fmt_spec(log.obs_spec)} but {self.path} has "
-                f"{_fmt_spec(self.obs_spec)}; record demos with the same task config")
+                f"{_fmt_spec(self.obs_spec)}; record demos with the same task config"
+            )
         meta = log.episode_meta()
         wanted = None if sources is None else {int(EpisodeSource(x)) for x in sources}
         matched = copied = 0
@@ -806,7 +838,7 @@ class EpisodeLogWriter:
                 continue
             episode = log.episode(i)
             rows = {name: episode[name] for name in self._data}
-            meta_row = {name: meta[name][i:i + 1] for name in META_FIELDS}
+            meta_row = {name: meta[name][i : i + 1] for name in META_FIELDS}
             for key in self.obs_spec:
                 meta_row[f"last_observation/{key}"] = episode[f"next_observation/{key}"][-1:]
             self._append_copy(rows, meta_row)
@@ -839,7 +871,7 @@ class EpisodeLogWriter:
             rows_per_chunk = file_rows(arr)
             first, stop = at - len(tail), at + len(values)
             values = np.concatenate([tail, values]) if len(tail) else values
-            tails[arr.path] = values[stop // rows_per_chunk * rows_per_chunk - first:].copy()
+            tails[arr.path] = values[stop // rows_per_chunk * rows_per_chunk - first :].copy()
             return _write_chunks(arr, first, values)
 
         try:
@@ -892,7 +924,8 @@ def _fmt_spec(spec: ObsSpec) -> str:
 def looks_like_log(path: str) -> bool:
     """Whether ``path`` has an episode log's directories (used when its root ``zarr.json`` is unreadable)."""
     return os.path.isfile(os.path.join(path, "meta", "episode_ends", "zarr.json")) or (
-        os.path.isdir(os.path.join(path, "data")) and os.path.isdir(os.path.join(path, "meta")))
+        os.path.isdir(os.path.join(path, "data")) and os.path.isdir(os.path.join(path, "meta"))
+    )
 
 
 def _open_root(path: str, read_only: bool) -> tuple[_CheckedStore, zarr.Group]:
@@ -926,7 +959,8 @@ def _check_format(path: str, root: zarr.Group) -> int:
     if version < OLDEST_READABLE_VERSION:
         raise EpisodeLogError(
             f"episode log {path} has format version {version}, older than this robot_rl reads "
-            f"({OLDEST_READABLE_VERSION}: adds labels and intervention counts); re-record it or start a new run directory"
+            f"({OLDEST_READABLE_VERSION}: adds labels and intervention counts); re-record it or start a new "
+            "run directory"
         )
     if version > FORMAT_VERSION:
         raise EpisodeLogError(
@@ -989,7 +1023,7 @@ class EpisodeLog:
             arr = _get_array(self.path, self._root, name)
             if arr.shape[0] < steps:
                 raise _corrupt(self.path, f"{name} has {arr.shape[0]} steps < committed {steps}")
-            arrays[name[len("data/"):]] = arr
+            arrays[name[len("data/") :]] = arr
         meta_names = list(meta_fields(self.format_version)) + [f"last_observation/{k}" for k in self.obs_spec]
         for name in meta_names:
             arr = _get_array(self.path, self._root, f"meta/{name}")
@@ -1041,7 +1075,7 @@ class EpisodeLog:
         for index in np.unique(wanted // per_file):
             in_file = wanted[wanted // per_file == index]
             try:
-                arr[int(in_file.min()):int(in_file.max()) + 1]
+                arr[int(in_file.min()) : int(in_file.max()) + 1]
                 continue
             except Exception as e:  # noqa: BLE001 - we are looking for the failing chunk
                 detail = read_error_detail(e)
@@ -1107,7 +1141,7 @@ class EpisodeLog:
                 continue
             per_file = file_rows(arr)
             last = self._read_array(name, arr, slice(max(rows - 1, 0) // per_file * per_file, rows))
-            tails[arr.path] = last[len(last) - rows % per_file:] if rows % per_file else last[:0]
+            tails[arr.path] = last[len(last) - rows % per_file :] if rows % per_file else last[:0]
         return tails
 
     # -- the public view
@@ -1159,7 +1193,9 @@ class EpisodeLog:
         bad = np.flatnonzero(out["length"] != lengths)
         if len(bad):
             i = int(bad[0])
-            raise _corrupt(self.path, f"meta/length[{i}] is {int(out['length'][i])} but meta/episode_ends says {int(lengths[i])}")
+            raise _corrupt(
+                self.path, f"meta/length[{i}] is {int(out['length'][i])} but meta/episode_ends says {int(lengths[i])}"
+            )
         out["episode_ends"] = self._ends.copy()
         return out
 
@@ -1179,7 +1215,9 @@ class EpisodeLog:
         return out
 
     def transitions(
-        self, sources: Iterable[EpisodeSource] | None = None, next_observation: bool = True,
+        self,
+        sources: Iterable[EpisodeSource] | None = None,
+        next_observation: bool = True,
         include_discarded: bool = False,
     ) -> dict[str, np.ndarray]:
         """Flat per-step arrays of the committed episodes whose source is in ``sources`` (all if None);
@@ -1198,8 +1236,9 @@ class EpisodeLog:
             keep &= self.read("meta/label", slice(0, e)) != EpisodeLabel.DISCARD
         return self.episode_rows(np.flatnonzero(keep), next_observation, ep_source)
 
-    def episode_rows(self, episodes: Iterable[int], next_observation: bool = True,
-                     ep_source: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    def episode_rows(
+        self, episodes: Iterable[int], next_observation: bool = True, ep_source: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
         """Flat per-step arrays (the layout of ``transitions``) of the whole episodes ``episodes``
         (increasing log indices): reads only their rows."""
         e, t = self.num_episodes, self.num_steps

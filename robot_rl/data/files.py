@@ -5,6 +5,7 @@ over the target: a `kill -9` leaves the old file or the new one, plus at most th
 next owner of the directory removes. `fs_error` turns an OSError (disk full, read-only, permissions)
 into a one-line `FileSystemError` naming the path and the fix.
 """
+
 from __future__ import annotations
 
 import errno
@@ -34,8 +35,10 @@ def free_mb(path: Path) -> float:
 def fs_error(err: OSError, path: Path, doing: str = "writing") -> FileSystemError:
     """A one-line error for a failed file-system operation on `path`."""
     if err.errno in DISK_FULL:
-        return FileSystemError(f"disk full {doing} {path} ({free_mb(path):.0f} MB free): free space and rerun "
-                               "to resume; finished episodes are in the log")
+        return FileSystemError(
+            f"disk full {doing} {path} ({free_mb(path):.0f} MB free): free space and rerun "
+            "to resume; finished episodes are in the log"
+        )
     if err.errno in NOT_WRITABLE:
         return FileSystemError(f"cannot write {path} ({os.strerror(err.errno)}): use a writable directory")
     return FileSystemError(f"{doing} {path} failed ({os.strerror(err.errno) if err.errno else err}): check the disk")
@@ -48,10 +51,10 @@ def write_atomic(path: Path, data: bytes | str) -> None:
     data = memoryview(data.encode() if isinstance(data, str) else data)
     try:
         with open(tmp, "wb") as f:
-            f.write(data[:len(data) // 2])
+            f.write(data[: len(data) // 2])
             f.flush()
             failpoint(f"write:{path.name}")  # a kill half-way through the file
-            f.write(data[len(data) // 2:])
+            f.write(data[len(data) // 2 :])
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

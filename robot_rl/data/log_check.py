@@ -21,6 +21,7 @@ format-3 store (which also converts a format-2 store). Both work on stores that 
 The boundaries are checked against ``data/step`` (each episode's steps are 0, 1, 2, ...), so an index
 that disagrees with the data marks the episodes concerned as damaged ("inconsistent index").
 """
+
 from __future__ import annotations
 
 import json
@@ -68,8 +69,11 @@ ENDS = "meta/episode_ends"
 def resolve_store(path: str | os.PathLike) -> str:
     """``path``, or ``path/episodes.zarr`` when ``path`` is a run or demo directory holding one."""
     path = os.fspath(path)
-    if (os.path.isdir(path) and not os.path.exists(os.path.join(path, "zarr.json"))
-            and os.path.isdir(os.path.join(path, STORE_NAME))):
+    if (
+        os.path.isdir(path)
+        and not os.path.exists(os.path.join(path, "zarr.json"))
+        and os.path.isdir(os.path.join(path, STORE_NAME))
+    ):
         return os.path.join(path, STORE_NAME)
     return path
 
@@ -111,11 +115,26 @@ class _Inspection:
 
     # -- root: format, specs, config
 
-    def _problem(self, array: str, kind: str, detail: str, chunk: int | None = None, key: str | None = None,
-                 rows: tuple[int, int] | None = None, axis: str = "") -> dict[str, Any]:
-        problem = {"array": array, "chunk": chunk, "key": key, "kind": kind,
-                   "rows": None if rows is None else [int(rows[0]), int(rows[1])], "detail": detail,
-                   "episodes": [], "_axis": axis}
+    def _problem(
+        self,
+        array: str,
+        kind: str,
+        detail: str,
+        chunk: int | None = None,
+        key: str | None = None,
+        rows: tuple[int, int] | None = None,
+        axis: str = "",
+    ) -> dict[str, Any]:
+        problem = {
+            "array": array,
+            "chunk": chunk,
+            "key": key,
+            "kind": kind,
+            "rows": None if rows is None else [int(rows[0]), int(rows[1])],
+            "detail": detail,
+            "episodes": [],
+            "_axis": axis,
+        }
         self.problems.append(problem)
         return problem
 
@@ -139,37 +158,55 @@ class _Inspection:
                 version = None
         self.root_ok = version is not None
         if version is not None and version > FORMAT_VERSION:
-            raise EpisodeLogError(f"episode log {self.path} has format version {version}, newer than this robot_rl "
-                                  f"reads ({FORMAT_VERSION}); upgrade robot_rl")
+            raise EpisodeLogError(
+                f"episode log {self.path} has format version {version}, newer than this robot_rl "
+                f"reads ({FORMAT_VERSION}); upgrade robot_rl"
+            )
         if version is not None and version < OLDEST_READABLE_VERSION:
-            raise EpisodeLogError(f"episode log {self.path} has format version {version}, too old to check or "
-                                  f"salvage (robot_rl reads {OLDEST_READABLE_VERSION} and later); re-record it")
+            raise EpisodeLogError(
+                f"episode log {self.path} has format version {version}, too old to check or "
+                f"salvage (robot_rl reads {OLDEST_READABLE_VERSION} and later); re-record it"
+            )
         if not self.root_ok and not looks_like_log(self.path):
-            raise EpisodeLogError(f"{self.path} is not a robot_rl episode log (no format attribute, no data/ and "
-                                  f"meta/ arrays); point at <run_dir>/{STORE_NAME}")
+            raise EpisodeLogError(
+                f"{self.path} is not a robot_rl episode log (no format attribute, no data/ and "
+                f"meta/ arrays); point at <run_dir>/{STORE_NAME}"
+            )
         self.obs_spec: ObsSpec | None = None
         self.action_spec: dict[str, Any] | None = None
         self.config: dict[str, Any] = {}
         if self.root_ok:
             try:
-                self.obs_spec = {k: (tuple(int(d) for d in v["shape"]), np.dtype(v["dtype"]))
-                                 for k, v in attrs["obs_spec"].items()}
+                self.obs_spec = {
+                    k: (tuple(int(d) for d in v["shape"]), np.dtype(v["dtype"])) for k, v in attrs["obs_spec"].items()
+                }
                 spec = attrs["action_spec"]
-                self.action_spec = {"shape": [int(spec["shape"][0])], "dtype": "float32",
-                                    "low": [float(x) for x in spec["low"]], "high": [float(x) for x in spec["high"]]}
+                self.action_spec = {
+                    "shape": [int(spec["shape"][0])],
+                    "dtype": "float32",
+                    "low": [float(x) for x in spec["low"]],
+                    "high": [float(x) for x in spec["high"]],
+                }
                 self.config = dict(attrs.get("config", {}))
             except (KeyError, TypeError, ValueError, IndexError, AttributeError):
                 self.root_ok = False
         if not self.root_ok:
             what = "missing" if doc is None else "unreadable"
-            self._problem("zarr.json", MISSING if doc is None else UNREADABLE,
-                          f"root zarr.json {what}: format, observation/action specs and config rebuilt from the arrays")
-            self.notes.append("root zarr.json damaged: observation and action shapes rebuilt from the arrays; "
-                              "the action bounds (set to [-1, 1]) and the run's config are lost")
+            self._problem(
+                "zarr.json",
+                MISSING if doc is None else UNREADABLE,
+                f"root zarr.json {what}: format, observation/action specs and config rebuilt from the arrays",
+            )
+            self.notes.append(
+                "root zarr.json damaged: observation and action shapes rebuilt from the arrays; "
+                "the action bounds (set to [-1, 1]) and the run's config are lost"
+            )
         self.version = version if version is not None else self._guess_version()
         if self.version < FORMAT_VERSION:
-            self.notes.append(f"format {self.version}: no chunk checksums and all-zero chunks were not written, so "
-                              f"damage inside a chunk or a deleted chunk may go unnoticed; salvage-log converts it")
+            self.notes.append(
+                f"format {self.version}: no chunk checksums and all-zero chunks were not written, so "
+                f"damage inside a chunk or a deleted chunk may go unnoticed; salvage-log converts it"
+            )
 
     def _read_meta_json(self, name: str) -> Any:
         try:
@@ -209,8 +246,10 @@ class _Inspection:
         if self.action_spec is None:
             arr = self._read_meta_json("data/action") or self._read_meta_json("data/policy_action")
             if arr is None:
-                raise EpisodeLogError(f"episode log {self.path} is damaged beyond salvage (root zarr.json and "
-                                      f"data/action metadata unreadable: the action size is unknown)")
+                raise EpisodeLogError(
+                    f"episode log {self.path} is damaged beyond salvage (root zarr.json and "
+                    f"data/action metadata unreadable: the action size is unknown)"
+                )
             dim = int(arr.shape[1])
             self.action_spec = {"shape": [dim], "dtype": "float32", "low": [-1.0] * dim, "high": [1.0] * dim}
         dim = self.action_spec["shape"][0]
@@ -241,9 +280,12 @@ class _Inspection:
             exists = os.path.exists(os.path.join(self.path, *name.split("/"), "zarr.json"))
             self.arrays[name] = self._rebuild(name)
             self.rebuilt.add(name)
-            self._problem(name, UNREADABLE if exists else MISSING,
-                          f"{name}/zarr.json {'unreadable or wrong' if exists else 'missing'}: metadata rebuilt from "
-                          f"the layout, its chunks are read with it")
+            self._problem(
+                name,
+                UNREADABLE if exists else MISSING,
+                f"{name}/zarr.json {'unreadable or wrong' if exists else 'missing'}: metadata rebuilt from "
+                f"the layout, its chunks are read with it",
+            )
 
     def _rebuild(self, name: str) -> zarr.Array:
         """Array metadata for ``name`` from the layout rules, with the chunking of a sound sibling array."""
@@ -263,8 +305,12 @@ class _Inspection:
                 break
         fill = META_FILL.get(name.split("/", 1)[1], 0) if group == "meta" else 0
         template = zarr.create_array(
-            store=MemoryStore(), shape=(0, *shape), dtype=dtype, fill_value=np.full((), fill, dtype)[()],
-            **_chunking(shape, dtype, rows, checksum=self.version >= 3, per_shard=per_shard))
+            store=MemoryStore(),
+            shape=(0, *shape),
+            dtype=dtype,
+            fill_value=np.full((), fill, dtype)[()],
+            **_chunking(shape, dtype, rows, checksum=self.version >= 3, per_shard=per_shard),
+        )
         length = max([a.shape[0] for n, a in siblings] + [0])
         metadata = template.metadata.update_shape((length, *shape))
         return zarr.Array(zarr.AsyncArray(metadata=metadata, store_path=StorePath(self.store, name)))
@@ -279,8 +325,9 @@ class _Inspection:
         if name not in self.rebuilt and arr.shape[0] < rows:
             limit = arr.shape[0]
             bad[limit:] = True
-            self._problem(name, SHORT_SHAPE, f"{name} has {arr.shape[0]} rows < committed {rows}",
-                          rows=(limit, rows), axis=axis)
+            self._problem(
+                name, SHORT_SHAPE, f"{name} has {arr.shape[0]} rows < committed {rows}", rows=(limit, rows), axis=axis
+            )
         checked = self.version >= 3 and has_checksums(arr)
         per_file = file_rows(arr)
         for index, key in chunk_files(arr, limit):
@@ -293,8 +340,9 @@ class _Inspection:
                 self._decode(name, arr, index, key, lo + start, lo + stop, bad, axis)
         return bad
 
-    def _decode(self, name: str, arr: zarr.Array, index: int, key: str, start: int, stop: int,
-                bad: np.ndarray, axis: str) -> None:
+    def _decode(
+        self, name: str, arr: zarr.Array, index: int, key: str, start: int, stop: int, bad: np.ndarray, axis: str
+    ) -> None:
         try:
             arr[start:stop]
             return
@@ -311,8 +359,15 @@ class _Inspection:
                 arr[lo:hi]
             except Exception as err:  # noqa: BLE001
                 bad[lo:hi] = True
-                self._problem(name, UNREADABLE, f"shard file {key} rows {lo}-{hi - 1}: {read_error_detail(err)}",
-                              index, key, (lo, hi), axis)
+                self._problem(
+                    name,
+                    UNREADABLE,
+                    f"shard file {key} rows {lo}-{hi - 1}: {read_error_detail(err)}",
+                    index,
+                    key,
+                    (lo, hi),
+                    axis,
+                )
 
     def _values(self, name: str, rows: int, bad: np.ndarray) -> np.ndarray:
         """Rows ``[0, rows)`` of a small array, decoded chunk by chunk; damaged rows are left 0."""
@@ -322,7 +377,7 @@ class _Inspection:
         for index in range(-(-rows // per_file)):
             lo, hi = index * per_file, min(index * per_file + per_file, rows)
             for start, stop in _runs(~bad[lo:hi]):
-                out[lo + start:lo + stop] = arr[lo + start:lo + stop]
+                out[lo + start : lo + stop] = arr[lo + start : lo + stop]
         return out
 
     # -- the committed episodes and their boundaries
@@ -334,20 +389,28 @@ class _Inspection:
         most = min(sound_meta) if sound_meta else ends_arr.shape[0]
         count = most if ENDS in self.rebuilt else ends_arr.shape[0]
         if count > most:
-            self._problem(ENDS, INCONSISTENT, f"{ENDS} has {count} rows but the meta arrays only {most}: "
-                          f"rows past {most} are not episodes", rows=(most, count), axis="episodes")
+            self._problem(
+                ENDS,
+                INCONSISTENT,
+                f"{ENDS} has {count} rows but the meta arrays only {most}: rows past {most} are not episodes",
+                rows=(most, count),
+                axis="episodes",
+            )
             count = most
         self.num_episodes = count
         self.bad_meta = {n: self._scan(n, count, "episodes") for n in [ENDS, *meta_names]}
-        sound_data = [a.shape[0] for n, a in self.arrays.items() if self.expected[n][2] == "data" and n not in self.rebuilt]
+        sound_data = [
+            a.shape[0] for n, a in self.arrays.items() if self.expected[n][2] == "data" and n not in self.rebuilt
+        ]
         data_rows = max(sound_data) if sound_data else None
         self.data_rows = data_rows
 
         ends = self._values(ENDS, count, self.bad_meta[ENDS]).astype(np.int64)
         lengths = self._values("meta/length", count, self.bad_meta["meta/length"]).astype(np.int64)
         ends_ok = self._valid_ends(ends, self.bad_meta[ENDS], data_rows, ENDS)
-        lengths_ok = not self.bad_meta["meta/length"].any() and (count == 0 or (
-            lengths.min() > 0 and (data_rows is None or lengths.sum() <= data_rows)))
+        lengths_ok = not self.bad_meta["meta/length"].any() and (
+            count == 0 or (lengths.min() > 0 and (data_rows is None or lengths.sum() <= data_rows))
+        )
         self.boundaries = None
         if ends_ok:
             self.boundaries = "meta/episode_ends"
@@ -358,9 +421,14 @@ class _Inspection:
             if ends is not None:
                 self.boundaries = "data/step"
         if self.boundaries is None:
-            self._problem(ENDS, INCONSISTENT, "episode boundaries cannot be rebuilt (meta/episode_ends, meta/length "
-                          "and data/step all damaged): no episode can be recovered", axis="episodes",
-                          rows=(0, count))
+            self._problem(
+                ENDS,
+                INCONSISTENT,
+                "episode boundaries cannot be rebuilt (meta/episode_ends, meta/length "
+                "and data/step all damaged): no episode can be recovered",
+                axis="episodes",
+                rows=(0, count),
+            )
             self.ends = np.zeros(0, np.int64)
             self.lost_all = True
         else:
@@ -371,12 +439,17 @@ class _Inspection:
         self.starts = np.concatenate([[0], self.ends[:-1]]).astype(np.int64)
         self.num_steps = int(self.ends[-1]) if len(self.ends) else 0
         if self.boundaries in ("meta/episode_ends", "data/step"):  # readable lengths must agree with them
-            readable = ~self.bad_meta["meta/length"][:len(self.ends)]
-            mismatch = np.flatnonzero((self.ends - self.starts != lengths[:len(self.ends)]) & readable)
+            readable = ~self.bad_meta["meta/length"][: len(self.ends)]
+            mismatch = np.flatnonzero((self.ends - self.starts != lengths[: len(self.ends)]) & readable)
             for e in mismatch:
-                p = self._problem("meta/length", INCONSISTENT, f"meta/length[{e}] is {lengths[e]} but the "
-                                  f"boundaries from {self.boundaries} say {self.ends[e] - self.starts[e]}",
-                                  rows=(e, e + 1), axis="episodes")
+                p = self._problem(
+                    "meta/length",
+                    INCONSISTENT,
+                    f"meta/length[{e}] is {lengths[e]} but the "
+                    f"boundaries from {self.boundaries} say {self.ends[e] - self.starts[e]}",
+                    rows=(e, e + 1),
+                    axis="episodes",
+                )
                 p["episodes"] = [int(e)]
 
     def _valid_ends(self, ends: np.ndarray, bad: np.ndarray, data_rows: int | None, name: str) -> bool:
@@ -385,11 +458,18 @@ class _Inspection:
         if len(ends) == 0:
             return True
         if ends[0] <= 0 or np.any(np.diff(ends) <= 0):
-            self._problem(name, INCONSISTENT, f"{name} is not strictly increasing", rows=(0, len(ends)), axis="episodes")
+            self._problem(
+                name, INCONSISTENT, f"{name} is not strictly increasing", rows=(0, len(ends)), axis="episodes"
+            )
             return False
         if data_rows is not None and ends[-1] > data_rows:
-            self._problem(name, INCONSISTENT, f"{name} ends at step {ends[-1]}, past the data ({data_rows} steps)",
-                          rows=(0, len(ends)), axis="episodes")
+            self._problem(
+                name,
+                INCONSISTENT,
+                f"{name} ends at step {ends[-1]}, past the data ({data_rows} steps)",
+                rows=(0, len(ends)),
+                axis="episodes",
+            )
             return False
         return True
 
@@ -419,9 +499,13 @@ class _Inspection:
             wrong = (step != want) & ~bad
             episode_of = np.repeat(np.arange(len(lengths)), lengths)
             for e in np.unique(episode_of[wrong]):
-                p = self._problem("data/step", INCONSISTENT, f"episode {e}: data/step is not 0..{lengths[e] - 1} "
-                                  f"between the boundaries from {self.boundaries}",
-                                  rows=(self.starts[e], self.ends[e]), axis="steps")
+                p = self._problem(
+                    "data/step",
+                    INCONSISTENT,
+                    f"episode {e}: data/step is not 0..{lengths[e] - 1} between the boundaries from {self.boundaries}",
+                    rows=(self.starts[e], self.ends[e]),
+                    axis="steps",
+                )
                 p["episodes"] = [int(e)]
             if self.boundaries == "data/step":  # boundaries from step == 0 alone: data/episode_id must agree
                 bad = self.bad_data["data/episode_id"]
@@ -429,9 +513,13 @@ class _Inspection:
                 changes = np.flatnonzero((ids[1:] != ids[:-1]) & ~bad[1:] & ~bad[:-1]) + 1
                 inside = changes[~np.isin(changes, self.starts)]
                 for e in np.unique(np.searchsorted(self.ends, inside, side="right")):
-                    p = self._problem("data/episode_id", INCONSISTENT, f"episode {e}: data/episode_id changes inside "
-                                      f"the episode rebuilt from data/step", rows=(self.starts[e], self.ends[e]),
-                                      axis="steps")
+                    p = self._problem(
+                        "data/episode_id",
+                        INCONSISTENT,
+                        f"episode {e}: data/episode_id changes inside the episode rebuilt from data/step",
+                        rows=(self.starts[e], self.ends[e]),
+                        axis="steps",
+                    )
                     p["episodes"] = [int(e)]
 
     def _assign_episodes(self) -> None:
@@ -459,11 +547,11 @@ class _Inspection:
 
     def episode_rows(self, e: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         start, stop = int(self.starts[e]), int(self.ends[e])
-        rows = {n[len("data/"):]: self.arrays[n][start:stop] for n, (_, _, g) in self.expected.items() if g == "data"}
+        rows = {n[len("data/") :]: self.arrays[n][start:stop] for n, (_, _, g) in self.expected.items() if g == "data"}
         meta_row: dict[str, np.ndarray] = {}
-        for n, (_, dtype, g) in self.expected.items():
+        for n, (_, _, g) in self.expected.items():
             if g == "meta" and n != ENDS:
-                meta_row[n[len("meta/"):]] = self.arrays[n][e:e + 1]
+                meta_row[n[len("meta/") :]] = self.arrays[n][e : e + 1]
         for field, dtype in META_FIELDS.items():
             if field not in meta_row:  # a field the store's format lacks
                 meta_row[field] = np.full(1, META_FILL.get(field, 0), dtype)
@@ -527,8 +615,14 @@ def salvage_log(path: str | os.PathLike, out: str | os.PathLike) -> dict[str, An
     tmp = f"{out}.salvaging-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        writer = EpisodeLogWriter(tmp, obs_spec, action["shape"][0], config=inspection.config,
-                                  action_low=action["low"], action_high=action["high"])
+        writer = EpisodeLogWriter(
+            tmp,
+            obs_spec,
+            action["shape"][0],
+            config=inspection.config,
+            action_low=action["low"],
+            action_high=action["high"],
+        )
         try:
             for e in inspection.intact:
                 rows, meta_row = inspection.episode_rows(e)

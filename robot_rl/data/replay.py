@@ -22,6 +22,7 @@ plus one per episode, which ``frame_capacity`` (default ``capacity * (1 + frame_
 with shorter episodes frames run out first and the buffer holds somewhat fewer than ``capacity``
 transitions.
 """
+
 from __future__ import annotations
 
 import math
@@ -64,9 +65,15 @@ class ReplayBuffer:
     [B, H, W, C] (channels last, not converted to float).
     """
 
-    def __init__(self, obs_spec: Mapping[str, tuple[tuple[int, ...], np.dtype]], action_dim: int,
-                 capacity: int, device: str | torch.device = "cpu", frame_margin: float = 0.05,
-                 frame_capacity: int | None = None):
+    def __init__(
+        self,
+        obs_spec: Mapping[str, tuple[tuple[int, ...], np.dtype]],
+        action_dim: int,
+        capacity: int,
+        device: str | torch.device = "cpu",
+        frame_margin: float = 0.05,
+        frame_capacity: int | None = None,
+    ):
         """`frame_margin`: spare frame rows as a fraction of `capacity` (the first frame of each episode
         needs one); `frame_capacity` overrides the number of frame rows (at least 2)."""
         self.capacity = int(capacity)
@@ -93,8 +100,9 @@ class ReplayBuffer:
                 frame_capacity = c + math.ceil(c * frame_margin) + 1
             self.frame_capacity = int(frame_capacity)
             if self.frame_capacity < 2:
-                raise ValueError(f"frame_capacity must be at least 2 (a transition has two frames), "
-                                 f"got {frame_capacity}")
+                raise ValueError(
+                    f"frame_capacity must be at least 2 (a transition has two frames), got {frame_capacity}"
+                )
         else:
             self.frame_capacity = 0
         self.frames = {k: alloc(self.frame_capacity, *self.obs_spec[k]) for k in self.image_keys}
@@ -121,21 +129,40 @@ class ReplayBuffer:
     @property
     def bytes_per_transition(self) -> float:
         """Allocated bytes of every stored tensor divided by `capacity`."""
-        tensors = [*self.observation.values(), *self.next_observation.values(), *self.frames.values(),
-                   self.action, self.reward, self.terminated, self.grasp_penalty, self.obs_frame, self.next_frame]
+        tensors = [
+            *self.observation.values(),
+            *self.next_observation.values(),
+            *self.frames.values(),
+            self.action,
+            self.reward,
+            self.terminated,
+            self.grasp_penalty,
+            self.obs_frame,
+            self.next_frame,
+        ]
         total = sum(t.numel() * t.element_size() for t in tensors) + self._obs_frame_id.nbytes
         return total / self.capacity
 
     # ------------------------------------------------------------------ adding
-    def add(self, observation: Mapping[str, np.ndarray], action: np.ndarray, reward: float,
-            next_observation: Mapping[str, np.ndarray], terminated: bool, done: bool = False,
-            grasp_penalty: float = 0.0) -> None:
+    def add(
+        self,
+        observation: Mapping[str, np.ndarray],
+        action: np.ndarray,
+        reward: float,
+        next_observation: Mapping[str, np.ndarray],
+        terminated: bool,
+        done: bool = False,
+        grasp_penalty: float = 0.0,
+    ) -> None:
         """Store one transition (drops the oldest when full). `done` = terminated or truncated: the
         next add starts a new episode, so its observation is not compared with this next observation."""
         frames: dict[str, list[np.ndarray]] = {k: [] for k in self.image_keys}
         if self.image_keys:
-            shared = not self._last_done and self._last_next is not None and all(
-                np.array_equal(observation[k], self._last_next[k]) for k in self.image_keys)
+            shared = (
+                not self._last_done
+                and self._last_next is not None
+                and all(np.array_equal(observation[k], self._last_next[k]) for k in self.image_keys)
+            )
             if not shared:
                 for k in self.image_keys:
                     frames[k].append(np.asarray(observation[k]))
@@ -148,11 +175,16 @@ class ReplayBuffer:
         else:
             obs_id = next_id = np.zeros(1, np.int64)
         self._write(
-            {k: np.stack(v) for k, v in frames.items()}, obs_id, next_id,
+            {k: np.stack(v) for k, v in frames.items()},
+            obs_id,
+            next_id,
             {k: np.asarray(observation[k])[None] for k in self.state_keys},
             {k: np.asarray(next_observation[k])[None] for k in self.state_keys},
-            np.asarray(action, np.float32)[None], np.array([reward], np.float32),
-            np.array([terminated], np.float32), np.array([grasp_penalty], np.float32))
+            np.asarray(action, np.float32)[None],
+            np.array([reward], np.float32),
+            np.array([terminated], np.float32),
+            np.array([grasp_penalty], np.float32),
+        )
         self._last_done = bool(done)
 
     def add_arrays(self, arrays: Mapping[str, np.ndarray]) -> None:
@@ -162,8 +194,10 @@ class ReplayBuffer:
         episode, each frame once (the observations plus the episode's final next observation)."""
         n = len(arrays["reward"])
         if n > self.capacity:
-            raise ValueError(f"{n} transitions do not fit a replay buffer of capacity {self.capacity}: "
-                             "raise the buffer capacity or load fewer episodes")
+            raise ValueError(
+                f"{n} transitions do not fit a replay buffer of capacity {self.capacity}: "
+                "raise the buffer capacity or load fewer episodes"
+            )
         if n == 0:
             return
         done = np.asarray(arrays["done"], bool) if "done" in arrays else np.zeros(n, bool)
@@ -210,27 +244,43 @@ class ReplayBuffer:
                 out[obs_local[new_obs]] = obs[k][new_obs]
                 frames[k] = out
         self._write(
-            frames, obs_id, next_id,
+            frames,
+            obs_id,
+            next_id,
             {k: np.asarray(arrays[f"observation/{k}"][a:b]) for k in self.state_keys},
             {k: np.asarray(arrays[f"next_observation/{k}"][a:b]) for k in self.state_keys},
-            np.asarray(arrays["action"][a:b], np.float32), np.asarray(arrays["reward"][a:b], np.float32),
-            np.asarray(arrays["terminated"][a:b], np.float32), np.asarray(penalty, np.float32))
+            np.asarray(arrays["action"][a:b], np.float32),
+            np.asarray(arrays["reward"][a:b], np.float32),
+            np.asarray(arrays["terminated"][a:b], np.float32),
+            np.asarray(penalty, np.float32),
+        )
 
     def _drop_oldest(self, count: int) -> None:
         count = max(0, min(count, self._size))
         self._head = (self._head + count) % self.capacity
         self._size -= count
 
-    def _write(self, frames: Mapping[str, np.ndarray], obs_id: np.ndarray, next_id: np.ndarray,
-               obs_state: Mapping[str, np.ndarray], next_state: Mapping[str, np.ndarray], action: np.ndarray,
-               reward: np.ndarray, terminated: np.ndarray, grasp_penalty: np.ndarray) -> None:
+    def _write(
+        self,
+        frames: Mapping[str, np.ndarray],
+        obs_id: np.ndarray,
+        next_id: np.ndarray,
+        obs_state: Mapping[str, np.ndarray],
+        next_state: Mapping[str, np.ndarray],
+        action: np.ndarray,
+        reward: np.ndarray,
+        terminated: np.ndarray,
+        grasp_penalty: np.ndarray,
+    ) -> None:
         """Append `len(reward)` transitions and their new frames (ids `_frames_written` onwards)."""
         n = len(reward)
         if self.image_keys:
             m = len(frames[self.image_keys[0]])
             if m > self.frame_capacity:
-                raise ValueError(f"an episode of {m} frames does not fit {self.frame_capacity} frame rows: "
-                                 "raise the replay buffer capacity")
+                raise ValueError(
+                    f"an episode of {m} frames does not fit {self.frame_capacity} frame rows: "
+                    "raise the replay buffer capacity"
+                )
             # drop the transitions whose frames the new frames overwrite (FIFO: they are the oldest)
             oldest_kept = self._frames_written + m - self.frame_capacity
             dropped = 0
@@ -242,8 +292,8 @@ class ReplayBuffer:
             first = min(m, self.frame_capacity - start)
             for k in self.image_keys:
                 src = wide_rows(torch.from_numpy(np.ascontiguousarray(frames[k])).to(self.device))
-                self._wide_frames[k][start:start + first].copy_(src[:first])
-                self._wide_frames[k][:m - first].copy_(src[first:])
+                self._wide_frames[k][start : start + first].copy_(src[:first])
+                self._wide_frames[k][: m - first].copy_(src[first:])
             self._frames_written += m
             self._last_next_id = int(next_id[-1])
         self._drop_oldest(self._size + n - self.capacity)
@@ -297,14 +347,21 @@ class ReplayBuffer:
 
 def interleave_batches(a: Batch, b: Batch, blocks: int) -> Batch:
     """Rows of `a` and `b` split into `blocks` blocks each and interleaved: a0 b0 a1 b1 ..."""
+
     def merge(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         x, y = x.reshape(blocks, -1, *x.shape[1:]), y.reshape(blocks, -1, *y.shape[1:])
         return torch.cat([x, y], dim=1).reshape(-1, *x.shape[2:])
+
     return {k: interleave_batches(v, b[k], blocks) if isinstance(v, dict) else merge(v, b[k]) for k, v in a.items()}
 
 
-def sample_symmetric(prior: ReplayBuffer, online: ReplayBuffer, batch_size: int,
-                     generator: torch.Generator | None = None, blocks: int = 1) -> Batch:
+def sample_symmetric(
+    prior: ReplayBuffer,
+    online: ReplayBuffer,
+    batch_size: int,
+    generator: torch.Generator | None = None,
+    blocks: int = 1,
+) -> Batch:
     """RLPD's symmetric sampling: half the batch from demos/interventions, half from online data,
     arranged as `blocks` consecutive blocks that are each half and half (one block per critic update
     of a UTD batch, so that no update sees only one kind of data).
@@ -314,7 +371,9 @@ def sample_symmetric(prior: ReplayBuffer, online: ReplayBuffer, batch_size: int,
     if len(online) == 0 or len(prior) == 0:
         return (prior if len(online) == 0 else online).sample(batch_size, generator)
     if batch_size % (2 * blocks):
-        raise ValueError(f"batch of {batch_size} rows cannot be split into {blocks} half-and-half blocks: "
-                         "use an even agent.batch_size")
+        raise ValueError(
+            f"batch of {batch_size} rows cannot be split into {blocks} half-and-half blocks: "
+            "use an even agent.batch_size"
+        )
     half = batch_size // 2
     return interleave_batches(prior.sample(half, generator), online.sample(half, generator), blocks)

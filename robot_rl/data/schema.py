@@ -1,4 +1,5 @@
 """The one transition schema used by the env, replay buffers, the zarr log and ROS transport."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -112,21 +113,24 @@ def count_takeovers(intervention: np.ndarray) -> int:
 # (`data/<name>`; action and policy_action are [A]). This is the on-disk format: never change a dtype or a
 # name here. robot_rl/data/episode_log.py stores exactly these; robot_rl/runtime/wire.py sends these less
 # episode_id (a chunk's header names its episode) plus the step's label.
-STEP_FIELDS: dict[str, np.dtype] = {name: np.dtype(dtype) for name, dtype in {
-    "action": np.float32,
-    "policy_action": np.float32,
-    "reward": np.float32,
-    "terminated": np.bool_,
-    "truncated": np.bool_,
-    "intervention": np.bool_,
-    "episode_id": np.int64,
-    "step": np.int32,
-    "timestamp": np.float64,
-    "success": np.bool_,
-    "reward_source": np.uint8,
-    "grasp_penalty": np.float32,
-    "success_probability": np.float32,
-}.items()}
+STEP_FIELDS: dict[str, np.dtype] = {
+    name: np.dtype(dtype)
+    for name, dtype in {
+        "action": np.float32,
+        "policy_action": np.float32,
+        "reward": np.float32,
+        "terminated": np.bool_,
+        "truncated": np.bool_,
+        "intervention": np.bool_,
+        "episode_id": np.int64,
+        "step": np.int32,
+        "timestamp": np.float64,
+        "success": np.bool_,
+        "reward_source": np.uint8,
+        "grasp_penalty": np.float32,
+        "success_probability": np.float32,
+    }.items()
+}
 LABEL_DTYPE = np.dtype(np.uint8)  # an EpisodeLabel: per episode in the log (meta/label), per step on the wire
 
 
@@ -242,5 +246,14 @@ class LearnerStats:
     wall_s: float
 
 
-RunEvent = (StepEvent | ResetEvent | InterventionStart | InterventionEnd | LabelEvent | EStopEvent | EpisodeEnd
-            | EvalEvent | LearnerStats)
+RunEvent = (
+    StepEvent
+    | ResetEvent
+    | InterventionStart
+    | InterventionEnd
+    | LabelEvent
+    | EStopEvent
+    | EpisodeEnd
+    | EvalEvent
+    | LearnerStats
+)

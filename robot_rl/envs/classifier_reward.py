@@ -6,6 +6,7 @@ episode. Meant for envs whose own success does not end the episode (a real robot
 `task.reward=dense` in sim); where the wrapped env still ends an episode on its own success that the
 classifier does not confirm, the episode is truncated there (it cannot go on).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -29,19 +30,24 @@ class ClassifierReward(gym.Wrapper):
     wrapped env's other info keys pass through.
     """
 
-    def __init__(self, env: gym.Env, classifier: SuccessClassifier,
-                 state_check: StateCheck | bool | None = None) -> None:
+    def __init__(
+        self, env: gym.Env, classifier: SuccessClassifier, state_check: StateCheck | bool | None = None
+    ) -> None:
         """`state_check`: a function of the new observation that must also hold (e.g. gripper closed
         and TCP high enough), or True for the wrapped env's own success (the sim's ground truth)."""
         super().__init__(env)
         spaces = getattr(env.observation_space, "spaces", {})
         for key, shape in classifier.image_shapes.items():
             if key not in spaces:
-                raise ValueError(f"the success classifier reads {key!r} but the env observes only "
-                                 f"{', '.join(spaces) or 'no dict keys'}: use the task and cameras it was trained on")
+                raise ValueError(
+                    f"the success classifier reads {key!r} but the env observes only "
+                    f"{', '.join(spaces) or 'no dict keys'}: use the task and cameras it was trained on"
+                )
             if tuple(spaces[key].shape) != shape:
-                raise ValueError(f"the success classifier reads {key} images of shape {shape}, the env gives "
-                                 f"{tuple(spaces[key].shape)}: set task.image_size as in its training data")
+                raise ValueError(
+                    f"the success classifier reads {key} images of shape {shape}, the env gives "
+                    f"{tuple(spaces[key].shape)}: set task.image_size as in its training data"
+                )
         self.classifier = classifier.eval()
         self.state_check = None if state_check is False else state_check
 
@@ -58,5 +64,10 @@ class ClassifierReward(gym.Wrapper):
         ended_by_task = terminated and task_success
         step.success_probability, step.reward_source = float(probability), RewardSource.CLASSIFIER
         step.success, step.task_success = bool(success), task_success
-        return (observation, 1.0 if success else 0.0, bool(success or (terminated and not ended_by_task)),
-                bool(truncated or (ended_by_task and not success)), info)
+        return (
+            observation,
+            1.0 if success else 0.0,
+            bool(success or (terminated and not ended_by_task)),
+            bool(truncated or (ended_by_task and not success)),
+            info,
+        )

@@ -1,5 +1,6 @@
 """Build the env a config names: `task.name` = pick_cube, pick_cube_vision (on `robot.name` = mujoco,
 the in-process sim, or ros, a robot bridge over ROS 2) or gym (any gymnasium env)."""
+
 from __future__ import annotations
 
 import gymnasium as gym
@@ -15,9 +16,11 @@ def make_env(cfg: DictConfig, seed: int | None = None) -> gym.Env:
     name = task.pop("name", None)
     if name == "gym":
         from robot_rl.envs.gym_adapter import make_gym_env
+
         return make_gym_env(**task)
     if name in ROBOT_TASKS:
         from robot_rl.envs.robot_env import make_robot_env
+
         robot = OmegaConf.to_container(cfg.robot, resolve=True)
         robot_name = robot.pop("name", "mujoco")
         try:

@@ -1,4 +1,5 @@
 """Human take-over: a teleop device's action replaces the policy's while the device is active."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,4 +1,5 @@
 """RobotEnv: a gymnasium env made of a Robot (how to move) and a Task (what to do)."""
+
 from __future__ import annotations
 
 import time
@@ -33,15 +34,21 @@ class RobotEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array"]}
 
     def __init__(
-        self, robot: Robot, task: Task, seed: int | None = None, render_mode: str | None = None,
+        self,
+        robot: Robot,
+        task: Task,
+        seed: int | None = None,
+        render_mode: str | None = None,
         render_camera: str = "front",
     ) -> None:
         self.robot = robot
         self.task = task
         if task.rotation:
             if not getattr(robot, "supports_rotation", False):
-                raise ValueError(f"task {type(task).__name__} acts in rotation but {type(robot).__name__} takes "
-                                 "position deltas only: set task.rotation=false or use a robot with rotation")
+                raise ValueError(
+                    f"task {type(task).__name__} acts in rotation but {type(robot).__name__} takes "
+                    "position deltas only: set task.rotation=false or use a robot with rotation"
+                )
             robot.orientation_limits = np.asarray(task.rotation_limits, dtype=np.float64).copy()
         self.observation_space = task.observation_space(robot)
         self.action_space = task.action_space
@@ -74,9 +81,7 @@ class RobotEnv(gym.Env):
             reset = ResetInfo(reset_s, result.attempts, bool(result.full_reset), result.steps, list(result.failures))
         return self.task.observe(self.robot), {RESET_INFO_KEY: reset}
 
-    def step(
-        self, action: np.ndarray
-    ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+    def step(self, action: np.ndarray) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         if self._needs_reset:
             raise RuntimeError("RobotEnv.step called before reset(): call env.reset() first")
         action = np.asarray(action, dtype=np.float32)
@@ -110,8 +115,9 @@ class RobotEnv(gym.Env):
         self.robot.close()
 
 
-def make_robot_env(task: str, robot: str = "mujoco", seed: int | None = None, robot_cfg: dict | None = None,
-                   **task_cfg) -> RobotEnv:
+def make_robot_env(
+    task: str, robot: str = "mujoco", seed: int | None = None, robot_cfg: dict | None = None, **task_cfg
+) -> RobotEnv:
     """A RobotEnv with the registered task `task` (**task_cfg) on `robot`: "mujoco" (MujocoRobot, the
     in-process sim) or "ros" (RosRobot, a robot bridge over ROS 2), built with **robot_cfg."""
     from robot_rl.robots import make_robot

@@ -6,6 +6,7 @@ next observation: `observation/<key>[t + 1]` inside an episode and `meta/last_ob
 for an episode's last step. In sim the flag is the task's ground truth; on a real robot it comes from
 a person's button.
 """
+
 from __future__ import annotations
 
 import os
@@ -29,8 +30,9 @@ def open_labelled_store(path: str | os.PathLike) -> EpisodeLog:
     """The episode log at `path` (or `path`/episodes.zarr); one-line errors when missing or empty."""
     p = store_path(path)
     if not p.exists():
-        raise FileNotFoundError(f"no labelled store at {path}: record one with "
-                                "`robot-rl record-labels task=pick_cube_vision out=<dir>`")
+        raise FileNotFoundError(
+            f"no labelled store at {path}: record one with `robot-rl record-labels task=pick_cube_vision out=<dir>`"
+        )
     log = EpisodeLog(p)
     if log.num_episodes == 0:
         raise EpisodeLogError(f"labelled store {p} holds no episodes: record some with `robot-rl record-labels`")
@@ -39,19 +41,26 @@ def open_labelled_store(path: str | os.PathLike) -> EpisodeLog:
 
 def image_shapes(log: EpisodeLog, cameras: list[str] | None = None) -> dict[str, tuple[int, int, int]]:
     """`{observation key: (H, W, 3)}` of the chosen cameras (all image keys when None), in that order."""
-    available = {k: s for k, (s, d) in log.obs_spec.items()
-                 if k.startswith(IMAGE_PREFIX) and len(s) == 3 and s[2] == 3 and d == np.uint8}
+    available = {
+        k: s
+        for k, (s, d) in log.obs_spec.items()
+        if k.startswith(IMAGE_PREFIX) and len(s) == 3 and s[2] == 3 and d == np.uint8
+    }
     if not available:
-        raise ValueError(f"store {log.path} has no image observations (keys: {', '.join(log.obs_spec)}): "
-                         "record it with a camera task, e.g. task=pick_cube_vision")
+        raise ValueError(
+            f"store {log.path} has no image observations (keys: {', '.join(log.obs_spec)}): "
+            "record it with a camera task, e.g. task=pick_cube_vision"
+        )
     if cameras is None:
         return dict(sorted(available.items()))
     keys = [c if c.startswith(IMAGE_PREFIX) else IMAGE_PREFIX + c for c in cameras]
     unknown = [k for k in keys if k not in available]
     if unknown or not keys:
-        names = ", ".join(k[len(IMAGE_PREFIX):] for k in sorted(available))
-        raise ValueError(f"unknown camera {unknown[0][len(IMAGE_PREFIX):] if unknown else '(none given)'} "
-                         f"in {log.path}: choose from {names} (cameras=[...] or null for all)")
+        names = ", ".join(k[len(IMAGE_PREFIX) :] for k in sorted(available))
+        raise ValueError(
+            f"unknown camera {unknown[0][len(IMAGE_PREFIX) :] if unknown else '(none given)'} "
+            f"in {log.path}: choose from {names} (cameras=[...] or null for all)"
+        )
     return {k: available[k] for k in keys}
 
 
@@ -105,19 +114,22 @@ def read_images(log: EpisodeLog, index: FrameIndex, keys: list[str], chunk: int 
     for key in keys:
         shape = log.obs_spec[key][0]
         images = np.empty((len(index), *shape), np.uint8)
-        sources = ((inner, f"observation/{key}", index.steps[inner] + 1),
-                   (last, f"meta/last_observation/{key}", index.episodes[last]))
+        sources = (
+            (inner, f"observation/{key}", index.steps[inner] + 1),
+            (last, f"meta/last_observation/{key}", index.episodes[last]),
+        )
         for rows, name, where in sources:
             for s in range(0, len(rows), chunk):
-                sel = where[s:s + chunk]
+                sel = where[s : s + chunk]
                 if len(sel):
-                    images[rows[s:s + chunk]] = log.read(name, sel)
+                    images[rows[s : s + chunk]] = log.read(name, sel)
         out[key] = images
     return out
 
 
-def split_by_episode(episode_success: np.ndarray, val_fraction: float,
-                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def split_by_episode(
+    episode_success: np.ndarray, val_fraction: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """(train episodes, validation episodes): a random split of episode indices, stratified by whether
     the episode has any success frame, with at least one episode on each side."""
     episode_success = np.asarray(episode_success, bool)
@@ -161,6 +173,7 @@ class BalancedSampler:
 
     def sample(self, batch_size: int) -> np.ndarray:
         n_pos = batch_size // 2 + (int(self.rng.integers(2)) if batch_size % 2 else 0)
-        batch = np.concatenate([self.rng.choice(self.positives, n_pos),
-                                self.rng.choice(self.negatives, batch_size - n_pos)])
+        batch = np.concatenate(
+            [self.rng.choice(self.positives, n_pos), self.rng.choice(self.negatives, batch_size - n_pos)]
+        )
         return self.rng.permutation(batch)

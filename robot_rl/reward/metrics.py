@@ -3,6 +3,7 @@
 A frame is predicted "success" when its probability is >= the threshold. False positives are what
 break RL (the policy learns to trigger them), so the threshold is chosen for a target precision.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,9 +24,16 @@ def binary_metrics(scores: np.ndarray, labels: np.ndarray, threshold: float) -> 
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"threshold": float(threshold), "precision": precision, "recall": recall, "f1": f1,
-            "accuracy": (tp + tn) / max(1, len(labels)), "frames": int(len(labels)),
-            "positives": int(labels.sum()), "confusion_matrix": [[tn, fp], [fn, tp]]}
+    return {
+        "threshold": float(threshold),
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "accuracy": (tp + tn) / max(1, len(labels)),
+        "frames": int(len(labels)),
+        "positives": int(labels.sum()),
+        "confusion_matrix": [[tn, fp], [fn, tp]],
+    }
 
 
 def precision_recall_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

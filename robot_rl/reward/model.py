@@ -2,6 +2,7 @@
 one logit. A checkpoint holds the weights, the cameras and image shapes, the encoder config and the
 decision threshold, so `SuccessClassifier.load(path)` rebuilds it without any other config.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,8 +24,13 @@ class SuccessClassifier(nn.Module):
     """Camera images -> probability of task success. A frame counts as success when its probability
     is >= `threshold` (chosen on validation data for a target precision)."""
 
-    def __init__(self, image_shapes: dict[str, tuple[int, int, int]], encoder: EncoderConfig | None = None,
-                 hidden: int = 256, threshold: float = 0.5) -> None:
+    def __init__(
+        self,
+        image_shapes: dict[str, tuple[int, int, int]],
+        encoder: EncoderConfig | None = None,
+        hidden: int = 256,
+        threshold: float = 0.5,
+    ) -> None:
         """`image_shapes`: `{observation key (e.g. "image/front"): (H, W, 3)}`, the cameras it reads."""
         super().__init__()
         if not image_shapes:
@@ -34,8 +40,7 @@ class SuccessClassifier(nn.Module):
         self.hidden = int(hidden)
         self.threshold = float(threshold)
         self.encoder = ObservationEncoder(self.image_shapes, {}, self.encoder_config)
-        self.head = nn.Sequential(nn.Linear(self.encoder.output_dim, self.hidden), nn.ReLU(),
-                                  nn.Linear(self.hidden, 1))
+        self.head = nn.Sequential(nn.Linear(self.encoder.output_dim, self.hidden), nn.ReLU(), nn.Linear(self.hidden, 1))
 
     @property
     def image_keys(self) -> list[str]:
@@ -57,9 +62,11 @@ class SuccessClassifier(nn.Module):
         n = len(images[self.image_keys[0]])
         out = np.empty(n, np.float64)
         for s in range(0, n, batch_size):
-            batch = {k: torch.as_tensor(np.asarray(images[k][s:s + batch_size]), device=self.device)
-                     for k in self.image_keys}
-            out[s:s + batch_size] = torch.sigmoid(self(batch).double()).cpu().numpy()
+            batch = {
+                k: torch.as_tensor(np.asarray(images[k][s : s + batch_size]), device=self.device)
+                for k in self.image_keys
+            }
+            out[s : s + batch_size] = torch.sigmoid(self(batch).double()).cpu().numpy()
         self.train(was_training)
         return out
 
@@ -67,8 +74,10 @@ class SuccessClassifier(nn.Module):
         """Success probability of one observation (extra keys such as "state" are ignored)."""
         missing = [k for k in self.image_keys if k not in observation]
         if missing:
-            raise KeyError(f"observation has no {missing[0]!r}, which the success classifier reads "
-                           f"(it needs {', '.join(self.image_keys)})")
+            raise KeyError(
+                f"observation has no {missing[0]!r}, which the success classifier reads "
+                f"(it needs {', '.join(self.image_keys)})"
+            )
         return float(self.probabilities({k: np.asarray(observation[k])[None] for k in self.image_keys})[0])
 
     def is_success(self, observation: dict[str, np.ndarray]) -> bool:
@@ -85,11 +94,18 @@ class SuccessClassifier(nn.Module):
         """Write the checkpoint (weights, cameras, image shapes, encoder config, threshold, `extra`)."""
         encoder = asdict(self.encoder_config)
         encoder["weights"], encoder["freeze"] = None, False  # the weights are in the state dict
-        torch.save({"format": {"name": FORMAT_NAME, "version": FORMAT_VERSION},
-                    "image_shapes": {k: list(s) for k, s in self.image_shapes.items()},
-                    "encoder": encoder, "hidden": self.hidden, "threshold": self.threshold,
-                    "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
-                    "extra": extra}, path)
+        torch.save(
+            {
+                "format": {"name": FORMAT_NAME, "version": FORMAT_VERSION},
+                "image_shapes": {k: list(s) for k, s in self.image_shapes.items()},
+                "encoder": encoder,
+                "hidden": self.hidden,
+                "threshold": self.threshold,
+                "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
+                "extra": extra,
+            },
+            path,
+        )
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> SuccessClassifier:
@@ -105,10 +121,15 @@ class SuccessClassifier(nn.Module):
         if not isinstance(fmt, dict) or fmt.get("name") != FORMAT_NAME:
             raise ValueError(f"{path} is not a success classifier checkpoint: {hint}")
         if int(fmt.get("version", 0)) > FORMAT_VERSION:
-            raise ValueError(f"success classifier {path} has format version {fmt['version']}, newer than this "
-                             f"robot_rl reads ({FORMAT_VERSION}): upgrade robot_rl")
-        model = cls({k: tuple(s) for k, s in ckpt["image_shapes"].items()}, EncoderConfig(**ckpt["encoder"]),
-                    hidden=ckpt["hidden"], threshold=ckpt["threshold"])
+            raise ValueError(
+                f"success classifier {path} has format version {fmt['version']}, newer than this "
+                f"robot_rl reads ({FORMAT_VERSION}): upgrade robot_rl"
+            )
+        model = cls(
+            {k: tuple(s) for k, s in ckpt["image_shapes"].items()},
+            EncoderConfig(**ckpt["encoder"]),
+            hidden=ckpt["hidden"],
+            threshold=ckpt["threshold"],
+        )
         model.load_state_dict(ckpt["state_dict"])
         return model.to(device).eval()
-

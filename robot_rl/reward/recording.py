@@ -9,6 +9,7 @@ classes and the failures it would otherwise confuse with success.
   with the gripper open or closed: failures where the arm looks like a lift but holds no cube (the
   false positive an RL policy would find first).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,8 +19,7 @@ from robot_rl.tasks import make_expert
 KINDS = ("lift", "partial", "empty", "policy")
 
 
-def episode_kinds(episodes: int, partial_share: float, empty_share: float,
-                  rng: np.random.Generator) -> list[str]:
+def episode_kinds(episodes: int, partial_share: float, empty_share: float, rng: np.random.Generator) -> list[str]:
     """`episodes` kinds: round(share * episodes) partial and empty ones, the rest lift, in random order."""
     if min(partial_share, empty_share) < 0 or partial_share + empty_share > 1:
         raise ValueError(f"partial_share={partial_share} and empty_share={empty_share} must be >= 0 with a sum <= 1")
@@ -34,8 +34,15 @@ class EmptyReach:
     the cube, the gripper closed (on nothing) or open once above the cube; waypoints drawn per episode.
     Reads the cube position from the simulator, like the expert."""
 
-    def __init__(self, env, rng: np.random.Generator, height_range: tuple[float, float], noise: float = 0.1,
-                 gain: float = 0.8, max_action: float = 0.7) -> None:
+    def __init__(
+        self,
+        env,
+        rng: np.random.Generator,
+        height_range: tuple[float, float],
+        noise: float = 0.1,
+        gain: float = 0.8,
+        max_action: float = 0.7,
+    ) -> None:
         self.env, self.rng = env.unwrapped, rng
         self.height_range, self.noise, self.gain, self.max_action = height_range, float(noise), gain, max_action
 
@@ -54,8 +61,11 @@ class EmptyReach:
         rising = self.env.elapsed_steps >= self.switch
         s = self.env.robot.read_state()
         target = self.waypoints[int(rising)]
-        xyz = np.clip(self.gain * (target - (s.tcp_pos + 0.05 * s.tcp_vel)) / self.env.task.action_scale,
-                      -self.max_action, self.max_action)
+        xyz = np.clip(
+            self.gain * (target - (s.tcp_pos + 0.05 * s.tcp_vel)) / self.env.task.action_scale,
+            -self.max_action,
+            self.max_action,
+        )
         xyz = xyz + self.rng.normal(0.0, self.noise, 3)
         # the gripper closes only well above the cube, so it never picks the cube up by chance
         above = s.tcp_pos[2] > self.env.task.rest_z + 3 * self.env.task.cube_half_size
@@ -66,8 +76,14 @@ class EmptyReach:
 class LabelPolicies:
     """The act function of each episode kind; `act_for(kind)` also sets the expert's holding height."""
 
-    def __init__(self, env, rng: np.random.Generator, noise: float, lift_range: tuple[float, float],
-                 partial_lift_range: tuple[float, float]) -> None:
+    def __init__(
+        self,
+        env,
+        rng: np.random.Generator,
+        noise: float,
+        lift_range: tuple[float, float],
+        partial_lift_range: tuple[float, float],
+    ) -> None:
         self.expert = make_expert(env, noise=noise, rng=rng)
         self.empty = EmptyReach(env, rng, lift_range, noise)
         self.rng, self.line = rng, float(env.unwrapped.task.lift_height)

@@ -1,6 +1,7 @@
 """Training a success classifier on a labelled store: split by episode, class-balanced minibatches
 with random-shift augmentation, BCE and Adam; then the threshold for a target precision is chosen on
 the validation episodes, and the metrics at it are reported."""
+
 from __future__ import annotations
 
 import time
@@ -14,8 +15,16 @@ import torch.nn.functional as F
 from robot_rl.agents.augmentation import random_shift
 from robot_rl.agents.encoders import EncoderConfig
 from robot_rl.data.episode_log import EpisodeLog
-from robot_rl.reward.dataset import (BalancedSampler, FrameIndex, every_kth, evenly_spaced, frame_index,
-                                     image_shapes, read_images, split_by_episode)
+from robot_rl.reward.dataset import (
+    BalancedSampler,
+    FrameIndex,
+    evenly_spaced,
+    every_kth,
+    frame_index,
+    image_shapes,
+    read_images,
+    split_by_episode,
+)
 from robot_rl.reward.metrics import binary_metrics, choose_threshold
 from robot_rl.reward.model import SuccessClassifier
 
@@ -55,12 +64,15 @@ def check_classes(labels: np.ndarray, split: str, store: str) -> None:
     positives = int(np.sum(labels))
     if positives == 0 or positives == len(labels):
         missing = "success" if positives == 0 else "failure"
-        raise ValueError(f"the {split} split of {store} has no {missing} frames ({len(labels)} frames): record "
-                         f"episodes of both outcomes, or change val_fraction / every / max_train_frames")
+        raise ValueError(
+            f"the {split} split of {store} has no {missing} frames ({len(labels)} frames): record "
+            f"episodes of both outcomes, or change val_fraction / every / max_train_frames"
+        )
 
 
-def split_frames(log: EpisodeLog, config: ClassifierTrainConfig,
-                 rng: np.random.Generator) -> tuple[FrameIndex, FrameIndex]:
+def split_frames(
+    log: EpisodeLog, config: ClassifierTrainConfig, rng: np.random.Generator
+) -> tuple[FrameIndex, FrameIndex]:
     """(training frames, validation frames), split by episode; training capped at max_train_frames."""
     index = every_kth(frame_index(log), config.every, rng)
     episode_success = np.zeros(log.num_episodes, bool)
@@ -75,8 +87,9 @@ def split_frames(log: EpisodeLog, config: ClassifierTrainConfig,
     return train, val
 
 
-def train_classifier(log: EpisodeLog, config: ClassifierTrainConfig,
-                     progress: Callable[[str], None] = print) -> tuple[SuccessClassifier, dict]:
+def train_classifier(
+    log: EpisodeLog, config: ClassifierTrainConfig, progress: Callable[[str], None] = print
+) -> tuple[SuccessClassifier, dict]:
     """Train on `log`'s labelled frames; returns the classifier (threshold set) and a report with the
     split sizes, the validation metrics at the chosen threshold and at 0.5, and the training time."""
     start = time.perf_counter()
@@ -90,10 +103,12 @@ def train_classifier(log: EpisodeLog, config: ClassifierTrainConfig,
     train_images = {k: torch.as_tensor(v, device=device) for k, v in read_images(log, train, keys).items()}
     val_images = read_images(log, val, keys)
     train_labels = torch.as_tensor(train.labels, dtype=torch.float32, device=device)
-    progress(f"[train-classifier] {', '.join(keys)}: {len(train)} training frames "
-             f"({int(train.labels.sum())} success) from {len(np.unique(train.episodes))} episodes, "
-             f"{len(val)} validation frames ({int(val.labels.sum())} success) from "
-             f"{len(np.unique(val.episodes))} episodes")
+    progress(
+        f"[train-classifier] {', '.join(keys)}: {len(train)} training frames "
+        f"({int(train.labels.sum())} success) from {len(np.unique(train.episodes))} episodes, "
+        f"{len(val)} validation frames ({int(val.labels.sum())} success) from "
+        f"{len(np.unique(val.episodes))} episodes"
+    )
 
     model = SuccessClassifier(shapes, config.encoder, hidden=config.hidden).to(device)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=config.lr)
@@ -113,9 +128,11 @@ def train_classifier(log: EpisodeLog, config: ClassifierTrainConfig,
         if step % config.eval_every == 0 or step == config.steps:
             scores = model.probabilities(val_images)
             at_half = binary_metrics(scores, val.labels, 0.5)
-            progress(f"[train-classifier] step {step}/{config.steps}  train loss {np.mean(losses[-50:]):.4f}  "
-                     f"val loss {bce(scores, val.labels):.4f}  val@0.5 precision {at_half['precision']:.3f} "
-                     f"recall {at_half['recall']:.3f}  {time.perf_counter() - start:.0f} s")
+            progress(
+                f"[train-classifier] step {step}/{config.steps}  train loss {np.mean(losses[-50:]):.4f}  "
+                f"val loss {bce(scores, val.labels):.4f}  val@0.5 precision {at_half['precision']:.3f} "
+                f"recall {at_half['recall']:.3f}  {time.perf_counter() - start:.0f} s"
+            )
 
     scores = model.probabilities(val_images)
     threshold, met = choose_threshold(scores, val.labels, config.target_precision)
@@ -123,11 +140,15 @@ def train_classifier(log: EpisodeLog, config: ClassifierTrainConfig,
     model.eval()
     report = {
         "cameras": keys,
-        "train_frames": len(train), "train_positives": int(train.labels.sum()),
+        "train_frames": len(train),
+        "train_positives": int(train.labels.sum()),
         "train_episodes": int(len(np.unique(train.episodes))),
-        "val_frames": len(val), "val_positives": int(val.labels.sum()),
+        "val_frames": len(val),
+        "val_positives": int(val.labels.sum()),
         "val_episodes": int(len(np.unique(val.episodes))),
-        "threshold": threshold, "target_precision": config.target_precision, "target_met": met,
+        "threshold": threshold,
+        "target_precision": config.target_precision,
+        "target_met": met,
         "validation": binary_metrics(scores, val.labels, threshold),
         "validation_at_0.5": binary_metrics(scores, val.labels, 0.5),
         "validation_loss": bce(scores, val.labels),
@@ -143,14 +164,15 @@ def bce(probabilities: np.ndarray, labels: np.ndarray) -> float:
     return float(-np.mean(np.where(labels, np.log(p), np.log1p(-p))))
 
 
-def evaluate_store(model: SuccessClassifier, log: EpisodeLog, every: int = 1,
-                   episodes_per_read: int = 16) -> dict:
+def evaluate_store(model: SuccessClassifier, log: EpisodeLog, every: int = 1, episodes_per_read: int = 16) -> dict:
     """Metrics at the model's threshold on every (every-th) labelled frame of `log` (e.g. held-out
     episodes from another seed), read a few episodes at a time."""
     index = every_kth(frame_index(log), every)
     if image_shapes(log, model.image_keys) != model.image_shapes:  # a missing camera is a one-line error too
-        raise ValueError(f"{log.path} has images of shapes {image_shapes(log, model.image_keys)}, the classifier "
-                         f"reads {model.image_shapes}: record with the same task.image_size")
+        raise ValueError(
+            f"{log.path} has images of shapes {image_shapes(log, model.image_keys)}, the classifier "
+            f"reads {model.image_shapes}: record with the same task.image_size"
+        )
     scores = np.empty(len(index), np.float64)
     for first in range(0, log.num_episodes, episodes_per_read):
         rows = np.flatnonzero((index.episodes >= first) & (index.episodes < first + episodes_per_read))

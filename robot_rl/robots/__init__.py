@@ -1,5 +1,6 @@
 """Robot registry: `make_robot(name, **cfg)` (implementations are imported when built: mujoco loads
 MuJoCo, ros loads rclpy)."""
+
 from __future__ import annotations
 
 from robot_rl.robots.base import Robot
@@ -12,9 +13,11 @@ def make_robot(name: str, **cfg) -> Robot:
     robot bridge over ROS 2), built with keyword config `cfg`."""
     if name == "mujoco":
         from robot_rl.robots.mujoco import MujocoRobot
+
         return MujocoRobot(**cfg)
     if name == "ros":
         from robot_rl.robots.ros import RosRobot
+
         return RosRobot(**cfg)
     raise ValueError(f"unknown robot {name!r}; known robots: {', '.join(ROBOTS)}")
 

@@ -1,4 +1,5 @@
 """The Robot interface shared by the MuJoCo, serial and ROS robots."""
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod

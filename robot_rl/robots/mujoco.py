@@ -13,6 +13,7 @@ Rendering is offscreen; MuJoCo picks its OpenGL backend when it is first importe
 defaults `MUJOCO_GL` to `egl` (headless) before importing it. Import it before anything else imports
 mujoco, or set `MUJOCO_GL` yourself.
 """
+
 from __future__ import annotations
 
 import os
@@ -150,8 +151,13 @@ class MujocoRobot(Robot):
 
     # ------------------------------------------------------------------ kinematics
     def solve_ik(
-        self, tcp_pos: np.ndarray, q_init: np.ndarray, iters: int = 2, damping: float = 0.05,
-        null_gain: float = 0.2, tol: float = 1e-4,
+        self,
+        tcp_pos: np.ndarray,
+        q_init: np.ndarray,
+        iters: int = 2,
+        damping: float = 0.05,
+        null_gain: float = 0.2,
+        tol: float = 1e-4,
     ) -> np.ndarray:
         """Joint positions putting the TCP at `tcp_pos` with the target orientation (DLS IK)."""
         m, d = self.model, self._scratch
@@ -168,8 +174,9 @@ class MujocoRobot(Robot):
             err = np.empty(6)
             err[:3] = target - pos
             # orientation error (axis * angle, world frame) for small rotations
-            err[3:] = 0.5 * (np.cross(rot[:, 0], rt[:, 0]) + np.cross(rot[:, 1], rt[:, 1])
-                             + np.cross(rot[:, 2], rt[:, 2]))
+            err[3:] = 0.5 * (
+                np.cross(rot[:, 0], rt[:, 0]) + np.cross(rot[:, 1], rt[:, 1]) + np.cross(rot[:, 2], rt[:, 2])
+            )
             if err[:3] @ err[:3] < tol * tol and err[3:] @ err[3:] < tol * tol:
                 break
             mujoco.mj_jacSite(m, d, self._jacp, self._jacr, self._tcp)
@@ -238,10 +245,15 @@ class MujocoRobot(Robot):
         moves (clipping would not help: clip(NaN) is NaN)."""
         delta = np.asarray(tcp_delta, dtype=np.float64)
         rot = None if rot_delta is None else np.asarray(rot_delta, dtype=np.float64)
-        if not np.all(np.isfinite(delta)) or not np.isfinite(float(gripper)) or \
-                (rot is not None and (rot.shape != (3,) or not np.all(np.isfinite(rot)))):
-            raise ValueError(f"apply_action got tcp_delta {delta.tolist()}, gripper {float(gripper)} and rot_delta "
-                             f"{None if rot is None else rot.tolist()}: not finite (or not 3 values), nothing moved")
+        if (
+            not np.all(np.isfinite(delta))
+            or not np.isfinite(float(gripper))
+            or (rot is not None and (rot.shape != (3,) or not np.all(np.isfinite(rot))))
+        ):
+            raise ValueError(
+                f"apply_action got tcp_delta {delta.tolist()}, gripper {float(gripper)} and rot_delta "
+                f"{None if rot is None else rot.tolist()}: not finite (or not 3 values), nothing moved"
+            )
         if rot is not None:
             self.tcp_rot_target = self.clip_orientation(rotvec_to_mat(rot) @ self.tcp_rot_target)
         m, d = self.model, self.data
@@ -350,9 +362,9 @@ class MujocoRobot(Robot):
         if jnt < 0 or m.jnt_type[jnt] != mujoco.mjtJoint.mjJNT_FREE:
             raise ValueError(f"body '{name}' has no free joint; only free bodies can be moved")
         qa, va = m.jnt_qposadr[jnt], m.jnt_dofadr[jnt]
-        d.qpos[qa:qa + 3] = pos
-        d.qpos[qa + 3:qa + 7] = (1.0, 0.0, 0.0, 0.0) if quat is None else quat
-        d.qvel[va:va + 6] = 0.0
+        d.qpos[qa : qa + 3] = pos
+        d.qpos[qa + 3 : qa + 7] = (1.0, 0.0, 0.0, 0.0) if quat is None else quat
+        d.qvel[va : va + 6] = 0.0
         mujoco.mj_forward(m, d)
 
     @property

@@ -12,6 +12,7 @@ per stamp (a frame; robot_rl/ros/frames.py) and acts only on the newest one:
     lock-stepped: the step the command triggered).
 rclpy is imported lazily; the node spins in its own context and thread (robot_rl.ros.node).
 """
+
 from __future__ import annotations
 
 import json
@@ -50,9 +51,16 @@ class Frame:
 class RosRobot(Robot):
     """A Robot over the bridge in `namespace` (see the module docstring)."""
 
-    def __init__(self, namespace: str = contract.DEFAULT_ROBOT_NAMESPACE, max_obs_age: float = 0.25,
-                 timeout: float = 5.0, reset_speed: float = 0.2,
-                 reset_timeout: float = 3.0, reset_tol: float = 0.005, node_name: str = "robot_rl_ros_robot") -> None:
+    def __init__(
+        self,
+        namespace: str = contract.DEFAULT_ROBOT_NAMESPACE,
+        max_obs_age: float = 0.25,
+        timeout: float = 5.0,
+        reset_speed: float = 0.2,
+        reset_timeout: float = 3.0,
+        reset_tol: float = 0.005,
+        node_name: str = "robot_rl_ros_robot",
+    ) -> None:
         """`max_obs_age`: s, the oldest frame `apply_action` acts on (it also never acts on one older than
         the control period); `timeout`: s to wait for the bridge; `reset_speed` (m/s), `reset_timeout` (s) and
         `reset_tol` (m): how `reset(tcp_pos)` servos from the bridge's reset pose to `tcp_pos` and settles."""
@@ -71,12 +79,16 @@ class RosRobot(Robot):
         self._status: dict | None = None
         self._ros = BackgroundNode(node_name)
         self.node = self._ros.node
-        self.node.create_subscription(String, self._name(contract.ROBOT_STATUS.name), self._on_status,
-                                      contract.qos("latched"))
+        self.node.create_subscription(
+            String, self._name(contract.ROBOT_STATUS.name), self._on_status, contract.qos("latched")
+        )
         try:
-            status = self._wait(lambda: self._status, self.timeout,
-                                f"no robot bridge at {namespace} (no {self._name('status')} within {self.timeout:.0f} s): "
-                                "start robot_bridge, or set robot.namespace to its namespace")
+            status = self._wait(
+                lambda: self._status,
+                self.timeout,
+                f"no robot bridge at {namespace} (no {self._name('status')} within {self.timeout:.0f} s): "
+                "start robot_bridge, or set robot.namespace to its namespace",
+            )
             self.control_dt = float(status["control_dt"])
             self.workspace = (np.asarray(status["workspace"][0], float), np.asarray(status["workspace"][1], float))
             self.gripper_max_opening = float(status["gripper_max_opening"])
@@ -113,8 +125,11 @@ class RosRobot(Robot):
 
         sensor = contract.qos("sensor", reliable_sensors)
         parts = [contract.JOINT_STATES.name, contract.TCP_POSE.name, contract.TCP_TWIST.name]
-        subs = [(JointState, contract.JOINT_STATES.name), (PoseStamped, contract.TCP_POSE.name),
-                (TwistStamped, contract.TCP_TWIST.name)]
+        subs = [
+            (JointState, contract.JOINT_STATES.name),
+            (PoseStamped, contract.TCP_POSE.name),
+            (TwistStamped, contract.TCP_TWIST.name),
+        ]
         for obj in self.object_names:
             name = contract.OBJECT_POSE.name.format(object=obj)
             subs.append((PoseStamped, name))
@@ -125,8 +140,9 @@ class RosRobot(Robot):
             parts.append(name)
         self._sets = StampedSets(parts)
         for msg_type, name in subs:
-            self.node.create_subscription(msg_type, self._name(name), lambda msg, part=name: self._on_part(part, msg),
-                                          sensor)
+            self.node.create_subscription(
+                msg_type, self._name(name), lambda msg, part=name: self._on_part(part, msg), sensor
+            )
         command = contract.qos("command")
         self._twist_pub = self.node.create_publisher(TwistStamped, self._name(contract.CMD_TWIST.name), command)
         self._gripper_pub = self.node.create_publisher(JointState, self._name(contract.CMD_GRIPPER.name), command)
@@ -155,16 +171,23 @@ class RosRobot(Robot):
         p = parts[contract.TCP_POSE.name].pose.position
         q = parts[contract.TCP_POSE.name].pose.orientation
         v = parts[contract.TCP_TWIST.name].twist.linear
-        state = RobotState(tcp_pos=np.array([p.x, p.y, p.z]), tcp_vel=np.array([v.x, v.y, v.z]),
-                           gripper_opening=float(position[grip]), joint_pos=position[arm].copy(),
-                           joint_vel=velocity[arm].copy() if len(velocity) else np.zeros(len(arm)))
+        state = RobotState(
+            tcp_pos=np.array([p.x, p.y, p.z]),
+            tcp_vel=np.array([v.x, v.y, v.z]),
+            gripper_opening=float(position[grip]),
+            joint_pos=position[arm].copy(),
+            joint_vel=velocity[arm].copy() if len(velocity) else np.zeros(len(arm)),
+        )
         objects = {}
         for obj in self.object_names:
             pose = parts[contract.OBJECT_POSE.name.format(object=obj)].pose
-            objects[obj] = (np.array([pose.position.x, pose.position.y, pose.position.z]),
-                            np.array([pose.orientation.w, pose.orientation.x, pose.orientation.y, pose.orientation.z]))
-        images = {camera: image_to_array(parts[contract.IMAGE.name.format(camera=camera)])
-                  for camera in self.camera_names}
+            objects[obj] = (
+                np.array([pose.position.x, pose.position.y, pose.position.z]),
+                np.array([pose.orientation.w, pose.orientation.x, pose.orientation.y, pose.orientation.z]),
+            )
+        images = {
+            camera: image_to_array(parts[contract.IMAGE.name.format(camera=camera)]) for camera in self.camera_names
+        }
         return Frame(stamp, state, objects, images, np.array([q.w, q.x, q.y, q.z]))
 
     def _fresh_frame(self, limit: float, command: bool = False) -> Frame:
@@ -172,26 +195,33 @@ class RosRobot(Robot):
         with self._lock:
             frame, status = self._frame, self._status or {}
         if frame is None:
-            raise StaleObservationError(f"no complete observation from {self.namespace} yet (joint_states, tcp_pose, "
-                                        "tcp_twist, objects, images): reset() first, and check the bridge's log")
+            raise StaleObservationError(
+                f"no complete observation from {self.namespace} yet (joint_states, tcp_pose, "
+                "tcp_twist, objects, images): reset() first, and check the bridge's log"
+            )
         if not command:
             pass
         elif status.get("estop"):
-            raise RobotUnavailable(f"robot bridge {self.namespace} is e-stopped: clear it with "
-                                   f"{self._name('estop')} false, then arm it")
+            raise RobotUnavailable(
+                f"robot bridge {self.namespace} is e-stopped: clear it with {self._name('estop')} false, then arm it"
+            )
         elif not status.get("armed"):
             raise RobotUnavailable(f"robot bridge {self.namespace} is disarmed: arm it with {self._name('arm')} true")
         age = time.time() - frame.stamp
         if age > limit and status.get("mode") != "lockstep":  # a lock-stepped sim waits for us: never stale
-            raise StaleObservationError(f"newest observation from {self.namespace} is {age * 1e3:.0f} ms old "
-                                        f"(limit {limit * 1e3:.0f} ms): not acting on it; check the bridge is running")
+            raise StaleObservationError(
+                f"newest observation from {self.namespace} is {age * 1e3:.0f} ms old "
+                f"(limit {limit * 1e3:.0f} ms): not acting on it; check the bridge is running"
+            )
         return frame
 
     def _next_frame(self, after: float, what: str) -> Frame:
-        return self._wait(lambda: self._frame if self._frame is not None and self._frame.stamp > after else None,
-                          max(self.timeout, 4 * self.control_dt),
-                          f"no observation from {self.namespace} after {what} within {self.timeout:.1f} s: "
-                          "is the bridge running (and armed)?")
+        return self._wait(
+            lambda: self._frame if self._frame is not None and self._frame.stamp > after else None,
+            max(self.timeout, 4 * self.control_dt),
+            f"no observation from {self.namespace} after {what} within {self.timeout:.1f} s: "
+            "is the bridge running (and armed)?",
+        )
 
     # ------------------------------------------------------------------ Robot API
     def apply_action(self, tcp_delta: np.ndarray, gripper: float, rot_delta: np.ndarray | None = None) -> RobotState:
@@ -216,9 +246,11 @@ class RosRobot(Robot):
         grip.position = [float(self.gripper_max_opening * (1.0 - np.clip(gripper, -1.0, 1.0)) / 2.0)]
         late = time.time() - frame.stamp > self.control_dt
         if late and self._status.get("mode") != "lockstep":  # inference took too long: never send a late command
-            raise StaleObservationError(f"command from {self.namespace}'s observation would leave "
-                                        f"{(time.time() - frame.stamp) * 1e3:.0f} ms after it, more than one "
-                                        f"control period ({self.control_dt * 1e3:.0f} ms): not sent")
+            raise StaleObservationError(
+                f"command from {self.namespace}'s observation would leave "
+                f"{(time.time() - frame.stamp) * 1e3:.0f} ms after it, more than one "
+                f"control period ({self.control_dt * 1e3:.0f} ms): not sent"
+            )
         self._gripper_pub.publish(grip)
         self._twist_pub.publish(twist)
         return self._next_frame(frame.stamp, "a command").state
@@ -278,18 +310,24 @@ class RosRobot(Robot):
     def _object(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         objects = self._fresh_frame(self.max_obs_age).objects
         if name not in objects:
-            raise ValueError(f"robot bridge {self.namespace} tracks no object {name!r} (it tracks "
-                             f"{list(objects)}): add it to the bridge's objects parameter")
+            raise ValueError(
+                f"robot bridge {self.namespace} tracks no object {name!r} (it tracks "
+                f"{list(objects)}): add it to the bridge's objects parameter"
+            )
         return objects[name]
 
     def render(self, camera: str, height: int | None = None, width: int | None = None) -> np.ndarray:
         """The newest frame's image from `camera` (the bridge renders at its task's image_size)."""
         images = self._fresh_frame(self.max_obs_age).images
         if camera not in images:
-            raise ValueError(f"robot bridge {self.namespace} publishes no camera {camera!r} (it has "
-                             f"{list(images)}): add it to the bridge's cameras parameter")
+            raise ValueError(
+                f"robot bridge {self.namespace} publishes no camera {camera!r} (it has "
+                f"{list(images)}): add it to the bridge's cameras parameter"
+            )
         image = images[camera]
         if (height or image.shape[0], width or image.shape[1]) != image.shape[:2]:
-            raise ValueError(f"camera {camera!r} publishes {image.shape[0]}x{image.shape[1]}, the task wants "
-                             f"{height}x{width}: give the bridge the same task config (it renders at task.image_size)")
+            raise ValueError(
+                f"camera {camera!r} publishes {image.shape[0]}x{image.shape[1]}, the task wants "
+                f"{height}x{width}: give the bridge the same task config (it renders at task.image_size)"
+            )
         return image

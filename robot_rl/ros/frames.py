@@ -5,6 +5,7 @@ images) with one header stamp. `StampedSets` collects them by stamp and hands ov
 part of it has arrived; `RosRobot` (robot_rl/robots/ros.py) and the reward_classifier node both use it.
 No rclpy at import time (`to_stamp` imports the message type on use).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -22,6 +23,7 @@ def stamp_seconds(stamp) -> float:
 def to_stamp(seconds: float):
     """Seconds as a builtin_interfaces/Time."""
     from builtin_interfaces.msg import Time
+
     sec = int(seconds)
     return Time(sec=sec, nanosec=int(round((seconds - sec) * 1e9)))
 
@@ -30,8 +32,11 @@ def image_to_array(msg) -> np.ndarray:
     """sensor_msgs/Image rgb8 -> uint8[H, W, 3] (a view of the message's buffer)."""
     if msg.encoding != "rgb8":
         raise ValueError(f"image encoding {msg.encoding!r} is not rgb8: have the bridge publish rgb8")
-    return np.frombuffer(msg.data, dtype=np.uint8).reshape(msg.height, msg.step)[:, :msg.width * 3].reshape(
-        msg.height, msg.width, 3)
+    return (
+        np.frombuffer(msg.data, dtype=np.uint8)
+        .reshape(msg.height, msg.step)[:, : msg.width * 3]
+        .reshape(msg.height, msg.width, 3)
+    )
 
 
 class StampedSets:
@@ -58,7 +63,7 @@ class StampedSets:
         parts[part] = value
         if len(parts) < len(self.parts):
             if len(self.pending) > self.max_pending:  # a part was lost: forget the oldest sets
-                self.pending = dict(sorted(self.pending.items())[-self.max_pending:])
+                self.pending = dict(sorted(self.pending.items())[-self.max_pending :])
             return None
         self.last = stamp
         self.pending = {s: p for s, p in self.pending.items() if s > stamp}

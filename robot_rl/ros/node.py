@@ -1,6 +1,7 @@
 """BackgroundNode: an rclpy node in its own context, spun on a daemon thread. How robot_rl objects that
 live outside a ROS node (RosRobot, RosTeleopDevice, test probes) talk ROS 2. rclpy is imported here,
 so import this module lazily."""
+
 from __future__ import annotations
 
 import threading
@@ -28,6 +29,7 @@ class BackgroundNode:
 
     def _spin(self) -> None:
         from rclpy.executors import ExternalShutdownException
+
         try:
             self.executor.spin()
         except ExternalShutdownException:

@@ -11,6 +11,7 @@ resets a killed and resumed run ends with the same counts, eval history and weig
 (bench/faults.py checks it). With physical resets or a real robot the learner state is still exact; the
 world continues from a fresh reset.
 """
+
 from __future__ import annotations
 
 import time
@@ -27,8 +28,6 @@ from robot_rl.runtime.rollout import env_step, run_episodes, summarize
 from robot_rl.runtime.run import SUMMARY, TrainingRun
 
 
-
-
 def make_actor_env(cfg: DictConfig, seed: int, rng: np.random.Generator):
     """The env the actor trains in: the task env, with the reward classifier (`reward.classifier`)
     and a teleop device (`teleop.device`) wrapped around it when configured. With a classifier a sim
@@ -41,6 +40,7 @@ def make_actor_env(cfg: DictConfig, seed: int, rng: np.random.Generator):
     if reward_cfg.get("classifier"):
         from robot_rl.envs.classifier_reward import ClassifierReward
         from robot_rl.reward.model import SuccessClassifier
+
         classifier = SuccessClassifier.load(str(reward_cfg.classifier), device=str(cfg.device))
         env = ClassifierReward(env, classifier, state_check=bool(reward_cfg.get("state_check", False)))
     teleop = OmegaConf.to_container(cfg.teleop, resolve=True) if cfg.get("teleop") else {}
@@ -48,9 +48,11 @@ def make_actor_env(cfg: DictConfig, seed: int, rng: np.random.Generator):
     if name:
         if name == "sim_operator":  # watches the sim it runs in
             from robot_rl.teleop.sim_operator import SimulatedOperator
+
             device = SimulatedOperator(env, rng=rng, **teleop)
         else:
             from robot_rl.teleop.devices import make_device
+
             device = make_device(name, **teleop)
         env = InterventionWrapper(env, device)
     return env
@@ -58,8 +60,9 @@ def make_actor_env(cfg: DictConfig, seed: int, rng: np.random.Generator):
 
 def evaluate(env, agent, episodes: int, rng: np.random.Generator, writer=None) -> dict:
     """Deterministic-policy rollouts; logged as eval episodes when a writer is given."""
-    results = run_episodes(env, lambda obs: agent.act(obs, deterministic=True), episodes, rng, writer,
-                           EpisodeSource.EVAL)
+    results = run_episodes(
+        env, lambda obs: agent.act(obs, deterministic=True), episodes, rng, writer, EpisodeSource.EVAL
+    )
     return summarize(results)
 
 
@@ -113,7 +116,9 @@ def train(cfg: DictConfig) -> dict:
         writer.close()
         summary = run.summary("train")
         final = summary["final_eval"]
-        log(f"[train] done: {summary['env_steps']} env steps, {summary['critic_updates']} critic updates in "
+        log(
+            f"[train] done: {summary['env_steps']} env steps, {summary['critic_updates']} critic updates in "
             f"{run.wall_s:.0f}s; final eval success {final['success_rate']:.0%} "
-            f"mean return {final['mean_return']:.2f} -> {run.run_dir / SUMMARY}")
+            f"mean return {final['mean_return']:.2f} -> {run.run_dir / SUMMARY}"
+        )
         return summary

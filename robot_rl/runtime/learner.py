@@ -1,4 +1,5 @@
 """The learner loop's state: the agent and its two replay buffers (demos/interventions and online)."""
+
 from __future__ import annotations
 
 import io
@@ -11,9 +12,9 @@ import torch
 from gymnasium import spaces
 
 from robot_rl.agents.sac import SACAgent, SACConfig
+from robot_rl.data.files import write_atomic
 from robot_rl.data.replay import ReplayBuffer, sample_symmetric
 from robot_rl.data.schema import EpisodeLabel, EpisodeSource, Transition
-from robot_rl.data.files import write_atomic
 
 PRIOR_SOURCES = {EpisodeSource.DEMO, EpisodeSource.INTERVENTION}
 LOAD_BATCH_ROWS = 100_000  # log rows read at once when a state-only buffer is filled from a log
@@ -34,16 +35,25 @@ def agent_obs_dims(spec: dict[str, tuple[tuple[int, ...], np.dtype]]) -> dict[st
         elif len(shape) == 3 and shape[2] == 3 and dtype == np.uint8:
             dims[key] = shape
         else:
-            raise ValueError(f"observation '{key}' {shape} {dtype} is neither a float vector nor a uint8 "
-                             "[H, W, 3] image: the agent takes only those (change the task's observation)")
+            raise ValueError(
+                f"observation '{key}' {shape} {dtype} is neither a float vector nor a uint8 "
+                "[H, W, 3] image: the agent takes only those (change the task's observation)"
+            )
     return dims
 
 
-def make_agent(observation_space: spaces.Dict, action_dim: int, config: SACConfig, device: str = "cpu",
-               seed: int = 0) -> SACAgent:
+def make_agent(
+    observation_space: spaces.Dict, action_dim: int, config: SACConfig, device: str = "cpu", seed: int = 0
+) -> SACAgent:
     """The SAC agent for an env's spaces; float vector observations are scaled by their Box bounds."""
-    return SACAgent(agent_obs_dims(obs_spec(observation_space)), action_dim, config, device, seed,
-                    {key: (box.low, box.high) for key, box in observation_space.spaces.items() if len(box.shape) == 1})
+    return SACAgent(
+        agent_obs_dims(obs_spec(observation_space)),
+        action_dim,
+        config,
+        device,
+        seed,
+        {key: (box.low, box.high) for key, box in observation_space.spaces.items() if len(box.shape) == 1},
+    )
 
 
 def load_weights(path: Path, device: str | torch.device = "cpu") -> dict:
@@ -56,15 +66,21 @@ def load_weights(path: Path, device: str | torch.device = "cpu") -> dict:
     except pickle.UnpicklingError as err:  # what weights_only refuses: code, classes, foreign objects
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]
         reason = next((line for line in lines if "unsupported" in line.lower()), lines[-1] if lines else "")[:120]
-        raise ValueError(f"checkpoint {path} holds more than weights ({reason}): refused, nothing in it ran; "
-                         "use a checkpoint written by robot_rl, or delete it to restart the learner from the "
-                         "episode log") from None
+        raise ValueError(
+            f"checkpoint {path} holds more than weights ({reason}): refused, nothing in it ran; "
+            "use a checkpoint written by robot_rl, or delete it to restart the learner from the "
+            "episode log"
+        ) from None
     except Exception as err:  # a truncated or foreign file
-        raise ValueError(f"checkpoint {path} cannot be read ({type(err).__name__}); "
-                         "delete it to restart the learner from the episode log") from None
+        raise ValueError(
+            f"checkpoint {path} cannot be read ({type(err).__name__}); "
+            "delete it to restart the learner from the episode log"
+        ) from None
     if not isinstance(state, dict) or "agent" not in state:
-        raise ValueError(f"checkpoint {path} is not a robot_rl learner checkpoint (no agent state); "
-                         "pass the run_dir of `robot-rl train`")
+        raise ValueError(
+            f"checkpoint {path} is not a robot_rl learner checkpoint (no agent state); "
+            "pass the run_dir of `robot-rl train`"
+        )
     return state
 
 
@@ -72,8 +88,15 @@ class Learner:
     """Owns the SAC agent and replay; `update()` runs `utd` critic updates and one actor update on a
     symmetric batch (half demos/interventions, half online)."""
 
-    def __init__(self, observation_space: spaces.Dict, action_dim: int, agent_config: SACConfig,
-                 capacity: int, device: str = "cpu", seed: int = 0):
+    def __init__(
+        self,
+        observation_space: spaces.Dict,
+        action_dim: int,
+        agent_config: SACConfig,
+        capacity: int,
+        device: str = "cpu",
+        seed: int = 0,
+    ):
         spec = obs_spec(observation_space)
         self.agent = make_agent(observation_space, action_dim, agent_config, device, seed)
         self.prior = ReplayBuffer(spec, action_dim, capacity, device)
@@ -86,9 +109,15 @@ class Learner:
         prior = source in PRIOR_SOURCES
         targets = [self.prior] if prior else [self.online] + ([self.prior] if transition.intervention else [])
         for buffer in targets:
-            buffer.add(transition.observation, transition.action, transition.reward,
-                       transition.next_observation, transition.terminated,
-                       done=transition.terminated or transition.truncated, grasp_penalty=transition.grasp_penalty)
+            buffer.add(
+                transition.observation,
+                transition.action,
+                transition.reward,
+                transition.next_observation,
+                transition.terminated,
+                done=transition.terminated or transition.truncated,
+                grasp_penalty=transition.grasp_penalty,
+            )
 
     def load_log(self, log, online: bool = True, upto: int | None = None) -> None:
         """Fill the buffers from an episode log the way `add` routes steps: demo + intervention episodes
@@ -110,8 +139,10 @@ class Learner:
         # in its buffer would be dropped again (FIFO) and is never read: a log larger than the buffers is
         # read only as far back as they keep (sampling is by position from the oldest row, so the buffer
         # ends up exactly as after loading everything)
-        added = [np.where(episodes, meta["intervention_steps"] if only else meta["length"], 0).astype(np.int64)
-                 for episodes, _, only in loads]
+        added = [
+            np.where(episodes, meta["intervention_steps"] if only else meta["length"], 0).astype(np.int64)
+            for episodes, _, only in loads
+        ]
         later = {id(self.prior): 0, id(self.online): 0}
         needed = [None] * len(loads)
         for k in reversed(range(len(loads))):

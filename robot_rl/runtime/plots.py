@@ -1,4 +1,5 @@
 """Learning-curve figures (matplotlib, Agg backend: no display needed)."""
+
 from __future__ import annotations
 
 import io
@@ -12,8 +13,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 from robot_rl.data.files import write_atomic  # noqa: E402
 
 
-def plot_learning_curve(evals: list[dict], path: Path, title: str = "",
-                        curves: dict[str, list[dict]] | None = None) -> None:
+def plot_learning_curve(
+    evals: list[dict], path: Path, title: str = "", curves: dict[str, list[dict]] | None = None
+) -> None:
     """Eval success rate and mean return against env steps; `curves` overlays several runs (label -> evals)."""
     curves = curves or {"eval": evals}
     fig, (ax_success, ax_return) = plt.subplots(1, 2, figsize=(10, 4))

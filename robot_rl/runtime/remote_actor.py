@@ -14,20 +14,21 @@ the learner has committed this actor's previous episode and has at most that man
 to train on (0 with a lock-stepped sim: the embedded runner's pacing). The transport (a ROS node, or a
 queue in one process) hands in the learner's status and weights and sends `outgoing()` chunks.
 """
+
 from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from robot_rl.data.schema import EpisodeSource, Transition
 from robot_rl.config import agent_config, check_train_config
+from robot_rl.data.schema import EpisodeSource, Transition
 from robot_rl.runtime.embedded import make_actor_env
 from robot_rl.runtime.learner import make_agent
 from robot_rl.runtime.rollout import EpisodeResult, run_episode
@@ -50,16 +51,21 @@ class Pacing:
 
     def __post_init__(self) -> None:
         if self.on_learner_lost not in ("hold", "keep"):
-            raise ValueError(f"actor on_learner_lost={self.on_learner_lost!r}: use hold (stop acting) or keep "
-                             "(last weights)")
+            raise ValueError(
+                f"actor on_learner_lost={self.on_learner_lost!r}: use hold (stop acting) or keep (last weights)"
+            )
 
 
 def check_learner_status(status: object) -> dict:
     """The learner's status heartbeat, checked (a ValueError names what is missing)."""
-    if not (isinstance(status, dict) and isinstance(status.get("run_id"), str)
-            and isinstance(status.get("last_episode"), dict) and isinstance(status.get("backlog"), int)
-            and isinstance(status.get("demo_episodes", 0), int)
-            and all(isinstance(v, int) for v in status["last_episode"].values())):
+    if not (
+        isinstance(status, dict)
+        and isinstance(status.get("run_id"), str)
+        and isinstance(status.get("last_episode"), dict)
+        and isinstance(status.get("backlog"), int)
+        and isinstance(status.get("demo_episodes", 0), int)
+        and all(isinstance(v, int) for v in status["last_episode"].values())
+    ):
         raise ValueError("missing run_id, last_episode, backlog or demo_episodes")
     return status
 
@@ -73,9 +79,16 @@ class RemoteActor:
     fixed policy (deployment); without it the agent starts from its initial weights and takes the
     learner's as they come."""
 
-    def __init__(self, cfg: DictConfig, actor_id: str, deterministic: bool = False,
-                 policy_run: str | None = None, pacing: Pacing | None = None,
-                 link_ok: Callable[[], bool] = lambda: True, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        cfg: DictConfig,
+        actor_id: str,
+        deterministic: bool = False,
+        policy_run: str | None = None,
+        pacing: Pacing | None = None,
+        link_ok: Callable[[], bool] = lambda: True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         """`link_ok`: whether the transport reaches the learner (e.g. a ROS subscriber exists)."""
         check_train_config(cfg)
         self.pacing = pacing or Pacing(training=not policy_run)
@@ -98,6 +111,7 @@ class RemoteActor:
         space, action_dim = self.env.observation_space, int(self.env.action_space.shape[0])
         if policy_run:
             from robot_rl.runtime.trained import load_trained
+
             self.agent = load_trained(Path(policy_run), self.env, "cpu", int(cfg.seed)).agent
         else:
             agent_cfg = agent_config(cfg)
@@ -126,12 +140,16 @@ class RemoteActor:
             self.agent.load_policy_weights(pending[1])
             self.weights_version = pending[0]
 
-    def run_episode(self, keep_going: Callable[[], bool], source: EpisodeSource = EpisodeSource.ONLINE
-                    ) -> tuple[list[bytes], EpisodeResult] | None:
+    def run_episode(
+        self, keep_going: Callable[[], bool], source: EpisodeSource = EpisodeSource.ONLINE
+    ) -> tuple[list[bytes], EpisodeResult] | None:
         """One episode with the policy (DEMO: the scripted expert), encoded as chunks; None when
         `keep_going()` turned false before it ended. RobotUnavailable propagates."""
-        policy = self._expert_act() if source == EpisodeSource.DEMO else (
-            lambda obs: self.agent.act(obs, deterministic=self.deterministic))
+        policy = (
+            self._expert_act()
+            if source == EpisodeSource.DEMO
+            else (lambda obs: self.agent.act(obs, deterministic=self.deterministic))
+        )
 
         def act(observation):
             if not keep_going():
@@ -146,10 +164,19 @@ class RemoteActor:
             return None
         if source == EpisodeSource.DEMO and not result.success:
             return [], result  # a failed demo is not a demo
-        chunks = [encode_chunk(steps[i:i + self.chunk_steps], self.actor_id, self.episodes, n,
-                               final=i + self.chunk_steps >= len(steps), source=source, reset_s=result.reset_s,
-                               spec=self.spec if n == 0 else None)
-                  for n, i in enumerate(range(0, len(steps), self.chunk_steps))]
+        chunks = [
+            encode_chunk(
+                steps[i : i + self.chunk_steps],
+                self.actor_id,
+                self.episodes,
+                n,
+                final=i + self.chunk_steps >= len(steps),
+                source=source,
+                reset_s=result.reset_s,
+                spec=self.spec if n == 0 else None,
+            )
+            for n, i in enumerate(range(0, len(steps), self.chunk_steps))
+        ]
         self.episodes += 1
         if source == EpisodeSource.ONLINE:
             self.steps += len(steps)
@@ -162,8 +189,11 @@ class RemoteActor:
         self.learner_seen = self.clock()
 
     def learner_ok(self) -> bool:
-        return (self.learner_status is not None and self.clock() - self.learner_seen < self.pacing.learner_timeout_s
-                and self.link_ok())
+        return (
+            self.learner_status is not None
+            and self.clock() - self.learner_seen < self.pacing.learner_timeout_s
+            and self.link_ok()
+        )
 
     def keep_going(self) -> bool:
         """Whether the episode in progress may go on."""
@@ -225,13 +255,22 @@ class RemoteActor:
 
     def status(self, state: str) -> dict:
         """The actor's status report (`state`: what it is doing)."""
-        return {"actor": self.actor_id, "state": state, "active": self.active, "learner_ok": self.learner_ok(),
-                "weights_version": self.weights_version, "episodes": self.episodes, "env_steps": self.steps,
-                "outbox": len(self.outbox), "dropped_episodes": self.dropped,
-                "success_recent": sum(self.successes) / len(self.successes) if self.successes else 0.0}
+        return {
+            "actor": self.actor_id,
+            "state": state,
+            "active": self.active,
+            "learner_ok": self.learner_ok(),
+            "weights_version": self.weights_version,
+            "episodes": self.episodes,
+            "env_steps": self.steps,
+            "outbox": len(self.outbox),
+            "dropped_episodes": self.dropped,
+            "success_recent": sum(self.successes) / len(self.successes) if self.successes else 0.0,
+        }
 
     def _expert_act(self):
         from robot_rl.tasks import make_expert
+
         return make_expert(self.env, noise=self.expert_noise, rng=self.rng).act
 
     def close(self) -> None:

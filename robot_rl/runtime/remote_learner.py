@@ -28,6 +28,7 @@ Every rejection is counted by kind in `status()["rejected"]` and logged rate-lim
 The run directory (lock, validation, resume from checkpoint + log, committing episodes, checkpoints,
 events to sinks and summary.json) is a `TrainingRun` (runtime/run.py), as for the embedded runner.
 """
+
 from __future__ import annotations
 
 import array
@@ -47,8 +48,18 @@ from robot_rl.data.episode_log import EpisodeLogError, EpisodeLogWriter
 from robot_rl.data.schema import EpisodeSource, Transition
 from robot_rl.runtime.learner import Learner
 from robot_rl.runtime.run import SPEC_FILE, TrainingRun
-from robot_rl.runtime.wire import (MAX_PAYLOAD_BYTES, RejectCounter, WireError, check_chunk, check_spec, decode_chunk,
-                                   encode_weights, space_from_json, space_to_json, spec_mismatch)
+from robot_rl.runtime.wire import (
+    MAX_PAYLOAD_BYTES,
+    RejectCounter,
+    WireError,
+    check_chunk,
+    check_spec,
+    decode_chunk,
+    encode_weights,
+    space_from_json,
+    space_to_json,
+    spec_mismatch,
+)
 
 SIM_ROBOTS = ("mujoco",)  # robots the learner can build itself to pin the observation spec
 
@@ -107,8 +118,7 @@ class RemoteLearner:
         self.run_dir = self.run.run_dir
         try:
             self.pinned, task_max_steps = self._local_spec(cfg)  # None: a robot this learner cannot build
-            self.max_episode_steps = self.limits.max_episode_steps or (2 * task_max_steps if task_max_steps
-                                                                       else 10_000)
+            self.max_episode_steps = self.limits.max_episode_steps or (2 * task_max_steps if task_max_steps else 10_000)
             self._resume_or_pin()
         except BaseException:
             self.close()
@@ -121,12 +131,16 @@ class RemoteLearner:
             try:
                 saved = check_spec(json.loads(spec_file.read_text()))
             except (ValueError, WireError) as err:
-                raise ValueError(f"{spec_file} is not an observation spec ({err}): restore it from the run's "
-                                 "config, or use a new run_dir") from None
+                raise ValueError(
+                    f"{spec_file} is not an observation spec ({err}): restore it from the run's "
+                    "config, or use a new run_dir"
+                ) from None
             reason = spec_mismatch(saved, self.pinned) if self.pinned is not None else None
             if reason:
-                raise ValueError(f"{spec_file} does not match the env this config builds ({reason}): resume with the "
-                                 "config that run was made with, or use a new run_dir")
+                raise ValueError(
+                    f"{spec_file} does not match the env this config builds ({reason}): resume with the "
+                    "config that run was made with, or use a new run_dir"
+                )
             self._build(saved)
         elif self.pinned is not None:  # the env is known: build now (config errors show at start)
             self._build(self.pinned)
@@ -141,13 +155,15 @@ class RemoteLearner:
             self._reject("too_large", f"a payload of {size} bytes (limit {self.limits.max_payload_bytes})")
             return
         with self.inbox_lock:
-            full = (self.inbox_bytes + size > self.limits.inbox_bytes
-                    or len(self.inbox) >= self.limits.inbox_chunks)
+            full = self.inbox_bytes + size > self.limits.inbox_bytes or len(self.inbox) >= self.limits.inbox_chunks
             if not full:
                 self.inbox_bytes += size
         if full:
-            self._reject("inbox_full", f"a payload of {size} bytes: the inbox is full ({len(self.inbox)} payloads, "
-                         f"{self.inbox_bytes} bytes); the learner is behind or being flooded")
+            self._reject(
+                "inbox_full",
+                f"a payload of {size} bytes: the inbox is full ({len(self.inbox)} payloads, "
+                f"{self.inbox_bytes} bytes); the learner is behind or being flooded",
+            )
             return
         # a message's own uint8 array is kept as it is (no copy on the transport's thread: it must keep up
         # with the network); any other buffer might be reused by its owner, so it is copied
@@ -174,11 +190,13 @@ class RemoteLearner:
         if cfg.task.get("name") != "gym" and robot.get("name", "mujoco") not in SIM_ROBOTS:
             return None, task_max_steps
         from robot_rl.envs.factory import make_env
+
         env = make_env(cfg, seed=int(cfg.seed))
         try:
             spec = {"observation": space_to_json(env.observation_space), "action_dim": int(env.action_space.shape[0])}
-            limit = getattr(env, "max_episode_steps", None) or getattr(getattr(env, "spec", None),
-                                                                       "max_episode_steps", None)
+            limit = getattr(env, "max_episode_steps", None) or getattr(
+                getattr(env, "spec", None), "max_episode_steps", None
+            )
         finally:
             env.close()
         return check_spec(json.loads(json.dumps(spec))), limit or task_max_steps
@@ -288,28 +306,39 @@ class RemoteLearner:
             if self.spec is not None:
                 reason = spec_mismatch(spec, self.spec)
                 if reason:
-                    raise WireError(f"its observation space or action size differs from this run's ({reason}); give "
-                                    "all actors the learner's task config", "spec", header)
+                    raise WireError(
+                        f"its observation space or action size differs from this run's ({reason}); give "
+                        "all actors the learner's task config",
+                        "spec",
+                        header,
+                    )
                 spec = self.spec
             if key in self.partial:  # restarted from its first chunk: the old one never finishes
                 self._drop_episode(header)
-                self._reject("incomplete", f"episode {header['episode']} of actor {header['actor'][:64]!r}: "
-                             "it started again before it ended")
+                self._reject(
+                    "incomplete",
+                    f"episode {header['episode']} of actor {header['actor'][:64]!r}: it started again before it ended",
+                )
             pending = _Pending(spec, header["source"], last_seen=now)
             self._make_room(header["actor"])
             self.partial[key] = pending
         else:
             pending = self.partial.get(key)
             if pending is None:
-                self._reject("orphan", f"a chunk{self._from(header)}: its episode's first chunk was rejected, "
-                             "evicted or predates this learner")
+                self._reject(
+                    "orphan",
+                    f"a chunk{self._from(header)}: its episode's first chunk was rejected, "
+                    "evicted or predates this learner",
+                )
                 return None
             if header["chunk"] != pending.next_chunk:
-                raise WireError(f"chunk {header['chunk']} follows chunk {pending.next_chunk - 1}: a chunk is missing",
-                                "gap", header)
+                raise WireError(
+                    f"chunk {header['chunk']} follows chunk {pending.next_chunk - 1}: a chunk is missing", "gap", header
+                )
             if header["source"] != pending.source:
-                raise WireError(f"source {header['source']} differs from its first chunk's {pending.source}",
-                                "inconsistent", header)
+                raise WireError(
+                    f"source {header['source']} differs from its first chunk's {pending.source}", "inconsistent", header
+                )
             pending.next_chunk += 1
         check_chunk(steps, pending.spec)
         if len(pending.steps) + len(steps) > self.max_episode_steps:
@@ -325,8 +354,11 @@ class RemoteLearner:
                 raise WireError("it began before this run's spec was set, with another spec", "spec", header)
             return header, pending.steps, pending.spec
         if pending.nbytes > self.limits.pending_bytes:
-            raise WireError(f"the episode in progress holds {pending.nbytes} bytes (limit "
-                            f"{self.limits.pending_bytes})", "too_large", header)
+            raise WireError(
+                f"the episode in progress holds {pending.nbytes} bytes (limit {self.limits.pending_bytes})",
+                "too_large",
+                header,
+            )
         self._make_room(None)
         return None
 
@@ -337,21 +369,26 @@ class RemoteLearner:
             mine = [k for k in self.partial if k[0] == actor] if actor is not None else []
             if len(mine) >= self.limits.pending_per_actor:
                 victim = min(mine, key=lambda k: self.partial[k].last_seen)
-            elif (self.pending_bytes > self.limits.pending_bytes
-                  or len(self.partial) >= self.limits.pending_episodes + (0 if actor is not None else 1)):
+            elif self.pending_bytes > self.limits.pending_bytes or len(self.partial) >= self.limits.pending_episodes + (
+                0 if actor is not None else 1
+            ):
                 victim = min(self.partial, key=lambda k: self.partial[k].last_seen)
             else:
                 return
             self._drop_episode({"actor": victim[0], "episode": victim[1]})
-            self._reject("evicted", f"episode {victim[1]} of actor {victim[0][:64]!r} in progress: too many "
-                         "episodes or bytes in progress")
+            self._reject(
+                "evicted",
+                f"episode {victim[1]} of actor {victim[0][:64]!r} in progress: too many episodes or bytes in progress",
+            )
 
     def _expire(self) -> None:
         now = time.monotonic()
         for key in [k for k, p in self.partial.items() if now - p.last_seen > self.limits.episode_timeout_s]:
             self._drop_episode({"actor": key[0], "episode": key[1]})
-            self._reject("stale", f"episode {key[1]} of actor {key[0][:64]!r}: no chunk for "
-                         f"{self.limits.episode_timeout_s:.0f} s")
+            self._reject(
+                "stale",
+                f"episode {key[1]} of actor {key[0][:64]!r}: no chunk for {self.limits.episode_timeout_s:.0f} s",
+            )
 
     def _commit(self, header: dict, steps: list[Transition], spec: dict) -> None:
         """A whole, validated episode into the log and the replay buffers (the agent is built first, from
@@ -362,8 +399,11 @@ class RemoteLearner:
             except Exception as err:
                 if self.pinned is not None or self.writer is not None:
                     raise  # a config, disk or demo-store problem: the node ends with its one-line message
-                self._reject("spec", f"an episode{self._from(header)}: no agent can be built from its spec "
-                             f"({type(err).__name__}: {err})")
+                self._reject(
+                    "spec",
+                    f"an episode{self._from(header)}: no agent can be built from its spec "
+                    f"({type(err).__name__}: {err})",
+                )
                 return
         source = EpisodeSource(int(header["source"]))
         try:
@@ -392,14 +432,24 @@ class RemoteLearner:
         return self.counts["env_steps"] - self.trained_steps
 
     def status(self) -> dict:
-        return {"ready": self.learner is not None, "updates": self.learner.agent.num_updates if self.learner else 0,
-                "weights_version": self.weights_version, "env_steps": self.counts["env_steps"],
-                "trained_steps": self.trained_steps, "backlog": self.backlog,
-                "episodes": self.counts["episodes"], "demo_episodes": self.counts["demo_episodes"],
-                "actors": self.per_actor, "last_episode": self.last_episode, "run_id": self.run_id,
-                "rejected": self.rejects.counts(), "spec_pinned": self.pinned is not None,
-                "inbox": len(self.inbox), "pending_episodes": len(self.partial),
-                "success_recent": float(np.mean(self.run.recent)) if self.run.recent else 0.0}
+        return {
+            "ready": self.learner is not None,
+            "updates": self.learner.agent.num_updates if self.learner else 0,
+            "weights_version": self.weights_version,
+            "env_steps": self.counts["env_steps"],
+            "trained_steps": self.trained_steps,
+            "backlog": self.backlog,
+            "episodes": self.counts["episodes"],
+            "demo_episodes": self.counts["demo_episodes"],
+            "actors": self.per_actor,
+            "last_episode": self.last_episode,
+            "run_id": self.run_id,
+            "rejected": self.rejects.counts(),
+            "spec_pinned": self.pinned is not None,
+            "inbox": len(self.inbox),
+            "pending_episodes": len(self.partial),
+            "success_recent": float(np.mean(self.run.recent)) if self.run.recent else 0.0,
+        }
 
     def checkpoint(self) -> None:
         if self.learner is None:
@@ -411,10 +461,13 @@ class RemoteLearner:
         """An eval round at the current env step, as the embedded runner's (its episodes logged with their
         eval step, its result in summary.json); needs an env this learner can build (a pinned spec)."""
         if self.pinned is None or self.learner is None:
-            raise ValueError("the learner can run eval rounds only in an env it builds itself (robot=mujoco or "
-                             "task=gym): evaluate the run with `robot-rl eval` instead")
+            raise ValueError(
+                "the learner can run eval rounds only in an env it builds itself (robot=mujoco or "
+                "task=gym): evaluate the run with `robot-rl eval` instead"
+            )
         if self.eval_env is None:
             from robot_rl.envs.factory import make_env
+
             self.eval_env = make_env(self.cfg, seed=int(self.cfg.seed) + 10_000)
         with self.lock:
             return self.run.eval_round(self.eval_env, self.counts["env_steps"])

@@ -1,4 +1,5 @@
 """Stepping an env and rolling out whole episodes, producing DESIGN's transitions."""
+
 from __future__ import annotations
 
 import time
@@ -31,16 +32,32 @@ def env_step(env: gym.Env, observation: Observation, action: np.ndarray, episode
     intervention = bool(fields.intervention)
     executed = fields.intervention_action if intervention and fields.intervention_action is not None else action
     return Transition(
-        observation=observation, action=np.asarray(executed, np.float32), reward=float(reward),
-        terminated=bool(terminated), truncated=bool(truncated), next_observation=next_observation,
-        policy_action=np.asarray(action, np.float32), intervention=intervention, episode_id=episode_id,
-        step=step, timestamp=time.time(), success=bool(fields.success), reward_source=fields.reward_source,
-        grasp_penalty=float(fields.grasp_penalty), success_probability=float(fields.success_probability),
-        label=fields.label)
+        observation=observation,
+        action=np.asarray(executed, np.float32),
+        reward=float(reward),
+        terminated=bool(terminated),
+        truncated=bool(truncated),
+        next_observation=next_observation,
+        policy_action=np.asarray(action, np.float32),
+        intervention=intervention,
+        episode_id=episode_id,
+        step=step,
+        timestamp=time.time(),
+        success=bool(fields.success),
+        reward_source=fields.reward_source,
+        grasp_penalty=float(fields.grasp_penalty),
+        success_probability=float(fields.success_probability),
+        label=fields.label,
+    )
 
 
-def run_episode(env: gym.Env, act: ActFn, seed: int | None, episode_id: int = 0,
-                on_transition: Callable[[Transition], None] | None = None) -> EpisodeResult:
+def run_episode(
+    env: gym.Env,
+    act: ActFn,
+    seed: int | None,
+    episode_id: int = 0,
+    on_transition: Callable[[Transition], None] | None = None,
+) -> EpisodeResult:
     """Roll out one episode with `act`; each transition goes to `on_transition` (e.g. a log writer)."""
     observation, reset_info = env.reset(seed=seed)
     episode_return, steps_to_success, step = 0.0, None, 0
@@ -53,8 +70,13 @@ def run_episode(env: gym.Env, act: ActFn, seed: int | None, episode_id: int = 0,
         if transition.success and steps_to_success is None:
             steps_to_success = step
         if transition.terminated or transition.truncated:
-            return EpisodeResult(step, episode_return, steps_to_success is not None, steps_to_success,
-                                 float(ResetInfo.of(reset_info).reset_s))
+            return EpisodeResult(
+                step,
+                episode_return,
+                steps_to_success is not None,
+                steps_to_success,
+                float(ResetInfo.of(reset_info).reset_s),
+            )
         observation = transition.next_observation
 
 
@@ -69,9 +91,15 @@ def summarize(results: list[EpisodeResult]) -> dict[str, float | int | None]:
     }
 
 
-def run_episodes(env: gym.Env, act: ActFn, episodes: int, rng: np.random.Generator, writer=None,
-                 source: EpisodeSource = EpisodeSource.EVAL,
-                 keep: Callable[[EpisodeResult], bool] | None = None) -> list[EpisodeResult]:
+def run_episodes(
+    env: gym.Env,
+    act: ActFn,
+    episodes: int,
+    rng: np.random.Generator,
+    writer=None,
+    source: EpisodeSource = EpisodeSource.EVAL,
+    keep: Callable[[EpisodeResult], bool] | None = None,
+) -> list[EpisodeResult]:
     """Roll out `episodes` episodes; with a writer each is committed to the log as `source` (or
     discarded when `keep` rejects it), its episode id being its index in the log. Returns the kept
     episodes' results."""
@@ -79,8 +107,9 @@ def run_episodes(env: gym.Env, act: ActFn, episodes: int, rng: np.random.Generat
     attempts = 0
     while len(results) < episodes:
         if keep is not None and attempts >= 4 * episodes + 10:
-            raise RuntimeError(f"only {len(results)} of {attempts} episodes were kept; the expert is failing "
-                               "(check the task config)")
+            raise RuntimeError(
+                f"only {len(results)} of {attempts} episodes were kept; the expert is failing (check the task config)"
+            )
         attempts += 1
         episode_id = writer.num_episodes if writer is not None else len(results)
         result = run_episode(env, act, int(rng.integers(2**31)), episode_id, writer.add if writer is not None else None)

@@ -22,23 +22,38 @@ eval history are read from it, so a resumed run is the run that was never killed
     interrupted is completed;
   - the last episode is cut at `steps` (truncated), so no step is ever counted without being logged.
 """
+
 from __future__ import annotations
 
 import json
 import time
 from collections import deque
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from robot_rl.config import RuntimeConfig, agent_config, log
 from robot_rl.data.episode_log import EpisodeLog, EpisodeLogError, EpisodeLogWriter
 from robot_rl.data.files import write_atomic
-from robot_rl.data.schema import (EpisodeEnd, EpisodeLabel, EpisodeSource, EvalEvent, InterventionEnd,
-                                  InterventionStart, LabelEvent, LearnerStats, ResetEvent, ResetInfo, RewardSource,
-                                  RunEvent, StepEvent, Transition, count_takeovers)
-from robot_rl.config import RuntimeConfig, agent_config, log
+from robot_rl.data.schema import (
+    EpisodeEnd,
+    EpisodeLabel,
+    EpisodeSource,
+    EvalEvent,
+    InterventionEnd,
+    InterventionStart,
+    LabelEvent,
+    LearnerStats,
+    ResetEvent,
+    ResetInfo,
+    RewardSource,
+    RunEvent,
+    StepEvent,
+    Transition,
+    count_takeovers,
+)
 from robot_rl.failpoints import failpoint
 from robot_rl.runtime.learner import PRIOR_SOURCES, Learner
 from robot_rl.runtime.plots import plot_learning_curve
@@ -59,8 +74,14 @@ RECENT = 20  # online episodes behind the progress line's success rate
 def make_learner(cfg: DictConfig, rt: RuntimeConfig, observation_space, action_dim: int) -> Learner:
     """The run's learner: replay capacity `runtime.image_replay_capacity` when observations hold images."""
     has_images = any(len(box.shape) == 3 for box in observation_space.spaces.values())
-    return Learner(observation_space, action_dim, agent_config(cfg),
-                   rt.image_replay_capacity if has_images else rt.replay_capacity, cfg.device, int(cfg.seed))
+    return Learner(
+        observation_space,
+        action_dim,
+        agent_config(cfg),
+        rt.image_replay_capacity if has_images else rt.replay_capacity,
+        cfg.device,
+        int(cfg.seed),
+    )
 
 
 def demo_store_path(path: str) -> Path:
@@ -73,13 +94,16 @@ def open_demos(demos: str) -> EpisodeLog:
     """The demo store `demos` (validated), with at least one demo or intervention episode."""
     store = EpisodeLog(demo_store_path(demos))
     if not np.isin(store.episode_meta()["source"], [int(s) for s in PRIOR_SOURCES]).any():
-        raise ValueError(f"demos={demos} holds no demo episodes: record some with "
-                         "`robot-rl record-demos` or drop demos= to record scripted ones")
+        raise ValueError(
+            f"demos={demos} holds no demo episodes: record some with "
+            "`robot-rl record-demos` or drop demos= to record scripted ones"
+        )
     return store
 
 
-def copy_demos(demos: str, writer: EpisodeLogWriter, who: str = "train", have: int = 0,
-               log: Callable[[str], None] = log) -> int:
+def copy_demos(
+    demos: str, writer: EpisodeLogWriter, who: str = "train", have: int = 0, log: Callable[[str], None] = log
+) -> int:
     """Copy the demo and intervention episodes of the store `demos` into the run's log, skipping the
     first `have` (already copied by an interrupted run); returns how many the log then holds."""
     copied = writer.copy_episodes(open_demos(demos), sources=PRIOR_SOURCES, skip=have)
@@ -94,10 +118,13 @@ def online_counts(log: EpisodeLog, upto: int | None = None) -> dict[str, int]:
     online = meta["source"] == EpisodeSource.ONLINE
     if upto is not None:
         online &= np.arange(len(online)) < upto
-    return {"env_steps": int(meta["length"][online].sum()), "episodes": int(online.sum()),
-            "interventions": int(meta["interventions"][online].sum()),
-            "intervention_steps": int(meta["intervention_steps"][online].sum()),
-            "discarded": int((meta["label"][online] == EpisodeLabel.DISCARD).sum())}
+    return {
+        "env_steps": int(meta["length"][online].sum()),
+        "episodes": int(online.sum()),
+        "interventions": int(meta["interventions"][online].sum()),
+        "intervention_steps": int(meta["intervention_steps"][online].sum()),
+        "discarded": int((meta["label"][online] == EpisodeLabel.DISCARD).sum()),
+    }
 
 
 def count_sources(log: EpisodeLog | None, sources) -> int:
@@ -121,15 +148,23 @@ def stream_seed(seed: int, *stream: int) -> int:
 
 def logged_transitions(episode: dict[str, np.ndarray], keys: list[str]) -> list[Transition]:
     """The Transitions of one logged episode (`EpisodeLog.episode`), as the runner built them live."""
-    return [Transition(
-        observation={k: episode[f"observation/{k}"][t] for k in keys},
-        next_observation={k: episode[f"next_observation/{k}"][t] for k in keys},
-        action=episode["action"][t], policy_action=episode["policy_action"][t], reward=float(episode["reward"][t]),
-        terminated=bool(episode["terminated"][t]), truncated=bool(episode["truncated"][t]),
-        intervention=bool(episode["intervention"][t]), step=int(episode["step"][t]),
-        success=bool(episode["success"][t]), reward_source=RewardSource(int(episode["reward_source"][t])),
-        grasp_penalty=float(episode["grasp_penalty"][t]))
-        for t in range(len(episode["reward"]))]
+    return [
+        Transition(
+            observation={k: episode[f"observation/{k}"][t] for k in keys},
+            next_observation={k: episode[f"next_observation/{k}"][t] for k in keys},
+            action=episode["action"][t],
+            policy_action=episode["policy_action"][t],
+            reward=float(episode["reward"][t]),
+            terminated=bool(episode["terminated"][t]),
+            truncated=bool(episode["truncated"][t]),
+            intervention=bool(episode["intervention"][t]),
+            step=int(episode["step"][t]),
+            success=bool(episode["success"][t]),
+            reward_source=RewardSource(int(episode["reward_source"][t])),
+            grasp_penalty=float(episode["grasp_penalty"][t]),
+        )
+        for t in range(len(episode["reward"]))
+    ]
 
 
 # ---------------------------------------------------------------------------------------------- the run
@@ -140,8 +175,9 @@ class TrainingRun:
     `TrainingRun(cfg, rt)` takes the lock (a context manager; `close` releases it); `setup(space,
     action_dim)` validates and opens the directory once the observation spec is known."""
 
-    def __init__(self, cfg: DictConfig, rt: RuntimeConfig, who: str = "train",
-                 log: Callable[[str], None] = log) -> None:
+    def __init__(
+        self, cfg: DictConfig, rt: RuntimeConfig, who: str = "train", log: Callable[[str], None] = log
+    ) -> None:
         self.cfg, self.rt, self.who, self.print = cfg, rt, who, log
         self.seed, self.steps = int(cfg.seed), int(cfg.steps)
         self.run_dir = open_run_dir(cfg.run_dir)
@@ -160,8 +196,14 @@ class TrainingRun:
         self.saved: dict = {}
         self.covered = 0
         self.wall_s = 0.0
-        self.counts = {"env_steps": 0, "episodes": 0, "interventions": 0, "intervention_steps": 0, "discarded": 0,
-                       "demo_episodes": 0}
+        self.counts = {
+            "env_steps": 0,
+            "episodes": 0,
+            "interventions": 0,
+            "intervention_steps": 0,
+            "discarded": 0,
+            "demo_episodes": 0,
+        }
         self.actors: dict[str, int] = {}  # online env steps committed per remote actor
         self.rejected: dict[str, int] = {}  # what a remote learner refused from the network, by kind
         self.recent: deque[bool] = deque(maxlen=RECENT)
@@ -195,13 +237,16 @@ class TrainingRun:
         # episodes the checkpoint's learner has seen (a checkpoint from before log_episodes: all of them)
         self.covered = int(saved.get("log_episodes", committed)) if saved else 0
         if self.covered > committed:
-            raise ValueError(f"{checkpoint} has seen {self.covered} episodes but {self.run_dir / LOG} holds "
-                             f"{committed}: the log was replaced or cut; restore it, or delete the checkpoint "
-                             "to retrain from the log")
+            raise ValueError(
+                f"{checkpoint} has seen {self.covered} episodes but {self.run_dir / LOG} holds "
+                f"{committed}: the log was replaced or cut; restore it, or delete the checkpoint "
+                "to retrain from the log"
+            )
         if self.cfg.demos and count_sources(existing, PRIOR_SOURCES) == 0:
             open_demos(self.cfg.demos)
-        self.writer = EpisodeLogWriter(self.run_dir / LOG, observation_space, action_dim,
-                                       config=OmegaConf.to_container(self.cfg, resolve=True))
+        self.writer = EpisodeLogWriter(
+            self.run_dir / LOG, observation_space, action_dim, config=OmegaConf.to_container(self.cfg, resolve=True)
+        )
         write_atomic(self.run_dir / CONFIG_FILE, OmegaConf.to_yaml(self.cfg, resolve=True))
         if spec is not None:
             write_atomic(self.run_dir / SPEC_FILE, json.dumps(spec))
@@ -212,9 +257,14 @@ class TrainingRun:
         self.actors = {str(k): int(v) for k, v in dict(saved.get("per_actor", {})).items()}
         self.counts.update(online_counts(self.log, self.covered))
         self.counts["demo_episodes"] = count_sources(self.log, PRIOR_SOURCES)
-        self.sinks = make_sinks(self.cfg.get("logger"), self.run_dir, self.print,
-                                resume_step=online_counts(self.log)["env_steps"], who=self.who,
-                                config=OmegaConf.to_container(self.cfg, resolve=True))
+        self.sinks = make_sinks(
+            self.cfg.get("logger"),
+            self.run_dir,
+            self.print,
+            resume_step=online_counts(self.log)["env_steps"],
+            who=self.who,
+            config=OmegaConf.to_container(self.cfg, resolve=True),
+        )
 
     def close(self) -> None:
         """Flush the sinks and release the run directory."""
@@ -249,10 +299,14 @@ class TrainingRun:
         online = np.flatnonzero(meta["source"] == EpisodeSource.ONLINE)
         first = starts[online[0]] if len(online) else starts[episodes[0]]
         first_online, end = (float(t) for t in self.log.read("timestamp", [first, ends[episodes[-1]] - 1]))
-        return {"episodes": len(episodes), "success_rate": float(np.mean(meta["success"][episodes])),
-                "mean_return": float(np.mean(meta["episode_return"][episodes].astype(np.float64))),
-                "mean_steps_to_success": float(np.mean(to_success)) if to_success else None,
-                "env_steps": eval_step, "wall_s": round(end - first_online, 1)}
+        return {
+            "episodes": len(episodes),
+            "success_rate": float(np.mean(meta["success"][episodes])),
+            "mean_return": float(np.mean(meta["episode_return"][episodes].astype(np.float64))),
+            "mean_steps_to_success": float(np.mean(to_success)) if to_success else None,
+            "env_steps": eval_step,
+            "wall_s": round(end - first_online, 1),
+        }
 
     # ------------------------------------------------------------------ the learner's side of a step / episode
     def step_done(self) -> None:
@@ -321,10 +375,20 @@ class TrainingRun:
 
     def _episode_event(self, index: int, source: EpisodeSource, steps: list[Transition], actor: str = "") -> None:
         flags = np.array([t.intervention for t in steps])
-        self.emit(EpisodeEnd(self.counts["env_steps"], index, source, len(steps),
-                             float(sum(t.reward for t in steps)), any(t.success for t in steps),
-                             count_takeovers(flags), int(flags.sum()), steps[-1].label == EpisodeLabel.DISCARD,
-                             actor))
+        self.emit(
+            EpisodeEnd(
+                self.counts["env_steps"],
+                index,
+                source,
+                len(steps),
+                float(sum(t.reward for t in steps)),
+                any(t.success for t in steps),
+                count_takeovers(flags),
+                int(flags.sum()),
+                steps[-1].label == EpisodeLabel.DISCARD,
+                actor,
+            )
+        )
 
     def commit(self, steps: list[Transition], source: EpisodeSource, reset_s: float = 0.0, actor: str = "") -> bool:
         """Commit a whole episode received from an actor: log it, count it, route its steps to the replay
@@ -374,7 +438,7 @@ class TrainingRun:
         action). Returns the online steps replayed."""
         self.learner.load_log(self.log, upto=self.covered)
         meta = self.log.episode_meta()
-        for i in np.flatnonzero(meta["source"][:self.covered] == EpisodeSource.ONLINE)[-RECENT:]:
+        for i in np.flatnonzero(meta["source"][: self.covered] == EpisodeSource.ONLINE)[-RECENT:]:
             self.recent.append(bool(meta["success"][i]))
         replayed = steps = mismatches = 0
         for index in range(self.covered, self.log.num_episodes):
@@ -395,9 +459,11 @@ class TrainingRun:
         self.evals = [self.eval_result(x) for x in self.rounds]
         if self.log.num_episodes:
             note = f"; {mismatches} of {steps} replayed policy actions differ from the log" if mismatches else ""
-            self.print(f"[{self.who}] resuming {self.run_dir}: {self.log.num_episodes} episodes in the log, "
-                       f"{self.counts['env_steps']} online steps; replayed {replayed} episodes ({steps} steps) after "
-                       f"the checkpoint, {self.learner.agent.num_updates} critic updates done{note}")
+            self.print(
+                f"[{self.who}] resuming {self.run_dir}: {self.log.num_episodes} episodes in the log, "
+                f"{self.counts['env_steps']} online steps; replayed {replayed} episodes ({steps} steps) after "
+                f"the checkpoint, {self.learner.agent.num_updates} critic updates done{note}"
+            )
         self._window = dict.fromkeys(self._window, 0)
         return steps
 
@@ -413,13 +479,15 @@ class TrainingRun:
             copy_demos(self.cfg.demos, self.writer, self.who, have=have, log=self.print)
         elif expert_env is not None and have < self.cfg.num_demos:
             from robot_rl.tasks import make_expert
+
             expert = make_expert(expert_env, noise=float(self.cfg.expert_noise), rng=self.rng)
             lengths = []
             for k in range(have, self.cfg.num_demos):
                 for attempt in range(DEMO_ATTEMPTS):
                     reseed(self.rng, self.seed, EpisodeSource.DEMO, k, attempt)
-                    result = run_episode(expert_env, expert.act, int(self.rng.integers(2**31)),
-                                         self.writer.num_episodes, self.writer.add)
+                    result = run_episode(
+                        expert_env, expert.act, int(self.rng.integers(2**31)), self.writer.num_episodes, self.writer.add
+                    )
                     if result.success:
                         self.writer.end_episode(EpisodeSource.DEMO, reset_s=result.reset_s)
                         failpoint("commit:demo")
@@ -427,10 +495,12 @@ class TrainingRun:
                         break
                     self.writer.discard_episode()
                 else:
-                    raise RuntimeError(f"the scripted expert failed {DEMO_ATTEMPTS} times in a row on demo {k}: "
-                                       "check the task config")
-            self.print(f"[{self.who}] recorded {len(lengths)} scripted demos (mean length {np.mean(lengths):.1f} "
-                       "steps)")
+                    raise RuntimeError(
+                        f"the scripted expert failed {DEMO_ATTEMPTS} times in a row on demo {k}: check the task config"
+                    )
+            self.print(
+                f"[{self.who}] recorded {len(lengths)} scripted demos (mean length {np.mean(lengths):.1f} steps)"
+            )
         self.log.refresh()
         for index in range(start, self.log.num_episodes):
             self.feed_logged(index)
@@ -442,16 +512,27 @@ class TrainingRun:
         and logged, then its result, read from the log, appended to the history and emitted."""
         done = len(self.rounds.get(eval_step, []))
         for i in range(done, self.rt.eval_episodes):
-            result = run_episode(eval_env, lambda obs: self.learner.agent.act(obs, deterministic=True),
-                                 stream_seed(self.seed, EpisodeSource.EVAL, eval_step, i), self.writer.num_episodes,
-                                 self.writer.add)
+            result = run_episode(
+                eval_env,
+                lambda obs: self.learner.agent.act(obs, deterministic=True),
+                stream_seed(self.seed, EpisodeSource.EVAL, eval_step, i),
+                self.writer.num_episodes,
+                self.writer.add,
+            )
             self.writer.end_episode(EpisodeSource.EVAL, reset_s=result.reset_s, eval_step=eval_step)
             failpoint("commit:eval")
         self._read_rounds()
         result = self.eval_result(eval_step)
         self.evals = [e for e in self.evals if e["env_steps"] != eval_step] + [result]
-        self.emit(EvalEvent(eval_step, result["success_rate"], result["mean_return"], result["episodes"],
-                            result["mean_steps_to_success"]))
+        self.emit(
+            EvalEvent(
+                eval_step,
+                result["success_rate"],
+                result["mean_return"],
+                result["episodes"],
+                result["mean_steps_to_success"],
+            )
+        )
         return result
 
     def next_eval(self) -> int:
@@ -472,14 +553,19 @@ class TrainingRun:
 
     def reached(self) -> bool:
         """The last eval reached `runtime.stop_at_success`."""
-        return bool(self.rt.stop_at_success is not None and self.evals
-                    and self.evals[-1]["success_rate"] >= self.rt.stop_at_success)
+        return bool(
+            self.rt.stop_at_success is not None
+            and self.evals
+            and self.evals[-1]["success_rate"] >= self.rt.stop_at_success
+        )
 
     def out_of_wall_time(self) -> bool:
         over = self.rt.max_wall_s is not None and time.perf_counter() - self.start_wall >= self.rt.max_wall_s
         if over:
-            self.print(f"[{self.who}] wall budget runtime.max_wall_s={self.rt.max_wall_s:.0f}s spent at step "
-                       f"{self.counts['env_steps']}")
+            self.print(
+                f"[{self.who}] wall budget runtime.max_wall_s={self.rt.max_wall_s:.0f}s spent at step "
+                f"{self.counts['env_steps']}"
+            )
         return over
 
     # ------------------------------------------------------------------ cadence: clock, progress, checkpoints
@@ -501,12 +587,26 @@ class TrainingRun:
         ups = (updates - self._updates_window[0]) / max(now - self._updates_window[1], 1e-9)
         self._updates_window = (updates, now)
         busy = max(self.t_sim + self.t_learn, 1e-9)
-        self.emit(LearnerStats(
-            env_steps, self.steps, self.counts["episodes"], updates, ups,
-            self.last_update.get("critic_loss", float("nan")), self.last_update.get("q", 0),
-            self.last_update.get("temperature", 0), float(np.mean(self.recent)) if self.recent else float("nan"),
-            len(self.recent), self._window["episodes"], self._window["interventions"],
-            self._window["intervention_steps"], self.t_sim / busy, self.t_learn / busy, now - self.start_wall))
+        self.emit(
+            LearnerStats(
+                env_steps,
+                self.steps,
+                self.counts["episodes"],
+                updates,
+                ups,
+                self.last_update.get("critic_loss", float("nan")),
+                self.last_update.get("q", 0),
+                self.last_update.get("temperature", 0),
+                float(np.mean(self.recent)) if self.recent else float("nan"),
+                len(self.recent),
+                self._window["episodes"],
+                self._window["interventions"],
+                self._window["intervention_steps"],
+                self.t_sim / busy,
+                self.t_learn / busy,
+                now - self.start_wall,
+            )
+        )
         self.next_log = (env_steps // self.rt.log_every + 1) * self.rt.log_every
         self._window = dict.fromkeys(self._window, 0)
 
@@ -516,9 +616,16 @@ class TrainingRun:
     def save_checkpoint(self, extra: dict | None = None) -> None:
         """The learner and the run's counters, atomically; the next one `runtime.checkpoint_every` steps on."""
         self.wall_s = time.perf_counter() - self.start_wall
-        self.learner.save(self.run_dir / CHECKPOINT, {"log_episodes": self.writer.num_episodes,
-                                                     "env_steps": self.counts["env_steps"], "wall_s": self.wall_s,
-                                                     "per_actor": dict(self.actors), **(extra or {})})
+        self.learner.save(
+            self.run_dir / CHECKPOINT,
+            {
+                "log_episodes": self.writer.num_episodes,
+                "env_steps": self.counts["env_steps"],
+                "wall_s": self.wall_s,
+                "per_actor": dict(self.actors),
+                **(extra or {}),
+            },
+        )
         self.next_checkpoint = self.counts["env_steps"] + self.rt.checkpoint_every
 
     # ------------------------------------------------------------------ the result
@@ -529,22 +636,34 @@ class TrainingRun:
         busy = max(self.t_sim + self.t_learn, 1e-9)
         learner = self.learner
         summary = {
-            "command": command, "run_dir": str(self.run_dir), "task": self.cfg.task.name, "seed": self.seed,
-            "env_steps": self.counts["env_steps"], "episodes": self.counts["episodes"],
-            "critic_updates": learner.agent.num_updates if learner else 0, "wall_s": round(self.wall_s, 1),
-            "interventions": self.counts["interventions"], "intervention_steps": self.counts["intervention_steps"],
+            "command": command,
+            "run_dir": str(self.run_dir),
+            "task": self.cfg.task.name,
+            "seed": self.seed,
+            "env_steps": self.counts["env_steps"],
+            "episodes": self.counts["episodes"],
+            "critic_updates": learner.agent.num_updates if learner else 0,
+            "wall_s": round(self.wall_s, 1),
+            "interventions": self.counts["interventions"],
+            "intervention_steps": self.counts["intervention_steps"],
             "discarded_episodes": self.counts["discarded"],
             "demo_episodes": self.counts["demo_episodes"],
             "replay": {"prior": len(learner.prior), "online": len(learner.online)} if learner else {},
-            "final_eval": final, "success_rate": final["success_rate"] if final else None,
+            "final_eval": final,
+            "success_rate": final["success_rate"] if final else None,
             "mean_return": final["mean_return"] if final else None,
             "evals": self.evals,
-            "time_split": {"sim": round(self.t_sim / busy, 3), "learner": round(self.t_learn / busy, 3),
-                           "torch_threads": self.rt.torch_threads},
-            "actors": dict(self.actors), "rejected": dict(self.rejected),
+            "time_split": {
+                "sim": round(self.t_sim / busy, 3),
+                "learner": round(self.t_learn / busy, 3),
+                "torch_threads": self.rt.torch_threads,
+            },
+            "actors": dict(self.actors),
+            "rejected": dict(self.rejected),
         }
         write_atomic(self.run_dir / SUMMARY, json.dumps(summary, indent=2))
         if self.evals:
-            plot_learning_curve(self.evals, self.run_dir / "learning_curve.png",
-                                title=f"{self.cfg.task.name} seed {self.seed}")
+            plot_learning_curve(
+                self.evals, self.run_dir / "learning_curve.png", title=f"{self.cfg.task.name} seed {self.seed}"
+            )
         return summary

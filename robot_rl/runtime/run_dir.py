@@ -7,6 +7,7 @@ released by the OS when the process dies), then validates its inputs (config, ch
 demos), and only then writes, each file through `robot_rl.data.files.write_atomic`. The temp files a
 kill can leave are removed by the next owner (`remove_stale_temps`).
 """
+
 from __future__ import annotations
 
 import os
@@ -31,7 +32,9 @@ def open_run_dir(path: str | os.PathLike) -> Path:
         try:
             run_dir.mkdir(parents=True)
         except NotADirectoryError:
-            raise FileSystemError(f"run_dir={run_dir} is inside a file, not a directory: pass a directory path") from None
+            raise FileSystemError(
+                f"run_dir={run_dir} is inside a file, not a directory: pass a directory path"
+            ) from None
         except OSError as err:
             raise fs_error(err, run_dir, "creating") from None
     return run_dir
@@ -57,8 +60,10 @@ class RunLock:
                 holder = self._file.read().strip() or "?"
                 self._file.close()
                 self._file = None
-                raise FileSystemError(f"run_dir {self.path.parent} is in use by another process (pid {holder}): "
-                                  "stop it or use another run_dir") from None
+                raise FileSystemError(
+                    f"run_dir {self.path.parent} is in use by another process (pid {holder}): "
+                    "stop it or use another run_dir"
+                ) from None
         self._file.seek(0)
         self._file.truncate()
         self._file.write(str(os.getpid()))

@@ -4,6 +4,7 @@ TensorBoard (`<run_dir>/tb`) and, optionally, Weights & Biases. A new consumer i
 Configured by the `logger` group (configs/logger/default.yaml): `tensorboard` (default true), `wandb`
 (default false; `WANDB_MODE=offline` runs without a network), `wandb_project`.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -48,16 +49,20 @@ class ProgressSink:
 
     def emit(self, event: RunEvent) -> None:
         if isinstance(event, LearnerStats):
-            self.log(f"[{self.who}] step {event.env_step}/{event.total_steps} | episodes {event.episodes} | "
-                     f"success(last {event.recent_episodes}) {event.success_recent:.0%} | "
-                     f"{event.updates_per_s:.0f} updates/s | "
-                     f"Q {event.q:.2f} temperature {event.temperature:.3g} | "
-                     f"interventions {event.window_interventions} in {event.window_episodes} episodes "
-                     f"({event.window_intervention_steps} steps) | "
-                     f"sim {event.sim_share:.0%} learner {event.learner_share:.0%} | {event.wall_s:.0f}s")
+            self.log(
+                f"[{self.who}] step {event.env_step}/{event.total_steps} | episodes {event.episodes} | "
+                f"success(last {event.recent_episodes}) {event.success_recent:.0%} | "
+                f"{event.updates_per_s:.0f} updates/s | "
+                f"Q {event.q:.2f} temperature {event.temperature:.3g} | "
+                f"interventions {event.window_interventions} in {event.window_episodes} episodes "
+                f"({event.window_intervention_steps} steps) | "
+                f"sim {event.sim_share:.0%} learner {event.learner_share:.0%} | {event.wall_s:.0f}s"
+            )
         elif isinstance(event, EvalEvent):
-            self.log(f"[eval] step {event.env_step}: success {event.success_rate:.0%} "
-                     f"return {event.mean_return:.2f} over {event.episodes} episodes")
+            self.log(
+                f"[eval] step {event.env_step}: success {event.success_rate:.0%} "
+                f"return {event.mean_return:.2f} over {event.episodes} episodes"
+            )
 
     def close(self) -> None:
         pass
@@ -68,16 +73,25 @@ def scalars(event: RunEvent) -> dict[str, float]:
     if isinstance(event, EpisodeEnd):
         if event.source != EpisodeSource.ONLINE:
             return {}
-        return {"episode/return": event.episode_return, "episode/length": event.length,
-                "episode/success": float(event.success), "episode/interventions": event.interventions,
-                "episode/intervention_steps": event.intervention_steps}
+        return {
+            "episode/return": event.episode_return,
+            "episode/length": event.length,
+            "episode/success": float(event.success),
+            "episode/interventions": event.interventions,
+            "episode/intervention_steps": event.intervention_steps,
+        }
     if isinstance(event, EvalEvent):
         return {"eval/success_rate": event.success_rate, "eval/mean_return": event.mean_return}
     if isinstance(event, LearnerStats):
-        values = {"train/critic_loss": event.critic_loss, "train/q": event.q, "train/temperature": event.temperature,
-                  "train/updates_per_s": event.updates_per_s, "train/success_recent": event.success_recent,
-                  "train/interventions": event.window_interventions,
-                  "train/intervention_steps": event.window_intervention_steps}
+        values = {
+            "train/critic_loss": event.critic_loss,
+            "train/q": event.q,
+            "train/temperature": event.temperature,
+            "train/updates_per_s": event.updates_per_s,
+            "train/success_recent": event.success_recent,
+            "train/interventions": event.window_interventions,
+            "train/intervention_steps": event.window_intervention_steps,
+        }
         return {k: float(v) for k, v in values.items() if not math.isnan(float(v))}
     return {}
 
@@ -92,10 +106,11 @@ class TensorBoardSink:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
-            raise ValueError("logger.tensorboard=true needs the tensorboard package: pip install tensorboard "
-                             "(or set logger.tensorboard=false)") from None
-        self.writer = SummaryWriter(str(log_dir), purge_step=resume_step + 1 if resume_step else None,
-                                    flush_secs=30)
+            raise ValueError(
+                "logger.tensorboard=true needs the tensorboard package: pip install tensorboard "
+                "(or set logger.tensorboard=false)"
+            ) from None
+        self.writer = SummaryWriter(str(log_dir), purge_step=resume_step + 1 if resume_step else None, flush_secs=30)
 
     def emit(self, event: RunEvent) -> None:
         for tag, value in scalars(event).items():
@@ -113,13 +128,20 @@ class WandbSink:
         try:
             import wandb
         except ImportError:
-            raise ValueError("logger.wandb=true needs wandb: pip install robot_rl[wandb] "
-                             "(or set logger.wandb=false)") from None
+            raise ValueError(
+                "logger.wandb=true needs wandb: pip install robot_rl[wandb] (or set logger.wandb=false)"
+            ) from None
         self.wandb = wandb
         path = str(Path(run_dir).resolve())
         run_id = f"{Path(path).name[:40]}-{hashlib.sha1(path.encode()).hexdigest()[:8]}"
-        self.run = wandb.init(project=project, dir=str(run_dir), config=dict(config), name=Path(path).name,
-                              id="".join(c if c.isalnum() or c in "-_" else "_" for c in run_id), resume="allow")
+        self.run = wandb.init(
+            project=project,
+            dir=str(run_dir),
+            config=dict(config),
+            name=Path(path).name,
+            id="".join(c if c.isalnum() or c in "-_" else "_" for c in run_id),
+            resume="allow",
+        )
 
     def emit(self, event: RunEvent) -> None:
         values = scalars(event)
@@ -130,14 +152,21 @@ class WandbSink:
         self.run.finish()
 
 
-def make_sinks(logger_cfg: Mapping[str, Any] | None, run_dir: Path, log: Callable[[str], None],
-               resume_step: int = 0, who: str = "train", config: Mapping[str, Any] | None = None) -> Sinks:
+def make_sinks(
+    logger_cfg: Mapping[str, Any] | None,
+    run_dir: Path,
+    log: Callable[[str], None],
+    resume_step: int = 0,
+    who: str = "train",
+    config: Mapping[str, Any] | None = None,
+) -> Sinks:
     """The run's sinks from the `logger` config group (absent: the progress line and TensorBoard)."""
     logger_cfg = dict(logger_cfg or {})
     unknown = set(logger_cfg) - {"tensorboard", "wandb", "wandb_project"}
     if unknown:
-        raise ValueError(f"unknown logger key(s) {sorted(unknown)}: use logger.tensorboard, logger.wandb, "
-                         "logger.wandb_project")
+        raise ValueError(
+            f"unknown logger key(s) {sorted(unknown)}: use logger.tensorboard, logger.wandb, logger.wandb_project"
+        )
     sinks: list[Sink] = [ProgressSink(log, who)]
     if logger_cfg.get("tensorboard", True):
         sinks.append(TensorBoardSink(Path(run_dir) / TB_DIR, resume_step))

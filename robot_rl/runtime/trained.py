@@ -1,5 +1,6 @@
 """A trained run read back: its resolved config and a learner restored from its latest checkpoint
 (used by `robot-rl eval`, the remote actor's fixed policy and the label recorder's policy episodes)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,16 +8,18 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from robot_rl.config import agent_config
-from robot_rl.runtime.run import CHECKPOINT
 from robot_rl.runtime.learner import Learner
+from robot_rl.runtime.run import CHECKPOINT
 
 
 def trained_run_config(run_dir: Path) -> DictConfig:
     """The resolved config of a `robot-rl train` run; a one-line error when `run_dir` holds none."""
     run_dir = Path(run_dir)
     if not (run_dir / CHECKPOINT).exists() or not (run_dir / "config.yaml").exists():
-        raise FileNotFoundError(f"{run_dir} holds no trained run ({CHECKPOINT} or config.yaml missing): "
-                                f"pass the run_dir given to `robot-rl train`")
+        raise FileNotFoundError(
+            f"{run_dir} holds no trained run ({CHECKPOINT} or config.yaml missing): "
+            f"pass the run_dir given to `robot-rl train`"
+        )
     return OmegaConf.load(run_dir / "config.yaml")
 
 

@@ -18,6 +18,7 @@ range. Whatever fails raises `WireError` with a one-line reason and a `kind` for
 `check_chunk` checks decoded steps against the run's spec. `RejectCounter` counts rejected network
 input by kind and logs it rate-limited (the learner and the robot bridge use it).
 """
+
 from __future__ import annotations
 
 import io
@@ -27,7 +28,8 @@ import re
 import threading
 import time
 import zipfile
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -38,7 +40,9 @@ HEADER = "__header__"
 # Transition attribute -> dtype on the wire: the episode log's per-step fields (robot_rl/data/schema.py) with
 # their dtypes, less episode_id (the chunk header names the episode), plus the step's label
 STEP_FIELDS: dict[str, np.dtype] = {
-    **{name: dtype for name, dtype in schema.STEP_FIELDS.items() if name != "episode_id"}, "label": schema.LABEL_DTYPE}
+    **{name: dtype for name, dtype in schema.STEP_FIELDS.items() if name != "episode_id"},
+    "label": schema.LABEL_DTYPE,
+}
 MAX_PAYLOAD_BYTES = 8 << 20  # a chunk is cut at ~4 MiB of frames (remote_actor); one big frame may add as much
 MAX_HEADER_BYTES = 1 << 20
 MAX_ARRAYS = 256  # members of one archive (13 step fields + 2 per observation key + the header)
@@ -89,21 +93,26 @@ def _read_npy(raw: bytes, name: str, kind: str) -> np.ndarray:
     if dtype.hasobject:
         raise WireError(f"unreadable {kind} payload: array {name!r} holds Python objects (a pickle): refused")
     if dtype.kind not in _FIELD_KINDS or dtype.fields is not None:
-        raise WireError(f"unreadable {kind} payload: array {name!r} has dtype {dtype.str}: only bool, integer "
-                        "and float arrays are allowed")
+        raise WireError(
+            f"unreadable {kind} payload: array {name!r} has dtype {dtype.str}: only bool, integer "
+            "and float arrays are allowed"
+        )
     count = math.prod(shape)
     offset = fp.tell()
     if count * dtype.itemsize != len(raw) - offset:
-        raise WireError(f"unreadable {kind} payload: array {name!r} declares shape {shape} "
-                        f"({count * dtype.itemsize} bytes) but holds {len(raw) - offset} bytes")
+        raise WireError(
+            f"unreadable {kind} payload: array {name!r} declares shape {shape} "
+            f"({count * dtype.itemsize} bytes) but holds {len(raw) - offset} bytes"
+        )
     if count == 0:
         return np.empty(shape, dtype)
     array = np.frombuffer(raw, dtype=dtype, count=count, offset=offset).copy()  # writable, like np.load's
     return array.reshape(shape, order="F" if fortran else "C")
 
 
-def _unpack(payload: bytes | memoryview, kind: str,
-            max_bytes: int = MAX_PAYLOAD_BYTES) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def _unpack(
+    payload: bytes | memoryview, kind: str, max_bytes: int = MAX_PAYLOAD_BYTES
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     size = memoryview(payload).nbytes
     if size > max_bytes:
         raise WireError(f"{kind} payload of {size} bytes exceeds the limit of {max_bytes} bytes", "too_large")
@@ -119,8 +128,10 @@ def _unpack(payload: bytes | memoryview, kind: str,
             arrays: dict[str, np.ndarray] = {}
             for info in infos:
                 if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-                    raise WireError(f"{kind} payload member {info.filename!r} uses zip compression "
-                                    f"{info.compress_type} (only stored or deflated)")
+                    raise WireError(
+                        f"{kind} payload member {info.filename!r} uses zip compression "
+                        f"{info.compress_type} (only stored or deflated)"
+                    )
                 if not info.filename.endswith(".npy") or info.filename[:-4] in arrays:
                     raise WireError(f"{kind} payload member {info.filename!r} is not one .npy array")
                 arrays[info.filename[:-4]] = _read_npy(archive.read(info), info.filename[:-4], kind)
@@ -133,13 +144,16 @@ def _unpack(payload: bytes | memoryview, kind: str,
     except WireError:
         raise
     except Exception as err:  # zipfile, npy header, JSON, recursion, memory: all mean "not our payload"
-        raise WireError(f"unreadable {kind} payload ({type(err).__name__}: {_short(err)}); is the sender robot_rl "
-                        "of the same version?") from None
+        raise WireError(
+            f"unreadable {kind} payload ({type(err).__name__}: {_short(err)}); is the sender robot_rl "
+            "of the same version?"
+        ) from None
     if not isinstance(header, dict):
         raise WireError(f"{kind} payload header is a {type(header).__name__}, not a JSON object")
     if header.get("kind") != kind:
-        raise WireError(f"expected a {kind} payload, got {_short(header.get('kind'))!r}: check the topic wiring",
-                        header=header)
+        raise WireError(
+            f"expected a {kind} payload, got {_short(header.get('kind'))!r}: check the topic wiring", header=header
+        )
     return arrays, header
 
 
@@ -150,9 +164,16 @@ def _short(value: Any, limit: int = 80) -> str:
 
 
 # ------------------------------------------------------------------------------------------ chunks
-def encode_chunk(steps: list[Transition], actor: str, episode: int, chunk: int, final: bool,
-                 source: EpisodeSource = EpisodeSource.ONLINE, reset_s: float = 0.0,
-                 spec: dict[str, Any] | None = None) -> bytes:
+def encode_chunk(
+    steps: list[Transition],
+    actor: str,
+    episode: int,
+    chunk: int,
+    final: bool,
+    source: EpisodeSource = EpisodeSource.ONLINE,
+    reset_s: float = 0.0,
+    spec: dict[str, Any] | None = None,
+) -> bytes:
     """Consecutive steps of one episode as bytes (see the module docstring). `spec`: the actor's
     observation space and action size (`{"observation": space_to_json(...), "action_dim": A}`), sent
     with each episode's first chunk so that a learner can build its agent from it."""
@@ -162,9 +183,19 @@ def encode_chunk(steps: list[Transition], actor: str, episode: int, chunk: int, 
     for key in steps[0].observation:
         arrays[f"obs/{key}"] = np.stack([t.observation[key] for t in steps])
         arrays[f"last_next_obs/{key}"] = np.asarray(steps[-1].next_observation[key])
-    return _pack(arrays, {"kind": "chunk", "actor": actor, "episode": int(episode), "chunk": int(chunk),
-                          "final": bool(final), "source": int(source), "reset_s": float(reset_s),
-                          "spec": spec})
+    return _pack(
+        arrays,
+        {
+            "kind": "chunk",
+            "actor": actor,
+            "episode": int(episode),
+            "chunk": int(chunk),
+            "final": bool(final),
+            "source": int(source),
+            "reset_s": float(reset_s),
+            "spec": spec,
+        },
+    )
 
 
 def _is_int(value: Any) -> bool:
@@ -173,6 +204,7 @@ def _is_int(value: Any) -> bool:
 
 def _check_header(header: dict[str, Any]) -> None:
     """The chunk header's fields: types, ranges and enum values."""
+
     def fail(message: str, kind: str = "malformed"):
         raise WireError(f"chunk header: {message}", kind, header)
 
@@ -205,15 +237,16 @@ def _check_arrays(arrays: dict[str, np.ndarray], max_steps: int) -> tuple[int, l
     if missing:
         raise WireError(f"chunk lacks the field(s) {missing}")
     keys = sorted(name[4:] for name in arrays if name.startswith("obs/"))
-    next_keys = sorted(name[len("last_next_obs/"):] for name in arrays if name.startswith("last_next_obs/"))
+    next_keys = sorted(name[len("last_next_obs/") :] for name in arrays if name.startswith("last_next_obs/"))
     unknown = set(arrays) - set(STEP_FIELDS) - {f"obs/{k}" for k in keys} - {f"last_next_obs/{k}" for k in next_keys}
     if unknown:
         raise WireError(f"chunk holds unknown arrays {sorted(unknown)[:5]}")
     if not keys or len(keys) > MAX_OBS_KEYS:
         raise WireError(f"chunk has {len(keys)} observation keys (1..{MAX_OBS_KEYS})", "shape")
     if keys != next_keys:
-        raise WireError(f"chunk observation keys {keys[:5]} differ from its last_next_obs keys {next_keys[:5]}",
-                        "shape")
+        raise WireError(
+            f"chunk observation keys {keys[:5]} differ from its last_next_obs keys {next_keys[:5]}", "shape"
+        )
     bad = [k for k in keys if not _KEY.match(k)]
     if bad:
         raise WireError(f"observation key {_short(bad[0])!r} is not a name like 'state' or 'image/front'")
@@ -235,11 +268,13 @@ def _check_arrays(arrays: dict[str, np.ndarray], max_steps: int) -> tuple[int, l
     for name in ("action", "policy_action"):
         array = arrays[name]
         if array.ndim != 2 or array.shape[0] != n or not 0 < array.shape[1] <= MAX_ACTION_DIM:
-            raise WireError(f"chunk {name} has shape {array.shape}, want ({n}, A) with 1 <= A <= {MAX_ACTION_DIM}",
-                            "shape")
+            raise WireError(
+                f"chunk {name} has shape {array.shape}, want ({n}, A) with 1 <= A <= {MAX_ACTION_DIM}", "shape"
+            )
         if width is not None and array.shape[1] != width:
-            raise WireError(f"chunk action width {width} differs from its policy_action width {array.shape[1]}",
-                            "shape")
+            raise WireError(
+                f"chunk action width {width} differs from its policy_action width {array.shape[1]}", "shape"
+            )
         width = array.shape[1]
         if array.dtype.kind != "f":
             raise WireError(f"chunk {name} has dtype {array.dtype.str}, want float")
@@ -261,11 +296,19 @@ def _check_arrays(arrays: dict[str, np.ndarray], max_steps: int) -> tuple[int, l
         raise WireError("chunk step holds negative values", "range")
     if arrays["step"].max() > np.iinfo(STEP_FIELDS["step"]).max:  # any integer dtype is accepted, then cast
         raise WireError(f"chunk step holds values over {np.iinfo(STEP_FIELDS['step']).max}", "range")
-    finite = [("action", arrays["action"]), ("policy_action", arrays["policy_action"]), ("reward", reward),
-              ("grasp_penalty", arrays["grasp_penalty"]), ("timestamp", arrays["timestamp"])]
+    finite = [
+        ("action", arrays["action"]),
+        ("policy_action", arrays["policy_action"]),
+        ("reward", reward),
+        ("grasp_penalty", arrays["grasp_penalty"]),
+        ("timestamp", arrays["timestamp"]),
+    ]
     finite += [(f"obs/{k}", arrays[f"obs/{k}"]) for k in keys if arrays[f"obs/{k}"].dtype.kind == "f"]
-    finite += [(f"last_next_obs/{k}", arrays[f"last_next_obs/{k}"]) for k in keys
-               if arrays[f"last_next_obs/{k}"].dtype.kind == "f"]
+    finite += [
+        (f"last_next_obs/{k}", arrays[f"last_next_obs/{k}"])
+        for k in keys
+        if arrays[f"last_next_obs/{k}"].dtype.kind == "f"
+    ]
     for name, array in finite:
         if not np.isfinite(array).all():
             raise WireError(f"chunk {name} holds NaN or infinite values", "nonfinite")
@@ -281,8 +324,9 @@ def _check_arrays(arrays: dict[str, np.ndarray], max_steps: int) -> tuple[int, l
     return n, keys
 
 
-def decode_chunk(payload: bytes | memoryview, max_bytes: int = MAX_PAYLOAD_BYTES,
-                 max_steps: int = MAX_CHUNK_STEPS) -> tuple[dict[str, Any], list[Transition]]:
+def decode_chunk(
+    payload: bytes | memoryview, max_bytes: int = MAX_PAYLOAD_BYTES, max_steps: int = MAX_CHUNK_STEPS
+) -> tuple[dict[str, Any], list[Transition]]:
     """(header, steps) of an `encode_chunk` payload; raises WireError (with a `kind`) on anything else:
     a payload over `max_bytes`, a chunk of more than `max_steps` steps, or any failed check (see the
     module docstring). The header's `spec` is only checked to be an object or null: `check_spec`."""
@@ -300,16 +344,25 @@ def decode_chunk(payload: bytes | memoryview, max_bytes: int = MAX_PAYLOAD_BYTES
     for i in range(n):
         observation = {key: obs[key][i] for key in keys}
         next_observation = {key: obs[key][i + 1] for key in keys} if i + 1 < n else dict(last)
-        steps.append(Transition(
-            observation=observation, next_observation=next_observation, action=fields["action"][i],
-            policy_action=fields["policy_action"][i], reward=float(fields["reward"][i]),
-            terminated=bool(fields["terminated"][i]), truncated=bool(fields["truncated"][i]),
-            intervention=bool(fields["intervention"][i]), step=int(fields["step"][i]),
-            timestamp=float(fields["timestamp"][i]), success=bool(fields["success"][i]),
-            reward_source=RewardSource(int(fields["reward_source"][i])),
-            grasp_penalty=float(fields["grasp_penalty"][i]),
-            success_probability=float(fields["success_probability"][i]),
-            label=EpisodeLabel(int(fields["label"][i]))))
+        steps.append(
+            Transition(
+                observation=observation,
+                next_observation=next_observation,
+                action=fields["action"][i],
+                policy_action=fields["policy_action"][i],
+                reward=float(fields["reward"][i]),
+                terminated=bool(fields["terminated"][i]),
+                truncated=bool(fields["truncated"][i]),
+                intervention=bool(fields["intervention"][i]),
+                step=int(fields["step"][i]),
+                timestamp=float(fields["timestamp"][i]),
+                success=bool(fields["success"][i]),
+                reward_source=RewardSource(int(fields["reward_source"][i])),
+                grasp_penalty=float(fields["grasp_penalty"][i]),
+                success_probability=float(fields["success_probability"][i]),
+                label=EpisodeLabel(int(fields["label"][i])),
+            )
+        )
     return header, steps
 
 
@@ -318,6 +371,7 @@ def check_spec(spec: Any) -> dict[str, Any]:
     """`spec` if it is a well-formed `{"observation": space_to_json(...), "action_dim": A}`; WireError
     (kind "spec") otherwise: observation keys that are store-safe names, shapes of positive sizes,
     numeric dtypes, bounds (float entries) of the entry's shape without NaN and low <= high."""
+
     def fail(message: str):
         raise WireError(f"spec: {message}", "spec")
 
@@ -337,8 +391,12 @@ def check_spec(spec: Any) -> dict[str, Any]:
         if not isinstance(entry, dict):
             fail(f"observation {key!r} is not an object")
         shape = entry.get("shape")
-        if (not isinstance(shape, list) or not 0 < len(shape) <= 3 or not all(_is_int(d) and d > 0 for d in shape)
-                or math.prod(shape) > MAX_OBS_ELEMENTS):
+        if (
+            not isinstance(shape, list)
+            or not 0 < len(shape) <= 3
+            or not all(_is_int(d) and d > 0 for d in shape)
+            or math.prod(shape) > MAX_OBS_ELEMENTS
+        ):
             fail(f"observation {key!r} shape {_short(shape)!r} is not 1..3 positive sizes")
         try:
             dtype = np.dtype(entry.get("dtype"))
@@ -375,8 +433,9 @@ def spec_mismatch(spec: dict[str, Any], reference: dict[str, Any]) -> str | None
         for bound in ("low", "high"):
             if (bound in entry) != (bound in other):
                 return f"observation {key!r}: bounds given on one side only"
-            if bound in entry and not np.allclose(np.asarray(other[bound], np.float64),
-                                                  np.asarray(entry[bound], np.float64), rtol=1e-6, atol=1e-7):
+            if bound in entry and not np.allclose(
+                np.asarray(other[bound], np.float64), np.asarray(entry[bound], np.float64), rtol=1e-6, atol=1e-7
+            ):
                 return f"observation {key!r}: {bound} bounds differ"
     return None
 
@@ -392,11 +451,15 @@ def check_chunk(steps: list[Transition], spec: dict[str, Any]) -> None:
         for key, entry in expected.items():
             value = observation[key]
             if value.shape != tuple(entry["shape"]) or value.dtype != np.dtype(entry["dtype"]):
-                raise WireError(f"chunk {name} {key!r} is {value.dtype}{list(value.shape)}, the run's is "
-                                f"{entry['dtype']}{entry['shape']}", "spec")
+                raise WireError(
+                    f"chunk {name} {key!r} is {value.dtype}{list(value.shape)}, the run's is "
+                    f"{entry['dtype']}{entry['shape']}",
+                    "spec",
+                )
     if steps[0].action.shape != (spec["action_dim"],):
-        raise WireError(f"chunk actions have {steps[0].action.shape[0]} dims, the run's have {spec['action_dim']}",
-                        "spec")
+        raise WireError(
+            f"chunk actions have {steps[0].action.shape[0]} dims, the run's have {spec['action_dim']}", "spec"
+        )
 
 
 # ----------------------------------------------------------------------------------------- weights
@@ -405,14 +468,16 @@ def encode_weights(weights: dict[str, np.ndarray], version: int, meta: dict[str,
     return _pack(dict(weights), {"kind": "weights", "version": int(version), **(meta or {})})
 
 
-def decode_weights(payload: bytes | memoryview,
-                   max_bytes: int = 256 << 20) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def decode_weights(
+    payload: bytes | memoryview, max_bytes: int = 256 << 20
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """(header, weights) of an `encode_weights` payload; raises WireError on anything else (including
     a version that is not a non-negative integer and non-finite weights)."""
     arrays, header = _unpack(payload, "weights", max_bytes)
     if not _is_int(header.get("version")) or header["version"] < 0:
-        raise WireError(f"weights version {_short(header.get('version'))!r} is not a non-negative integer",
-                        "malformed", header)
+        raise WireError(
+            f"weights version {_short(header.get('version'))!r} is not a non-negative integer", "malformed", header
+        )
     for name, array in arrays.items():
         if array.dtype.kind == "f" and not np.isfinite(array).all():
             raise WireError(f"weights {_short(name)!r} hold NaN or infinite values", "nonfinite", header)
@@ -440,8 +505,12 @@ def space_from_json(spec: dict[str, Any]):
         if dtype == np.uint8:
             spaces[key] = gym.spaces.Box(0, 255, shape=tuple(entry["shape"]), dtype=np.uint8)
         else:
-            spaces[key] = gym.spaces.Box(np.asarray(entry["low"], dtype), np.asarray(entry["high"], dtype),
-                                         shape=tuple(entry["shape"]), dtype=dtype)
+            spaces[key] = gym.spaces.Box(
+                np.asarray(entry["low"], dtype),
+                np.asarray(entry["high"], dtype),
+                shape=tuple(entry["shape"]),
+                dtype=dtype,
+            )
     return gym.spaces.Dict(spaces)
 
 
@@ -451,8 +520,9 @@ class RejectCounter:
     kind at once, then at most one line per kind every `period_s` seconds, saying how many there were
     since the last line. Thread-safe. `counts()` is what status/stats report."""
 
-    def __init__(self, log: Callable[[str], None], period_s: float = 10.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, log: Callable[[str], None], period_s: float = 10.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.log = log
         self.period_s = float(period_s)
         self.clock = clock

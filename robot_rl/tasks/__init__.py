@@ -1,7 +1,8 @@
 """Task registry: `make_task(name, **cfg)`."""
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from robot_rl.tasks.base import Expert, Task, make_expert
 from robot_rl.tasks.pick_cube import PickCubeTask

@@ -1,4 +1,5 @@
 """The Task interface: what the policy sees, what it may do, and how an episode is scored."""
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -75,8 +76,10 @@ class Task(ABC):
     def expert(self, env: Any, noise: float = 0.0, rng: np.random.Generator | None = None) -> Expert:
         """The task's scripted expert driving `env` (a RobotEnv with this task); `noise`: std of Gaussian
         action noise. Default: none (a one-line error saying what to do instead)."""
-        raise ValueError(f"task {type(self).__name__} has no scripted expert: pass demos=<store> with recorded "
-                         "demos (or num_demos=0 to train without demos)")
+        raise ValueError(
+            f"task {type(self).__name__} has no scripted expert: pass demos=<store> with recorded "
+            "demos (or num_demos=0 to train without demos)"
+        )
 
     @abstractmethod
     def observation_space(self, robot: Robot) -> gym.spaces.Dict:
@@ -106,6 +109,8 @@ def make_expert(env: Any, noise: float = 0.0, rng: np.random.Generator | None = 
     inner = getattr(env, "unwrapped", env)
     expert = getattr(getattr(inner, "task", None), "expert", None)
     if expert is None:
-        raise ValueError("this task has no scripted expert: pass demos=<store> with recorded demos "
-                         "(or num_demos=0 to train without demos)")
+        raise ValueError(
+            "this task has no scripted expert: pass demos=<store> with recorded demos "
+            "(or num_demos=0 to train without demos)"
+        )
     return expert(inner, noise=noise, rng=rng)

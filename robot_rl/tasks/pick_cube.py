@@ -20,9 +20,10 @@ to the home posture) every `full_reset_every` episodes, on the first and before 
 both modes the cube is put back by a state reset, since no arm motion can place it at a random
 pose; a real-robot task would use "physical" with a human or a fixture for the object.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -33,8 +34,16 @@ from robot_rl.tasks.reset import ResetConfig, ResetProcedure, ResetResult
 
 STATE_DIM = 10
 STATE_LABELS = (
-    "tcp_x", "tcp_y", "tcp_z", "tcp_vx", "tcp_vy", "tcp_vz", "gripper_opening",
-    "cube_x", "cube_y", "cube_z",
+    "tcp_x",
+    "tcp_y",
+    "tcp_z",
+    "tcp_vx",
+    "tcp_vy",
+    "tcp_vz",
+    "gripper_opening",
+    "cube_x",
+    "cube_y",
+    "cube_z",
 )
 
 
@@ -95,9 +104,11 @@ class PickCubeTask(Task):
         self.rotation_scale = float(rotation_scale)
         limits = tuple(float(v) for v in rotation_limits)
         if len(limits) != 3 or min(limits) < 0 or not self.rotation_scale > 0:
-            raise ValueError(f"pick_cube rotation_limits must be 3 angles >= 0 (rad) and rotation_scale > 0, got "
-                             f"{list(rotation_limits)} and {rotation_scale}: fix task.rotation_limits / "
-                             "task.rotation_scale")
+            raise ValueError(
+                f"pick_cube rotation_limits must be 3 angles >= 0 (rad) and rotation_scale > 0, got "
+                f"{list(rotation_limits)} and {rotation_scale}: fix task.rotation_limits / "
+                "task.rotation_scale"
+            )
         self.rotation_limits = limits  # type: ignore[assignment]
         self.gripper_threshold = float(gripper_threshold)
         self.grasp_penalty = float(grasp_penalty)
@@ -113,11 +124,19 @@ class PickCubeTask(Task):
         self.cube_name = cube_name
         self.cube_half_size = float(cube_half_size)
         self.rest_z = float(table_z) + self.cube_half_size
-        self.resetter = ResetProcedure(ResetConfig(
-            mode=reset_mode, full_reset_every=int(full_reset_every), max_retries=int(max_reset_retries),
-            safe_height=float(reset_safe_height), step=float(reset_step), pos_tol=float(reset_pos_tol),
-            vel_tol=float(reset_vel_tol), gripper_tol=float(reset_gripper_tol), move_steps=int(reset_move_steps),
-        ))
+        self.resetter = ResetProcedure(
+            ResetConfig(
+                mode=reset_mode,
+                full_reset_every=int(full_reset_every),
+                max_retries=int(max_reset_retries),
+                safe_height=float(reset_safe_height),
+                step=float(reset_step),
+                pos_tol=float(reset_pos_tol),
+                vel_tol=float(reset_vel_tol),
+                gripper_tol=float(reset_gripper_tol),
+                move_steps=int(reset_move_steps),
+            )
+        )
 
     def observation_space(self, robot: Robot) -> gym.spaces.Dict:
         """The nominal range of each state entry: the workspace box for positions, the top speed for
@@ -160,8 +179,13 @@ class PickCubeTask(Task):
 
             def misplaced() -> str | None:
                 off = float(np.linalg.norm(robot.object_pos(self.cube_name) - cube_pos))
-                return f"cube ended {off:.3f} m from its start pose {np.round(cube_pos, 3).tolist()}" if off > tol else None
+                return (
+                    f"cube ended {off:.3f} m from its start pose {np.round(cube_pos, 3).tolist()}"
+                    if off > tol
+                    else None
+                )
         else:
+
             def place() -> None:
                 pass
 
@@ -170,16 +194,21 @@ class PickCubeTask(Task):
                 inside = np.all(pos[:2] >= self.cube_low - tol) and np.all(pos[:2] <= self.cube_high + tol)
                 if inside and abs(pos[2] - self.rest_z) <= tol:
                     return None
-                return (f"cube at {np.round(pos, 3).tolist()} is not resting in its start region "
-                        f"x {self.cube_low[0]}..{self.cube_high[0]}, y {self.cube_low[1]}..{self.cube_high[1]}")
+                return (
+                    f"cube at {np.round(pos, 3).tolist()} is not resting in its start region "
+                    f"x {self.cube_low[0]}..{self.cube_high[0]}, y {self.cube_low[1]}..{self.cube_high[1]}"
+                )
 
         def check() -> tuple[str, str] | None:
             problem = misplaced()
             if problem is None:
                 return None
-            return (problem, "check what puts the cube back (sim: its free joint or the bridge's reset; hardware: "
-                             "the operator or the fixture) and that the arm's reset path clears it "
-                             "(task.reset_safe_height)")
+            return (
+                problem,
+                "check what puts the cube back (sim: its free joint or the bridge's reset; hardware: "
+                "the operator or the fixture) and that the arm's reset path clears it "
+                "(task.reset_safe_height)",
+            )
 
         return self.resetter.run(robot, tcp, place, check)
 
@@ -193,14 +222,17 @@ class PickCubeTask(Task):
         if self.rotation:
             quat = robot.tcp_quat()
             if quat is None:
-                raise TypeError(f"pick_cube with task.rotation=true needs the TCP orientation; {type(robot).__name__} "
-                                "reports none (tcp_quat)")
+                raise TypeError(
+                    f"pick_cube with task.rotation=true needs the TCP orientation; {type(robot).__name__} "
+                    "reports none (tcp_quat)"
+                )
             state[10:14] = quat if quat[0] >= 0 else -quat
         return {"state": state}
 
     def expert(self, env, noise: float = 0.0, rng: np.random.Generator | None = None) -> Expert:
         """The scripted pick expert (robot_rl/tasks/pick_cube_expert.py); reads privileged sim state."""
         from robot_rl.tasks.pick_cube_expert import ScriptedPickExpert
+
         return ScriptedPickExpert(env, noise=noise, rng=rng)
 
     def lift(self, robot: Robot) -> float:

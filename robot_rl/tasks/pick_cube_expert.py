@@ -1,4 +1,5 @@
 """pick_cube's scripted expert: reads privileged sim state (for demos, the simulated operator and tests)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -13,12 +14,19 @@ class ScriptedPickExpert:
     translation xyz, zero rotation when the task acts in rotation, gripper last.
 
     `env`: the RobotEnv (anything with `task`, `robot` and `elapsed_steps`). Reads the TCP and cube
-    positions from the robot (privileged state), so it works whatever the observation holds. `noise` adds Gaussian noise (std, in action units) to the xyz part.
+    positions from the robot (privileged state), so it works whatever the observation holds. `noise` adds
+    Gaussian noise (std, in action units) to the xyz part.
     """
 
     def __init__(
-        self, env: Any, noise: float = 0.0, rng: np.random.Generator | None = None,
-        hover: float = 0.05, lift_extra: float = 0.05, gain: float = 0.8, max_action: float = 0.7,
+        self,
+        env: Any,
+        noise: float = 0.0,
+        rng: np.random.Generator | None = None,
+        hover: float = 0.05,
+        lift_extra: float = 0.05,
+        gain: float = 0.8,
+        max_action: float = 0.7,
     ) -> None:
         self.env = env
         self.noise = float(noise)
@@ -80,4 +88,3 @@ class ScriptedPickExpert:
         action[:3] = np.clip(xyz, -1.0, 1.0)
         action[-1] = gripper * self.max_action
         return action
-

@@ -8,9 +8,10 @@ Observation:
 The robot must render (`MujocoRobot.render`); the cube position is still read from the simulator
 for the reward and by the scripted expert, never shown to the policy.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -43,16 +44,19 @@ class PickCubeVisionTask(PickCubeTask):
         self.image_size: tuple[int, int] = size
 
     def observation_space(self, robot: Robot) -> gym.spaces.Dict:
-        """"state": pick_cube's bounds for its first 7 entries; images: Box(0, 255, uint8)."""
+        """ "state": pick_cube's bounds for its first 7 entries; images: Box(0, 255, uint8)."""
         if not hasattr(robot, "render"):
-            raise TypeError(f"pick_cube_vision needs a robot that renders cameras; {type(robot).__name__} "
-                            "does not: use MujocoRobot")
+            raise TypeError(
+                f"pick_cube_vision needs a robot that renders cameras; {type(robot).__name__} does not: use MujocoRobot"
+            )
         known = getattr(robot, "camera_names", None)
         if known is not None:
             missing = [c for c in self.cameras if c not in known]
             if missing:
-                raise ValueError(f"pick_cube_vision cameras {missing} are not in the robot's model; "
-                                 f"choose from {list(known)} (task.cameras)")
+                raise ValueError(
+                    f"pick_cube_vision cameras {missing} are not in the robot's model; "
+                    f"choose from {list(known)} (task.cameras)"
+                )
         full = super().observation_space(robot)["state"]
         low, high = self._proprio(full.low), self._proprio(full.high)
         spaces: dict[str, gym.spaces.Space] = {"state": gym.spaces.Box(low, high, shape=low.shape, dtype=np.float32)}
@@ -71,4 +75,4 @@ class PickCubeVisionTask(PickCubeTask):
 
     def _proprio(self, state: np.ndarray) -> np.ndarray:
         """pick_cube's state without the cube position (entries 7:10)."""
-        return np.concatenate([state[:STATE_DIM], state[STATE_DIM + 3:]]).astype(np.float32)
+        return np.concatenate([state[:STATE_DIM], state[STATE_DIM + 3 :]]).astype(np.float32)

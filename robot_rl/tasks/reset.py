@@ -19,11 +19,12 @@ Every attempt ends with a check (TCP within `pos_tol` of the start TCP, gripper 
 below `vel_tol`, plus the task's scene check); a failed attempt is retried after a full reset, up
 to `max_retries` times, then `ResetError` says what failed and how to fix it, in one line.
 """
+
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -70,8 +71,9 @@ class ResetConfig:
         if self.mode not in MODES:
             raise ValueError(f"reset_mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.full_reset_every < 0 or self.max_retries < 0:
-            raise ValueError("full_reset_every and max_reset_retries must be >= 0 "
-                             f"(got {self.full_reset_every}, {self.max_retries})")
+            raise ValueError(
+                f"full_reset_every and max_reset_retries must be >= 0 (got {self.full_reset_every}, {self.max_retries})"
+            )
         for name in ("step", "pos_tol", "vel_tol", "gripper_tol"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"reset {name} must be > 0, got {getattr(self, name)}")
@@ -153,8 +155,9 @@ class ResetProcedure:
         raise AssertionError("unreachable")  # pragma: no cover
 
     # ------------------------------------------------------------------ one attempt
-    def _attempt(self, robot: Robot, target: np.ndarray, recover: bool, full: bool, place: PlaceFn | None,
-                 check: CheckFn | None) -> None:
+    def _attempt(
+        self, robot: Robot, target: np.ndarray, recover: bool, full: bool, place: PlaceFn | None, check: CheckFn | None
+    ) -> None:
         """State mode: one `robot.reset(target)`. Physical mode: [recover] release, lift, gripper
         open (else fail), [full reset], place the scene, traverse, descend, settle. A full reset is
         `robot.reset` to the point at safe height above the start (joint-space, home orientation and
@@ -229,9 +232,13 @@ class ResetProcedure:
             if lag > 2 * cfg.step + cfg.pos_tol:  # well beyond tracking lag + a target offset
                 raise _AttemptFailed(
                     f"arm blocked while {what}: TCP {np.round(s.tcp_pos, 3).tolist()} is {lag:.3f} m behind "
-                    f"its commanded path", "clear the arm's path (and check the workspace bounds)")
-        raise _AttemptFailed(f"{what} needs more than {cfg.move_steps} steps of {cfg.step} m",
-                             "raise task.reset_move_steps or task.reset_step")
+                    f"its commanded path",
+                    "clear the arm's path (and check the workspace bounds)",
+                )
+        raise _AttemptFailed(
+            f"{what} needs more than {cfg.move_steps} steps of {cfg.step} m",
+            "raise task.reset_move_steps or task.reset_step",
+        )
 
     def _settle(self, robot: Robot, goal: np.ndarray) -> None:
         """Hold until the TCP is at rest; if it rests off `goal` (the robot's target was offset from

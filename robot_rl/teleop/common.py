@@ -1,4 +1,5 @@
 """Pieces shared by the hardware teleop drivers: the device error, deadzones, operator frame, actions."""
+
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
 """The teleop device interface: what a person's input device reports once per control step."""
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -44,7 +45,7 @@ class TeleopDevice(ABC):
     def close(self) -> None:
         """Release the device."""
 
-    def __enter__(self) -> "TeleopDevice":
+    def __enter__(self) -> TeleopDevice:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -1,8 +1,9 @@
 """Teleop devices by name: make_device("spacemouse" | "gamepad" | "keyboard" | "ros", **cfg)."""
+
 from __future__ import annotations
 
 import inspect
-from typing import Callable
+from collections.abc import Callable
 
 from robot_rl.teleop.common import DeviceError
 from robot_rl.teleop.device import TeleopDevice
@@ -44,7 +45,8 @@ def make_device(name: str, **cfg) -> TeleopDevice:
         try:
             signature.bind(**cfg)
         except TypeError as e:
-            keys = [p.name for p in signature.parameters.values()
-                    if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+            keys = [
+                p.name for p in signature.parameters.values() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+            ]
             raise ValueError(f"bad config for teleop device {name!r} ({e}); its keys: {', '.join(keys)}") from None
     return factory(**cfg)

@@ -24,14 +24,15 @@ order, which gives the same indices for xpad and for hid-sony (kernel >= 4.10) /
 
 Without the dead-man the command is idle (zero action, not active), whatever the sticks say.
 """
+
 from __future__ import annotations
 
 import errno
 import os
 import struct
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import numpy as np
 
@@ -61,7 +62,7 @@ class GamepadLayout:
     button_names: tuple[str, ...] = ()
     trigger_names: Mapping[int, str] | None = None  # axis -> name, shown in `buttons` while pulled past half
 
-    def with_roles(self, **overrides: str) -> "GamepadLayout":
+    def with_roles(self, **overrides: str) -> GamepadLayout:
         """A copy with some roles remapped, e.g. with_roles(deadman="b5")."""
         unknown = set(overrides) - set(MOTION_ROLES) - set(BUTTON_ROLES)
         if unknown:
@@ -72,14 +73,36 @@ class GamepadLayout:
 LAYOUTS: dict[str, GamepadLayout] = {
     "xbox": GamepadLayout(
         "xbox",
-        {"forward": "-a1", "left": "-a0", "up": "-a4", "deadman": "b4", "close": "a5+", "open": "b5",
-         "success": "b3", "failure": "b0", "discard": "b2"},
-        _XBOX_NAMES, {2: "LT", 5: "RT"}),
+        {
+            "forward": "-a1",
+            "left": "-a0",
+            "up": "-a4",
+            "deadman": "b4",
+            "close": "a5+",
+            "open": "b5",
+            "success": "b3",
+            "failure": "b0",
+            "discard": "b2",
+        },
+        _XBOX_NAMES,
+        {2: "LT", 5: "RT"},
+    ),
     "ds4": GamepadLayout(
         "ds4",
-        {"forward": "-a1", "left": "-a0", "up": "-a4", "deadman": "b4", "close": "a5+", "open": "b5",
-         "success": "b2", "failure": "b0", "discard": "b3"},
-        _DS4_NAMES, {2: "L2", 5: "R2"}),
+        {
+            "forward": "-a1",
+            "left": "-a0",
+            "up": "-a4",
+            "deadman": "b4",
+            "close": "a5+",
+            "open": "b5",
+            "success": "b2",
+            "failure": "b0",
+            "discard": "b3",
+        },
+        _DS4_NAMES,
+        {2: "L2", 5: "R2"},
+    ),
 }
 
 
@@ -134,8 +157,10 @@ class JoystickState:
         self.specs = {role: _parse_spec(spec) for role, spec in layout.roles.items()}
         for role, (kind, _, _) in self.specs.items():
             if (role in MOTION_ROLES) != (kind == "axis"):
-                raise ValueError(f"gamepad role {role!r} needs {'an axis' if role in MOTION_ROLES else 'a button'}"
-                                 f" spec, got {layout.roles[role]!r}")
+                raise ValueError(
+                    f"gamepad role {role!r} needs {'an axis' if role in MOTION_ROLES else 'a button'}"
+                    f" spec, got {layout.roles[role]!r}"
+                )
         self.buttons: dict[int, bool] = {}
         self.axes: dict[int, int] = {}
         self.pressed = {role: False for role in self.specs if role in BUTTON_ROLES}
@@ -188,8 +213,9 @@ class JoystickState:
         return frozenset(held)
 
 
-def gamepad_command(js: JoystickState, deadzone: float = 0.15, speed: float = 1.0,
-                    yaw_deg: float = 0.0) -> DeviceCommand:
+def gamepad_command(
+    js: JoystickState, deadzone: float = 0.15, speed: float = 1.0, yaw_deg: float = 0.0
+) -> DeviceCommand:
     """The command for the current state; consumes one queued label and the window of seen presses."""
     seen = js.take_seen()
     label = js.labels.popleft() if js.labels else EpisodeLabel.NONE
@@ -211,9 +237,16 @@ class Gamepad(TeleopDevice):
     ignored around rest; speed: multiplies the motion; yaw_deg: the operator's facing direction.
     """
 
-    def __init__(self, path: str = "/dev/input/js0", layout: str | GamepadLayout = "xbox",
-                 roles: Mapping[str, str] | None = None, deadzone: float = 0.15, speed: float = 1.0,
-                 yaw_deg: float = 0.0, fd: int | None = None) -> None:
+    def __init__(
+        self,
+        path: str = "/dev/input/js0",
+        layout: str | GamepadLayout = "xbox",
+        roles: Mapping[str, str] | None = None,
+        deadzone: float = 0.15,
+        speed: float = 1.0,
+        yaw_deg: float = 0.0,
+        fd: int | None = None,
+    ) -> None:
         if isinstance(layout, str):
             if layout not in LAYOUTS:
                 raise ValueError(f"unknown gamepad layout {layout!r}; choose one of: {', '.join(sorted(LAYOUTS))}")
@@ -242,8 +275,10 @@ class Gamepad(TeleopDevice):
             except BlockingIOError:
                 break
             except OSError as e:
-                raise DeviceError(f"gamepad at {self.path} stopped answering ({e.strerror}): was it unplugged? "
-                                  "Plug it back in and restart teleop") from e
+                raise DeviceError(
+                    f"gamepad at {self.path} stopped answering ({e.strerror}): was it unplugged? "
+                    "Plug it back in and restart teleop"
+                ) from e
             if not chunk:  # end of a file or a pipe whose writer is gone: nothing more for now
                 break
             chunks.append(chunk)
@@ -274,11 +309,15 @@ def _open_joystick(path: str) -> int:
     try:
         return os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError as e:
-        raise DeviceError(f"no gamepad at {path}: plug it in, check `ls /dev/input/js*` (load the joydev module: "
-                          "sudo modprobe joydev) and pass path=/dev/input/jsN") from e
+        raise DeviceError(
+            f"no gamepad at {path}: plug it in, check `ls /dev/input/js*` (load the joydev module: "
+            "sudo modprobe joydev) and pass path=/dev/input/jsN"
+        ) from e
     except PermissionError as e:
-        raise DeviceError(f"cannot open the gamepad at {path} (permission denied): add your user to the "
-                          "'input' group (sudo usermod -aG input $USER, then log in again)") from e
+        raise DeviceError(
+            f"cannot open the gamepad at {path} (permission denied): add your user to the "
+            "'input' group (sudo usermod -aG input $USER, then log in again)"
+        ) from e
     except OSError as e:
         if e.errno in (errno.ENODEV, errno.ENXIO):
             raise DeviceError(f"no gamepad at {path} ({e.strerror}): plug it in and pass path=/dev/input/jsN") from e

@@ -28,6 +28,7 @@ The terminal is put in cbreak mode (no echo, no line buffering; Ctrl-C still int
 on close() or at interpreter exit. Reads poll with select() instead of setting O_NONBLOCK, which
 would also make stdout non-blocking when both share the terminal. The device prints nothing.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -38,7 +39,7 @@ import sys
 import termios
 import time
 from collections import deque
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -47,13 +48,27 @@ from robot_rl.teleop.common import DeviceError, gripper_command, make_action, op
 from robot_rl.teleop.device import DeviceCommand, TeleopDevice
 
 DEFAULT_KEYS: dict[str, tuple[str, ...]] = {
-    "forward": ("w", "up"), "back": ("s", "down"), "left": ("a", "left"), "right": ("d", "right"),
-    "raise": ("r", "pageup"), "lower": ("f", "pagedown"),
-    "close": ("c",), "open": ("o",), "toggle": ("space",),
-    "success": ("y",), "failure": ("n",), "discard": ("backspace",),
+    "forward": ("w", "up"),
+    "back": ("s", "down"),
+    "left": ("a", "left"),
+    "right": ("d", "right"),
+    "raise": ("r", "pageup"),
+    "lower": ("f", "pagedown"),
+    "close": ("c",),
+    "open": ("o",),
+    "toggle": ("space",),
+    "success": ("y",),
+    "failure": ("n",),
+    "discard": ("backspace",),
 }
-MOTION_ROLES = {"forward": (0, 1.0), "back": (0, -1.0), "left": (1, 1.0), "right": (1, -1.0),
-                "raise": (2, 1.0), "lower": (2, -1.0)}
+MOTION_ROLES = {
+    "forward": (0, 1.0),
+    "back": (0, -1.0),
+    "left": (1, 1.0),
+    "right": (1, -1.0),
+    "raise": (2, 1.0),
+    "lower": (2, -1.0),
+}
 LABEL_ROLES = {"success": EpisodeLabel.SUCCESS, "failure": EpisodeLabel.FAILURE, "discard": EpisodeLabel.DISCARD}
 
 _SINGLE = {0x20: "space", 0x7F: "backspace", 0x08: "backspace", 0x0D: "enter", 0x0A: "enter", 0x09: "tab"}
@@ -94,7 +109,7 @@ def parse_keys(data: bytes) -> tuple[list[str], bytes]:
                     j += 1
                 if j == n:
                     return keys, data[i:]
-                key = _escape_key(data[i + 2:j].decode("ascii", "replace"), chr(data[j]))
+                key = _escape_key(data[i + 2 : j].decode("ascii", "replace"), chr(data[j]))
                 if key is not None:
                     keys.append(key)
                 i = j + 1
@@ -118,20 +133,31 @@ class Keyboard(TeleopDevice):
     factor; yaw_deg: the operator's facing direction; keys: role -> key(s) overrides; clock: seconds.
     """
 
-    def __init__(self, fd: int | None = None, hold_s: float = 0.5, speed: float = 1.0, fine: float = 0.25,
-                 yaw_deg: float = 0.0, keys: Mapping[str, str | Sequence[str]] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        fd: int | None = None,
+        hold_s: float = 0.5,
+        speed: float = 1.0,
+        fine: float = 0.25,
+        yaw_deg: float = 0.0,
+        keys: Mapping[str, str | Sequence[str]] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._roles = _key_roles(keys or {})
         if fd is None:
             try:
                 fd = sys.stdin.fileno()
             except (AttributeError, ValueError, OSError):  # no stdin, or one replaced by a file-like object
-                raise DeviceError("keyboard teleop needs a terminal (TTY), and this process's stdin is none: "
-                                  "run it in an interactive terminal or use the gamepad / SpaceMouse") from None
+                raise DeviceError(
+                    "keyboard teleop needs a terminal (TTY), and this process's stdin is none: "
+                    "run it in an interactive terminal or use the gamepad / SpaceMouse"
+                ) from None
         if not os.isatty(fd):
-            raise DeviceError(f"keyboard teleop needs a terminal, but file descriptor {fd} is not a TTY: run it in "
-                              "an interactive terminal (not under nohup, a pipe or a service) or use the "
-                              "gamepad / SpaceMouse")
+            raise DeviceError(
+                f"keyboard teleop needs a terminal, but file descriptor {fd} is not a TTY: run it in "
+                "an interactive terminal (not under nohup, a pipe or a service) or use the "
+                "gamepad / SpaceMouse"
+            )
         self.fd = fd
         self.hold_s, self.speed, self.fine, self.yaw_deg, self.clock = hold_s, speed, fine, yaw_deg, clock
         self.latched = False
@@ -238,7 +264,7 @@ def _key_roles(overrides: Mapping[str, str | Sequence[str]]) -> dict[str, str]:
     table: dict[str, str] = {}
     for role, default in DEFAULT_KEYS.items():
         keys = overrides.get(role, default)
-        for key in ([keys] if isinstance(keys, str) else keys):
+        for key in [keys] if isinstance(keys, str) else keys:
             if key in table:
                 raise ValueError(f"keyboard key {key!r} is bound to both {table[key]!r} and {role!r}")
             table[key] = role

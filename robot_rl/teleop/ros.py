@@ -12,6 +12,7 @@ gripper) in [-1, 1]; buttons = [active (0/1), label (0 none, 1 success, 2 failur
   label, so a label is reported once even when several messages arrive between reads.
 rclpy is imported lazily; the node spins in its own context and thread (like RosRobot).
 """
+
 from __future__ import annotations
 
 import threading
@@ -20,8 +21,8 @@ from collections import deque
 
 import numpy as np
 
-from robot_rl.ros import contract
 from robot_rl.data.schema import EpisodeLabel
+from robot_rl.ros import contract
 from robot_rl.teleop.device import DeviceCommand, TeleopDevice
 
 LABELS = {int(label): label for label in EpisodeLabel}
@@ -30,8 +31,12 @@ LABELS = {int(label): label for label in EpisodeLabel}
 class RosTeleopDevice(TeleopDevice):
     """Teleop commands from `<namespace>/teleop/command` (see the module docstring)."""
 
-    def __init__(self, namespace: str = contract.DEFAULT_ROBOT_NAMESPACE, max_age: float = 0.25,
-                 node_name: str = "robot_rl_teleop_client") -> None:
+    def __init__(
+        self,
+        namespace: str = contract.DEFAULT_ROBOT_NAMESPACE,
+        max_age: float = 0.25,
+        node_name: str = "robot_rl_teleop_client",
+    ) -> None:
         """`namespace`: the robot's namespace the teleop node publishes in; `max_age`: s, the oldest
         command `read()` still acts on."""
         contract.require_rclpy()
@@ -55,7 +60,7 @@ class RosTeleopDevice(TeleopDevice):
     def _on_command(self, msg) -> None:
         action = np.zeros(4, np.float32)
         axes = np.clip(np.nan_to_num(np.asarray(msg.axes[:4], np.float32)), -1.0, 1.0)
-        action[:len(axes)] = axes
+        action[: len(axes)] = axes
         buttons = list(msg.buttons)
         active = bool(buttons[0]) if buttons else False
         label = LABELS.get(int(buttons[1]), EpisodeLabel.NONE) if len(buttons) > 1 else EpisodeLabel.NONE

@@ -9,6 +9,7 @@ Either way a take-over happens with probability `rate` (so a person who helps on
 can be modelled), lasts up to `duration` steps (hand-back earlier on success), and at most
 `max_per_episode` take-overs happen in one episode. Rate 0 never intervenes.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,9 +24,20 @@ RULES = ("stall", "schedule")
 class SimulatedOperator(TeleopDevice):
     """The scripted expert of a sim env acting as a person on a teleop device."""
 
-    def __init__(self, env, rule: str = "stall", rate: float = 1.0, patience: int = 8, duration: int = 8,
-                 start_step: int = 10, max_per_episode: int = 3, noise: float = 0.1, min_progress: float = 0.005,
-                 discard_rate: float = 0.0, rng: np.random.Generator | None = None) -> None:
+    def __init__(
+        self,
+        env,
+        rule: str = "stall",
+        rate: float = 1.0,
+        patience: int = 8,
+        duration: int = 8,
+        start_step: int = 10,
+        max_per_episode: int = 3,
+        noise: float = 0.1,
+        min_progress: float = 0.005,
+        discard_rate: float = 0.0,
+        rng: np.random.Generator | None = None,
+    ) -> None:
         """`env`: the sim env the operator watches (any wrapper of a RobotEnv with a scripted expert).
         `min_progress`: metres of progress that count as progress for the stall rule.
         `discard_rate`: chance of pressing DISCARD at the end of an episode's take-over (tests labels)."""

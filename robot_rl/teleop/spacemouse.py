@@ -16,11 +16,12 @@ the gripper, the right one opens it. Rotation is parsed and kept in the state bu
 4-D action. The device is active while the puck is deflected beyond the deadzone on any of its six
 axes or a button is held (SERL's convention: touching the device takes control).
 """
+
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Sequence
 
 import numpy as np
 
@@ -57,9 +58,11 @@ LEFT, RIGHT = 0x1, 0x2  # button bits
 MAX_REPORTS_PER_READ = 4096  # a bound on one drain, far above what ~8 ms reports can queue up
 
 _AXES = struct.Struct("<3h")
-_UDEV_HINT = ("check /dev/hidraw* permissions (a udev rule such as "
-              'KERNEL=="hidraw*", ATTRS{idVendor}=="256f", MODE="0666") and that no other program '
-              "(spacenavd, 3DxWare) holds it")
+_UDEV_HINT = (
+    "check /dev/hidraw* permissions (a udev rule such as "
+    'KERNEL=="hidraw*", ATTRS{idVendor}=="256f", MODE="0666") and that no other program '
+    "(spacenavd, 3DxWare) holds it"
+)
 
 
 @dataclass(frozen=True)
@@ -88,8 +91,9 @@ def parse_report(report: bytes | Sequence[int], state: SpaceMouseState) -> Space
     return state
 
 
-def parse_reports(reports: Sequence[bytes | Sequence[int]],
-                  state: SpaceMouseState | None = None) -> tuple[SpaceMouseState, int]:
+def parse_reports(
+    reports: Sequence[bytes | Sequence[int]], state: SpaceMouseState | None = None
+) -> tuple[SpaceMouseState, int]:
     """Apply reports in order: (final state, buttons held at the end or at any report in between, so
     that a click shorter than one control step is not lost)."""
     state = state if state is not None else SpaceMouseState()
@@ -100,8 +104,9 @@ def parse_reports(reports: Sequence[bytes | Sequence[int]],
     return state, seen | state.buttons
 
 
-def spacemouse_axes(state: SpaceMouseState, full_scale: float = FULL_SCALE,
-                    deadzone: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+def spacemouse_axes(
+    state: SpaceMouseState, full_scale: float = FULL_SCALE, deadzone: float = 0.1
+) -> tuple[np.ndarray, np.ndarray]:
     """(translation as (forward, left, up), rotation as raw-order (rx, ry, rz)), each clipped to [-1, 1]
     and zero within the deadzone."""
     tx, ty, tz = state.translation
@@ -111,13 +116,20 @@ def spacemouse_axes(state: SpaceMouseState, full_scale: float = FULL_SCALE,
 
 
 def button_names(mask: int) -> frozenset[str]:
-    """"left", "right", then "button<i>" for higher bits."""
+    """ "left", "right", then "button<i>" for higher bits."""
     names = {0: "left", 1: "right"}
     return frozenset(names.get(i, f"button{i}") for i in range(mask.bit_length()) if mask >> i & 1)
 
 
-def spacemouse_command(state: SpaceMouseState, buttons_seen: int = 0, *, full_scale: float = FULL_SCALE,
-                       deadzone: float = 0.1, speed: float = 1.0, yaw_deg: float = 0.0) -> DeviceCommand:
+def spacemouse_command(
+    state: SpaceMouseState,
+    buttons_seen: int = 0,
+    *,
+    full_scale: float = FULL_SCALE,
+    deadzone: float = 0.1,
+    speed: float = 1.0,
+    yaw_deg: float = 0.0,
+) -> DeviceCommand:
     """The teleop command for a state; `buttons_seen` adds buttons clicked since the last read."""
     buttons = state.buttons | buttons_seen
     translation, rotation = spacemouse_axes(state, full_scale, deadzone)
@@ -134,11 +146,14 @@ def import_hid():
     try:
         import hid  # noqa: PLC0415 (optional dependency, imported on use)
     except ImportError as e:
-        raise DeviceError("hidapi is not installed (needed by the SpaceMouse): pip install hidapi "
-                          "(or pip install 'robot_rl[teleop]')") from e
+        raise DeviceError(
+            "hidapi is not installed (needed by the SpaceMouse): pip install hidapi (or pip install 'robot_rl[teleop]')"
+        ) from e
     if not hasattr(hid, "device") or not hasattr(hid, "enumerate"):
-        raise DeviceError("the installed 'hid' module is not hidapi's (another package of that name?): "
-                          "pip uninstall hid && pip install hidapi")
+        raise DeviceError(
+            "the installed 'hid' module is not hidapi's (another package of that name?): "
+            "pip uninstall hid && pip install hidapi"
+        )
     return hid
 
 
@@ -151,19 +166,25 @@ def is_spacemouse(info: dict) -> bool:
     return key[0] == 0x256F and info.get("usage_page") == 0x01 and info.get("usage") == 0x08
 
 
-def find_spacemouse(devices: Sequence[dict], vendor_id: int | None = None,
-                    product_id: int | None = None) -> dict | None:
+def find_spacemouse(
+    devices: Sequence[dict], vendor_id: int | None = None, product_id: int | None = None
+) -> dict | None:
     """The hid.enumerate() entry to open: a known (or the requested) device, preferring the interface
     whose usage is the multi-axis controller (receivers expose several)."""
     if vendor_id is not None or product_id is not None:
-        found = [d for d in devices if (vendor_id is None or d.get("vendor_id") == vendor_id)
-                 and (product_id is None or d.get("product_id") == product_id)]
+        found = [
+            d
+            for d in devices
+            if (vendor_id is None or d.get("vendor_id") == vendor_id)
+            and (product_id is None or d.get("product_id") == product_id)
+        ]
     else:
         found = [d for d in devices if is_spacemouse(d)]
     if not found:
         return None
-    found.sort(key=lambda d: (not (d.get("usage_page") == 0x01 and d.get("usage") == 0x08),
-                              d.get("interface_number", 0) or 0))
+    found.sort(
+        key=lambda d: (not (d.get("usage_page") == 0x01 and d.get("usage") == 0x08), d.get("interface_number", 0) or 0)
+    )
     return found[0]
 
 
@@ -176,21 +197,32 @@ class SpaceMouse(TeleopDevice):
     the operator's facing direction from the robot base +x (see common.operator_to_base).
     """
 
-    def __init__(self, path: bytes | str | None = None, vendor_id: int | None = None,
-                 product_id: int | None = None, full_scale: float = FULL_SCALE, deadzone: float = 0.1,
-                 speed: float = 1.0, yaw_deg: float = 0.0) -> None:
+    def __init__(
+        self,
+        path: bytes | str | None = None,
+        vendor_id: int | None = None,
+        product_id: int | None = None,
+        full_scale: float = FULL_SCALE,
+        deadzone: float = 0.1,
+        speed: float = 1.0,
+        yaw_deg: float = 0.0,
+    ) -> None:
         if not 0.0 <= deadzone < 1.0:
             raise ValueError(f"SpaceMouse deadzone must be in [0, 1), got {deadzone}")
         hid = import_hid()
         if path is None:
             info = find_spacemouse(hid.enumerate(), vendor_id, product_id)
             if info is None:
-                wanted = ("a 3Dconnexion device" if vendor_id is None and product_id is None
-                          else f"vendor_id={vendor_id!r} product_id={product_id!r}")
+                wanted = (
+                    "a 3Dconnexion device"
+                    if vendor_id is None and product_id is None
+                    else f"vendor_id={vendor_id!r} product_id={product_id!r}"
+                )
                 raise DeviceError(f"no SpaceMouse found (hidapi sees no {wanted}): plug it in and {_UDEV_HINT}")
             path = info["path"]
-            self.name = PRODUCTS.get((info.get("vendor_id"), info.get("product_id")),
-                                     info.get("product_string") or "3Dconnexion device")
+            self.name = PRODUCTS.get(
+                (info.get("vendor_id"), info.get("product_id")), info.get("product_string") or "3Dconnexion device"
+            )
         else:
             self.name = "SpaceMouse"
         self.path = path.encode() if isinstance(path, str) else path
@@ -198,7 +230,7 @@ class SpaceMouse(TeleopDevice):
         try:
             dev.open_path(self.path)
             dev.set_nonblocking(1)
-        except (OSError, IOError) as e:
+        except OSError as e:
             raise DeviceError(f"found {self.name} at {self.path!r} but could not open it ({e}): {_UDEV_HINT}") from e
         self._dev = dev
         self.full_scale, self.deadzone, self.speed, self.yaw_deg = full_scale, deadzone, speed, yaw_deg
@@ -209,9 +241,10 @@ class SpaceMouse(TeleopDevice):
         for _ in range(MAX_REPORTS_PER_READ):
             try:
                 data = self._dev.read(64)
-            except (OSError, IOError, ValueError) as e:  # hidapi raises these once the device is gone
-                raise DeviceError(f"{self.name} stopped answering ({e}): was it unplugged? Plug it back in "
-                                  "and restart teleop") from e
+            except (OSError, ValueError) as e:  # hidapi raises these once the device is gone
+                raise DeviceError(
+                    f"{self.name} stopped answering ({e}): was it unplugged? Plug it back in and restart teleop"
+                ) from e
             if not data:
                 break
             reports.append(bytes(data))
@@ -222,8 +255,9 @@ class SpaceMouse(TeleopDevice):
         if self._dev is None:
             raise DeviceError(f"{self.name} is closed")
         self.state, seen = parse_reports(self._drain(), self.state)
-        return spacemouse_command(self.state, seen, full_scale=self.full_scale, deadzone=self.deadzone,
-                                  speed=self.speed, yaw_deg=self.yaw_deg)
+        return spacemouse_command(
+            self.state, seen, full_scale=self.full_scale, deadzone=self.deadzone, speed=self.speed, yaw_deg=self.yaw_deg
+        )
 
     def reset(self) -> None:
         """Drop reports queued before the episode began (the latest state is kept: the puck may be held)."""

@@ -2,6 +2,7 @@
 
 robot_rl itself is pip-installed (pip install "robot_rl[ros]"), not built here.
 """
+
 from glob import glob
 
 from setuptools import find_packages, setup

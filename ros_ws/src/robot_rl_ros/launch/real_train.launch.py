@@ -16,6 +16,7 @@ and `ros2 service call /robot/estop std_srvs/srv/SetBool "{data: true}"` stops i
 only one today; the serial robot joins later. `teleop:=false` leaves the teleop node out, e.g. to
 run it on the operator's machine (`ros2 run robot_rl_ros teleop --ros-args -p device:=keyboard`).
 """
+
 from launch import LaunchDescription
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
@@ -24,37 +25,60 @@ from robot_rl_ros.launch_common import argument, learner, node, reward_classifie
 
 
 def generate_launch_description():
-    robot = LaunchConfiguration('robot')
-    task = LaunchConfiguration('task')
-    run_dir = LaunchConfiguration('run_dir')
-    steps = LaunchConfiguration('steps')
-    device = LaunchConfiguration('device')
-    teleop = LaunchConfiguration('teleop')
-    classifier = LaunchConfiguration('classifier')
-    demos = LaunchConfiguration('demos')
-    robot_namespace = LaunchConfiguration('robot_namespace')
+    robot = LaunchConfiguration("robot")
+    task = LaunchConfiguration("task")
+    run_dir = LaunchConfiguration("run_dir")
+    steps = LaunchConfiguration("steps")
+    device = LaunchConfiguration("device")
+    teleop = LaunchConfiguration("teleop")
+    classifier = LaunchConfiguration("classifier")
+    demos = LaunchConfiguration("demos")
+    robot_namespace = LaunchConfiguration("robot_namespace")
 
-    bridge_params = {'overrides': [['robot=', robot], ['task=', task]]}
-    return LaunchDescription([
-        argument('robot'),
-        argument('task'),
-        argument('run_dir', ['runs/real_', task], 'the learner\'s run directory (resumes when it holds a run)'),
-        argument('steps'),
-        argument('device', 'spacemouse', 'teleop device: spacemouse | gamepad | keyboard'),
-        argument('teleop', 'true', 'start the teleop node here (false: run it on another machine)'),
-        argument('classifier'),
-        argument('demos'),
-        argument('robot_namespace', description='namespace of the robot bridge, the actor and the teleop topic'),
-
-        node('robot_bridge', 'real_bridge.yaml', bridge_params, namespace=robot_namespace),
-        node('actor', 'real_actor.yaml', {
-            'overrides': ['robot=ros', ['robot.namespace=', robot_namespace], ['task=', task],
-                          'teleop=ros', ['teleop.namespace=', robot_namespace],
-                          ['reward.classifier=', classifier]],
-        }, namespace=robot_namespace),
-        learner([['task=', task], ['run_dir=', run_dir], ['steps=', steps], ['demos=', demos],
-                 ['reward.classifier=', classifier]]),
-        node('teleop', 'teleop.yaml', {'device': device, 'robot_namespace': robot_namespace},
-             namespace=robot_namespace, condition=IfCondition(teleop)),
-        reward_classifier(classifier, robot_namespace),
-    ])
+    bridge_params = {"overrides": [["robot=", robot], ["task=", task]]}
+    return LaunchDescription(
+        [
+            argument("robot"),
+            argument("task"),
+            argument("run_dir", ["runs/real_", task], "the learner's run directory (resumes when it holds a run)"),
+            argument("steps"),
+            argument("device", "spacemouse", "teleop device: spacemouse | gamepad | keyboard"),
+            argument("teleop", "true", "start the teleop node here (false: run it on another machine)"),
+            argument("classifier"),
+            argument("demos"),
+            argument("robot_namespace", description="namespace of the robot bridge, the actor and the teleop topic"),
+            node("robot_bridge", "real_bridge.yaml", bridge_params, namespace=robot_namespace),
+            node(
+                "actor",
+                "real_actor.yaml",
+                {
+                    "overrides": [
+                        "robot=ros",
+                        ["robot.namespace=", robot_namespace],
+                        ["task=", task],
+                        "teleop=ros",
+                        ["teleop.namespace=", robot_namespace],
+                        ["reward.classifier=", classifier],
+                    ],
+                },
+                namespace=robot_namespace,
+            ),
+            learner(
+                [
+                    ["task=", task],
+                    ["run_dir=", run_dir],
+                    ["steps=", steps],
+                    ["demos=", demos],
+                    ["reward.classifier=", classifier],
+                ]
+            ),
+            node(
+                "teleop",
+                "teleop.yaml",
+                {"device": device, "robot_namespace": robot_namespace},
+                namespace=robot_namespace,
+                condition=IfCondition(teleop),
+            ),
+            reward_classifier(classifier, robot_namespace),
+        ]
+    )

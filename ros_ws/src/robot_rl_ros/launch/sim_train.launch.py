@@ -11,6 +11,7 @@ keeps the actor waiting for `<robot_namespace>/actor/activate`). The actor recor
 scripted demos first, then acts with the learner's newest weights; the learner stops after `steps`
 online env steps and writes summary.json in `run_dir` (a second launch on the same run_dir resumes).
 """
+
 from launch import LaunchDescription
 from launch.substitutions import LaunchConfiguration
 
@@ -18,44 +19,69 @@ from robot_rl_ros.launch_common import argument, learner, node, reward_classifie
 
 
 def generate_launch_description():
-    task = LaunchConfiguration('task')
-    run_dir = LaunchConfiguration('run_dir')
-    steps = LaunchConfiguration('steps')
-    seed = LaunchConfiguration('seed')
-    robot_namespace = LaunchConfiguration('robot_namespace')
-    classifier = LaunchConfiguration('classifier')
-    num_demos = LaunchConfiguration('num_demos')
-    demos = LaunchConfiguration('demos')
-    activate = LaunchConfiguration('activate')
+    task = LaunchConfiguration("task")
+    run_dir = LaunchConfiguration("run_dir")
+    steps = LaunchConfiguration("steps")
+    seed = LaunchConfiguration("seed")
+    robot_namespace = LaunchConfiguration("robot_namespace")
+    classifier = LaunchConfiguration("classifier")
+    num_demos = LaunchConfiguration("num_demos")
+    demos = LaunchConfiguration("demos")
+    activate = LaunchConfiguration("activate")
 
     # hydra overrides: each item a list (concatenated into one string); a bare substitution in the
     # list would make launch_ros join the whole list into a single string
     bridge_params = {
-        'overrides': ['robot=mujoco', ['task=', task]],
-        'seed': seed,
+        "overrides": ["robot=mujoco", ["task=", task]],
+        "seed": seed,
     }
-    return LaunchDescription([
-        argument('task', description='task config (configs/task): pick_cube | pick_cube_vision'),
-        argument('run_dir', ['runs/ros_', task, '_seed', seed],
-                 'the learner\'s run directory (resumes when it holds a run)'),
-        argument('steps'),
-        argument('seed', '0', 'seed of the bridge, actor and learner'),
-        argument('robot_namespace'),
-        argument('classifier', description='classifier.pt from `robot-rl train-classifier`: the actor\'s reward '
-                                           'comes from it and a reward_classifier node monitors the cameras '
-                                           '(needs a vision task)'),
-        argument('num_demos', '20', 'scripted demos the actor records before it trains'),
-        argument('demos', description='zarr store (or run directory) whose demo episodes the learner copies'),
-        argument('activate', 'true', 'start the actor active (false: call <robot_namespace>/actor/activate)'),
-
-        node('robot_bridge', 'sim_bridge.yaml', bridge_params, namespace=robot_namespace),
-        node('actor', 'sim_actor.yaml', {
-            'overrides': ['robot=ros', ['robot.namespace=', robot_namespace],
-                          ['task=', task], ['seed=', seed], ['reward.classifier=', classifier]],
-            'num_demos': num_demos,
-            'start_active': activate,
-        }, namespace=robot_namespace),
-        learner([['task=', task], ['run_dir=', run_dir], ['steps=', steps], ['seed=', seed],
-                 ['demos=', demos], ['reward.classifier=', classifier]]),
-        reward_classifier(classifier, robot_namespace, reliable_sensors=True),
-    ])
+    return LaunchDescription(
+        [
+            argument("task", description="task config (configs/task): pick_cube | pick_cube_vision"),
+            argument(
+                "run_dir",
+                ["runs/ros_", task, "_seed", seed],
+                "the learner's run directory (resumes when it holds a run)",
+            ),
+            argument("steps"),
+            argument("seed", "0", "seed of the bridge, actor and learner"),
+            argument("robot_namespace"),
+            argument(
+                "classifier",
+                description="classifier.pt from `robot-rl train-classifier`: the actor's reward "
+                "comes from it and a reward_classifier node monitors the cameras "
+                "(needs a vision task)",
+            ),
+            argument("num_demos", "20", "scripted demos the actor records before it trains"),
+            argument("demos", description="zarr store (or run directory) whose demo episodes the learner copies"),
+            argument("activate", "true", "start the actor active (false: call <robot_namespace>/actor/activate)"),
+            node("robot_bridge", "sim_bridge.yaml", bridge_params, namespace=robot_namespace),
+            node(
+                "actor",
+                "sim_actor.yaml",
+                {
+                    "overrides": [
+                        "robot=ros",
+                        ["robot.namespace=", robot_namespace],
+                        ["task=", task],
+                        ["seed=", seed],
+                        ["reward.classifier=", classifier],
+                    ],
+                    "num_demos": num_demos,
+                    "start_active": activate,
+                },
+                namespace=robot_namespace,
+            ),
+            learner(
+                [
+                    ["task=", task],
+                    ["run_dir=", run_dir],
+                    ["steps=", steps],
+                    ["seed=", seed],
+                    ["demos=", demos],
+                    ["reward.classifier=", classifier],
+                ]
+            ),
+            reward_classifier(classifier, robot_namespace, reliable_sensors=True),
+        ]
+    )

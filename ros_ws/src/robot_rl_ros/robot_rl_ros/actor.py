@@ -14,6 +14,7 @@ A command is never sent from an observation older than one control period (RosRo
 Parameters: overrides, training_namespace, actor_id, policy, deterministic, num_demos, episodes
 (0 = no limit), on_learner_lost, learner_timeout_s, max_steps_ahead, outbox_episodes, start_active.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,8 @@ import time
 
 from rclpy.node import Node
 
-from robot_rl.ros import contract
 from robot_rl.robots.ros import RobotUnavailable
+from robot_rl.ros import contract
 from robot_rl.runtime.wire import RejectCounter, WireError
 from robot_rl.tasks.reset import ResetError
 from robot_rl_ros.common import node_config, run_node, start_worker
@@ -43,33 +44,48 @@ class ActorNode(Node):
         ns = p("training_namespace", contract.DEFAULT_TRAINING_NAMESPACE)
         self.actor_id = p("actor_id", "") or self.get_fully_qualified_name()
         policy = p("policy", "")
-        pacing = Pacing(training=not policy, num_demos=int(p("num_demos", 0)), max_episodes=int(p("episodes", 0)),
-                        on_learner_lost=p("on_learner_lost", "hold"),
-                        learner_timeout_s=float(p("learner_timeout_s", 2.0)),
-                        max_steps_ahead=int(p("max_steps_ahead", -1)),
-                        outbox_episodes=int(p("outbox_episodes", 100)))
+        pacing = Pacing(
+            training=not policy,
+            num_demos=int(p("num_demos", 0)),
+            max_episodes=int(p("episodes", 0)),
+            on_learner_lost=p("on_learner_lost", "hold"),
+            learner_timeout_s=float(p("learner_timeout_s", 2.0)),
+            max_steps_ahead=int(p("max_steps_ahead", -1)),
+            outbox_episodes=int(p("outbox_episodes", 100)),
+        )
         start_active = bool(p("start_active", False))
         deterministic = bool(p("deterministic", not pacing.training))
 
-        self.pub_transitions = self.create_publisher(UInt8MultiArray, contract.join(ns, contract.TRANSITIONS.name),
-                                                     contract.qos("stream"))
-        self.core = RemoteActor(cfg, self.actor_id, deterministic=deterministic, policy_run=policy or None,
-                                pacing=pacing, link_ok=lambda: self.pub_transitions.get_subscription_count() > 0)
+        self.pub_transitions = self.create_publisher(
+            UInt8MultiArray, contract.join(ns, contract.TRANSITIONS.name), contract.qos("stream")
+        )
+        self.core = RemoteActor(
+            cfg,
+            self.actor_id,
+            deterministic=deterministic,
+            policy_run=policy or None,
+            pacing=pacing,
+            link_ok=lambda: self.pub_transitions.get_subscription_count() > 0,
+        )
         self.core.active = start_active
         self.training = pacing.training
         self.state = "inactive"
         self.rejects = RejectCounter(lambda text: self.get_logger().warning(text))
-        self.create_subscription(UInt8MultiArray, contract.join(ns, contract.POLICY_WEIGHTS.name), self.on_weights,
-                                 contract.qos("latched"))
-        self.create_subscription(String, contract.join(ns, contract.LEARNER_STATUS.name), self.on_learner_status,
-                                 contract.qos("command"))
+        self.create_subscription(
+            UInt8MultiArray, contract.join(ns, contract.POLICY_WEIGHTS.name), self.on_weights, contract.qos("latched")
+        )
+        self.create_subscription(
+            String, contract.join(ns, contract.LEARNER_STATUS.name), self.on_learner_status, contract.qos("command")
+        )
         self.pub_status = self.create_publisher(String, contract.ACTOR_STATUS.name, contract.qos("command"))
         self.create_service(SetBool, contract.ACTIVATE.name, self.on_activate)
         self.create_timer(0.5, self.publish_status)
         self.String, self.Bytes = String, UInt8MultiArray
         self.thread = start_worker(self, self.control_loop, "actor_loop")
-        self.get_logger().info(f"actor {self.actor_id}: {'training' if self.training else 'deploying ' + policy}, "
-                               f"{'active' if start_active else 'inactive: call ~/activate true'}")
+        self.get_logger().info(
+            f"actor {self.actor_id}: {'training' if self.training else 'deploying ' + policy}, "
+            f"{'active' if start_active else 'inactive: call ~/activate true'}"
+        )
 
     # ------------------------------------------------------------------ ROS callbacks
     def on_weights(self, msg) -> None:
@@ -94,8 +110,9 @@ class ActorNode(Node):
         return response
 
     def publish_status(self) -> None:
-        self.pub_status.publish(self.String(data=json.dumps({**self.core.status(self.state),
-                                                             "rejected": self.rejects.counts()})))
+        self.pub_status.publish(
+            self.String(data=json.dumps({**self.core.status(self.state), "rejected": self.rejects.counts()}))
+        )
 
     # ------------------------------------------------------------------ the loop
     def flush(self) -> None:

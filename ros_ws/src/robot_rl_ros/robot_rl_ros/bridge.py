@@ -31,6 +31,7 @@ sqrt(3) * action_scale / control_dt, times 1.25: a full-scale action on every ax
 faster is not a policy's command), max_tcp_angular_speed (rad/s, for a task with `rotation`; 0 = the
 task's top angular speed, sqrt(3) * rotation_scale / control_dt, times 1.25).
 """
+
 from __future__ import annotations
 
 import functools
@@ -58,6 +59,7 @@ MAX_JOINT_NAMES = 64
 def guarded(kind: str):
     """A callback wrapper: an exception is counted (`internal`) and logged instead of stopping the node;
     a service callback answers success=False with the reason."""
+
     def wrap(method):
         @functools.wraps(method)
         def call(self, *args):
@@ -70,7 +72,9 @@ def guarded(kind: str):
                     args[1].success, args[1].message = False, f"internal error: {type(err).__name__}: {err}"[:500]
                     return args[1]
                 return None
+
         return call
+
     return wrap
 
 
@@ -89,8 +93,13 @@ class Percentiles:
         if not self.values:
             return {"n": 0}
         v = np.asarray(self.values) * scale
-        return {"n": len(v), "p50": float(np.percentile(v, 50)), "p99": float(np.percentile(v, 99)),
-                "max": float(v.max()), "mean": float(v.mean())}
+        return {
+            "n": len(v),
+            "p50": float(np.percentile(v, 50)),
+            "p99": float(np.percentile(v, 99)),
+            "max": float(v.max()),
+            "mean": float(v.mean()),
+        }
 
 
 class RobotBridge(Node):
@@ -104,7 +113,9 @@ class RobotBridge(Node):
         cfg = node_config(self)
         self.mode = self.declare_parameter("mode", "free").value
         if self.mode not in ("free", "lockstep"):
-            raise ValueError(f"robot_bridge mode={self.mode!r}: use free (real time) or lockstep (one step per command)")
+            raise ValueError(
+                f"robot_bridge mode={self.mode!r}: use free (real time) or lockstep (one step per command)"
+            )
         cameras, objects = string_list(self, "cameras"), string_list(self, "objects")
         self.armed = bool(self.declare_parameter("start_armed", False).value)
         self.reliable = bool(self.declare_parameter("reliable_sensors", self.mode == "lockstep").value)
@@ -128,20 +139,25 @@ class RobotBridge(Node):
         self.image_size = tuple(getattr(self.task, "image_size", self.robot.render_size))
         missing = [c for c in self.cameras if c not in self.robot.camera_names]
         if missing:
-            raise ValueError(f"robot_bridge cameras {missing} are not in the robot; choose from {list(self.robot.camera_names)}")
+            raise ValueError(
+                f"robot_bridge cameras {missing} are not in the robot; choose from {list(self.robot.camera_names)}"
+            )
         self.dt = float(self.robot.control_dt)
         if not math.isfinite(max_tcp_speed) or max_tcp_speed < 0:
             raise ValueError(f"robot_bridge max_tcp_speed={max_tcp_speed}: give a speed in m/s (0: the task's)")
         scale = float(getattr(self.task, "action_scale", 0.0))
         self.max_tcp_speed = max_tcp_speed or (SPEED_MARGIN * math.sqrt(3) * scale / self.dt if scale > 0 else 0.5)
         if not math.isfinite(max_tcp_angular_speed) or max_tcp_angular_speed < 0:
-            raise ValueError(f"robot_bridge max_tcp_angular_speed={max_tcp_angular_speed}: give a speed in rad/s "
-                             "(0: the task's)")
+            raise ValueError(
+                f"robot_bridge max_tcp_angular_speed={max_tcp_angular_speed}: give a speed in rad/s (0: the task's)"
+            )
         self.rotation = bool(getattr(self.task, "rotation", False))
         if self.rotation:
             if not getattr(self.robot, "supports_rotation", False):
-                raise ValueError(f"robot_bridge: the task acts in rotation but {type(self.robot).__name__} does not: "
-                                 "set task.rotation=false")
+                raise ValueError(
+                    f"robot_bridge: the task acts in rotation but {type(self.robot).__name__} does not: "
+                    "set task.rotation=false"
+                )
             self.robot.orientation_limits = np.asarray(self.task.rotation_limits, dtype=np.float64).copy()
         rot_scale = float(getattr(self.task, "rotation_scale", 0.0))
         self.max_tcp_angular_speed = max_tcp_angular_speed or SPEED_MARGIN * math.sqrt(3) * rot_scale / self.dt
@@ -161,9 +177,12 @@ class RobotBridge(Node):
         self.pub_pose = self.create_publisher(PoseStamped, contract.TCP_POSE.name, sensor)
         self.pub_twist = self.create_publisher(TwistStamped, contract.TCP_TWIST.name, sensor)
         self.pub_wrench = self.create_publisher(WrenchStamped, contract.WRENCH.name, sensor)
-        self.pub_objects = {o: self.create_publisher(PoseStamped, name(contract.OBJECT_POSE, object=o), sensor)
-                            for o in self.objects}
-        self.pub_images = {c: self.create_publisher(Image, name(contract.IMAGE, camera=c), sensor) for c in self.cameras}
+        self.pub_objects = {
+            o: self.create_publisher(PoseStamped, name(contract.OBJECT_POSE, object=o), sensor) for o in self.objects
+        }
+        self.pub_images = {
+            c: self.create_publisher(Image, name(contract.IMAGE, camera=c), sensor) for c in self.cameras
+        }
         self.pub_status = self.create_publisher(String, contract.ROBOT_STATUS.name, contract.qos("latched"))
         command = contract.qos("command")
         self.create_subscription(TwistStamped, contract.CMD_TWIST.name, self.on_twist, command)
@@ -179,17 +198,27 @@ class RobotBridge(Node):
         self.publish_observation()
         if self.mode == "free":
             self.create_timer(self.dt, self.tick)
-        self.get_logger().info(f"{type(self.robot).__name__} at {1 / self.dt:.0f} Hz, {self.mode}, cameras "
-                               f"{self.cameras}, objects {self.objects}, {'armed' if self.armed else 'disarmed'}")
+        self.get_logger().info(
+            f"{type(self.robot).__name__} at {1 / self.dt:.0f} Hz, {self.mode}, cameras "
+            f"{self.cameras}, objects {self.objects}, {'armed' if self.armed else 'disarmed'}"
+        )
 
     # ------------------------------------------------------------------ publishing
     def publish_status(self) -> None:
         lo, hi = self.robot.workspace
-        status = {"armed": self.armed, "estop": self.estop, "mode": self.mode, "reliable_sensors": self.reliable,
-                  "control_dt": self.dt,
-                  "workspace": [lo.tolist(), hi.tolist()], "gripper_max_opening": self.robot.gripper_max_opening,
-                  "joint_names": self.joint_names, "rotation": self.rotation,
-                  "cameras": self.cameras, "objects": self.objects}
+        status = {
+            "armed": self.armed,
+            "estop": self.estop,
+            "mode": self.mode,
+            "reliable_sensors": self.reliable,
+            "control_dt": self.dt,
+            "workspace": [lo.tolist(), hi.tolist()],
+            "gripper_max_opening": self.robot.gripper_max_opening,
+            "joint_names": self.joint_names,
+            "rotation": self.rotation,
+            "cameras": self.cameras,
+            "objects": self.objects,
+        }
         self.pub_status.publish(String(data=json.dumps(status)))
 
     def publish_observation(self) -> None:
@@ -272,8 +301,10 @@ class RobotBridge(Node):
             return "twist_angular", f"angular {angular}: the TCP orientation is fixed, rotations are not executed"
         angular_speed = math.sqrt(sum(v * v for v in angular))
         if angular_speed > self.max_tcp_angular_speed:
-            return "twist_angular_overspeed", (f"angular speed {angular_speed:.3g} rad/s exceeds max_tcp_angular_speed "
-                                               f"{self.max_tcp_angular_speed:.3g} rad/s")
+            return "twist_angular_overspeed", (
+                f"angular speed {angular_speed:.3g} rad/s exceeds max_tcp_angular_speed "
+                f"{self.max_tcp_angular_speed:.3g} rad/s"
+            )
         if msg.header.frame_id not in ("", contract.BASE_FRAME):
             return "twist_frame", f"frame_id {msg.header.frame_id[:40]!r}: commands are in {contract.BASE_FRAME!r}"
         return None
@@ -381,12 +412,21 @@ class RobotBridge(Node):
     @guarded("the stats service")
     def on_stats(self, request, response):
         response.success = True
-        response.message = json.dumps({
-            "mode": self.mode, "control_dt_ms": self.dt * 1e3, "period_ms": self.tick_times.summary(),
-            "jitter_ms": self.jitter.summary(),
-            "obs_to_command_ms": self.latency.summary(), "applied": self.applied, "held": self.held,
-            "rejected_stale": self.rejected_stale, "invalid": self.invalid.counts(),
-            "max_tcp_speed": self.max_tcp_speed, "max_tcp_angular_speed": self.max_tcp_angular_speed})
+        response.message = json.dumps(
+            {
+                "mode": self.mode,
+                "control_dt_ms": self.dt * 1e3,
+                "period_ms": self.tick_times.summary(),
+                "jitter_ms": self.jitter.summary(),
+                "obs_to_command_ms": self.latency.summary(),
+                "applied": self.applied,
+                "held": self.held,
+                "rejected_stale": self.rejected_stale,
+                "invalid": self.invalid.counts(),
+                "max_tcp_speed": self.max_tcp_speed,
+                "max_tcp_angular_speed": self.max_tcp_angular_speed,
+            }
+        )
         return response
 
     def shutdown(self) -> None:

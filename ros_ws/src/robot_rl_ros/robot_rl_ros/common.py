@@ -1,9 +1,10 @@
 """What every robot_rl node shares: its hydra config from parameters, list parameters, and `run_node`."""
+
 from __future__ import annotations
 
 import sys
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from omegaconf import DictConfig
 
@@ -31,6 +32,7 @@ def node_config(node, config_name: str = "train") -> DictConfig:
 def start_worker(node, loop: Callable[[], None], name: str) -> threading.Thread:
     """Run `loop` on a daemon thread beside the node's executor. If it raises while the node is up,
     the error is kept in `node.worker_error` and the node shuts down, so that `run_node` reports it."""
+
     def run() -> None:
         try:
             loop()

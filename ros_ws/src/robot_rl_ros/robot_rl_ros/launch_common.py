@@ -2,6 +2,7 @@
 parameter-file path, and one way to start a robot_rl_ros node. Imported by the launch files only (it
 needs `launch` and `launch_ros`, which a ROS 2 installation provides); tests/test_ros_launch.py reads
 it statically, as it reads the launch files."""
+
 import os
 
 from ament_index_python.packages import get_package_share_directory
@@ -10,24 +11,29 @@ from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PythonExpression
 from launch_ros.actions import Node
 
-PACKAGE = 'robot_rl_ros'
+PACKAGE = "robot_rl_ros"
 
 # launch arguments declared by more than one launch file: name -> (default, description); a launch file
 # may give its own default or description
 ARGUMENTS = {
-    'task': ('pick_cube', 'task config (configs/task)'),
-    'robot': ('mujoco', 'robot config the bridge drives (configs/robot): mujoco today'),
-    'steps': ('15000', 'online env steps to train'),
-    'robot_namespace': ('/robot', 'namespace of the robot bridge and the actor'),
-    'classifier': ('', ('classifier.pt from `robot-rl train-classifier`: reward and success come from the '
-                        'cameras (needs a vision task)')),
-    'demos': ('', 'zarr store (or run directory) of recorded demos the learner copies'),
+    "task": ("pick_cube", "task config (configs/task)"),
+    "robot": ("mujoco", "robot config the bridge drives (configs/robot): mujoco today"),
+    "steps": ("15000", "online env steps to train"),
+    "robot_namespace": ("/robot", "namespace of the robot bridge and the actor"),
+    "classifier": (
+        "",
+        (
+            "classifier.pt from `robot-rl train-classifier`: reward and success come from the "
+            "cameras (needs a vision task)"
+        ),
+    ),
+    "demos": ("", "zarr store (or run directory) of recorded demos the learner copies"),
 }
 
 
 def config(name):
     """A parameter file installed in share/robot_rl_ros/config."""
-    return os.path.join(get_package_share_directory(PACKAGE), 'config', name)
+    return os.path.join(get_package_share_directory(PACKAGE), "config", name)
 
 
 def argument(name, default=None, description=None):
@@ -48,23 +54,33 @@ def is_set(value):
 def node(executable, parameter_file, parameters, namespace=None, condition=None):
     """The robot_rl_ros node `executable` (named after it) with config/`parameter_file` and the inline
     `parameters` (a dict; hydra `overrides` items as lists of parts), printing to the screen."""
-    return Node(package=PACKAGE, executable=executable, name=executable, namespace=namespace,
-                output='screen', emulate_tty=True, parameters=[config(parameter_file), parameters],
-                condition=condition)
+    return Node(
+        package=PACKAGE,
+        executable=executable,
+        name=executable,
+        namespace=namespace,
+        output="screen",
+        emulate_tty=True,
+        parameters=[config(parameter_file), parameters],
+        condition=condition,
+    )
 
 
 def learner(overrides):
     """The learner (no namespace: it serves every actor of the training namespace)."""
-    return node('learner', 'learner.yaml', {'overrides': overrides})
+    return node("learner", "learner.yaml", {"overrides": overrides})
 
 
 def reward_classifier(classifier, robot_namespace, reliable_sensors=False):
     """The reward_classifier node watching `robot_namespace`'s cameras, started when `classifier` is set
     (`reliable_sensors`: for a lock-stepped bridge, which publishes its sensors reliably)."""
-    return node('reward_classifier', 'reward_classifier.yaml',
-                {'classifier': classifier, 'robot_namespace': robot_namespace, 'reliable_sensors': reliable_sensors},
-                namespace=robot_namespace, condition=is_set(classifier))
+    return node(
+        "reward_classifier",
+        "reward_classifier.yaml",
+        {"classifier": classifier, "robot_namespace": robot_namespace, "reliable_sensors": reliable_sensors},
+        namespace=robot_namespace,
+        condition=is_set(classifier),
+    )
 
 
-__all__ = ['ARGUMENTS', 'LaunchConfiguration', 'argument', 'config', 'is_set', 'learner', 'node',
-           'reward_classifier']
+__all__ = ["ARGUMENTS", "LaunchConfiguration", "argument", "config", "is_set", "learner", "node", "reward_classifier"]

@@ -17,6 +17,7 @@ Parameters: overrides (the train config, e.g. ['task=pick_cube', 'run_dir=runs/r
 training_namespace, weights_period_s, exit_when_done, max_inbox_mb (payloads received, not yet
 decoded), max_pending_mb (episodes in progress, all actors).
 """
+
 from __future__ import annotations
 
 import json
@@ -50,14 +51,17 @@ class LearnerNode(Node):
         self.core = None
         # subscribe before building (seconds: the env, the agent, a resumed log): the stream QoS keeps
         # what actors send meanwhile in the reader, and it is taken once the node spins
-        self.create_subscription(UInt8MultiArray, contract.join(ns, contract.TRANSITIONS.name), self.on_chunk,
-                                 contract.qos("stream"))
+        self.create_subscription(
+            UInt8MultiArray, contract.join(ns, contract.TRANSITIONS.name), self.on_chunk, contract.qos("stream")
+        )
         self.core = RemoteLearner(cfg, log=lambda msg: self.get_logger().info(msg), limits=limits)
         self.String, self.Bytes = String, UInt8MultiArray
-        self.pub_weights = self.create_publisher(UInt8MultiArray, contract.join(ns, contract.POLICY_WEIGHTS.name),
-                                                 contract.qos("latched"))
-        self.pub_status = self.create_publisher(String, contract.join(ns, contract.LEARNER_STATUS.name),
-                                                contract.qos("command"))
+        self.pub_weights = self.create_publisher(
+            UInt8MultiArray, contract.join(ns, contract.POLICY_WEIGHTS.name), contract.qos("latched")
+        )
+        self.pub_status = self.create_publisher(
+            String, contract.join(ns, contract.LEARNER_STATUS.name), contract.qos("command")
+        )
         self.create_timer(0.1, self.publish_status)
         self.running = True
         self.finished = False
@@ -96,17 +100,25 @@ class LearnerNode(Node):
                 self.publish_status()
             if now - last_log >= 10.0 and self.core.learner is not None:
                 status = self.core.status()
-                self.get_logger().info(f"step {status['env_steps']}/{self.steps} | episodes {status['episodes']} | "
-                                       f"updates {status['updates']} | success(last 20) {status['success_recent']:.0%} "
-                                       f"| actors {status['actors']}")
+                self.get_logger().info(
+                    f"step {status['env_steps']}/{self.steps} | episodes {status['episodes']} | "
+                    f"updates {status['updates']} | success(last 20) {status['success_recent']:.0%} "
+                    f"| actors {status['actors']}"
+                )
                 last_log = now
-            if self.exit_when_done and self.core.learner is not None and self.core.backlog == 0 \
-                    and self.core.counts["env_steps"] >= self.steps:
+            if (
+                self.exit_when_done
+                and self.core.learner is not None
+                and self.core.backlog == 0
+                and self.core.counts["env_steps"] >= self.steps
+            ):
                 summary = self.core.finish()
                 self.finished = True
                 self.publish_weights()
-                self.get_logger().info(f"done: {summary['env_steps']} env steps, {summary['critic_updates']} critic updates "
-                                       f"-> {self.core.run_dir / 'summary.json'}")
+                self.get_logger().info(
+                    f"done: {summary['env_steps']} env steps, {summary['critic_updates']} critic updates "
+                    f"-> {self.core.run_dir / 'summary.json'}"
+                )
                 self.running = False
                 self.context.try_shutdown()
                 return

@@ -10,6 +10,7 @@ another size than it was trained on, end the node with a one-line error (status 
 Parameters: classifier (path to classifier.pt, required), robot_namespace (default /robot),
 reliable_sensors (subscribe reliably, for a lock-stepped bridge; default false), device (cpu | cuda).
 """
+
 from __future__ import annotations
 
 from rclpy.node import Node
@@ -33,8 +34,9 @@ class RewardClassifier(Node):
         reliable = bool(self.declare_parameter("reliable_sensors", False).value)
         device = str(self.declare_parameter("device", "cpu").value)
         if not path:
-            raise ValueError("reward_classifier needs -p classifier:=<path to classifier.pt> (from "
-                             "`robot-rl train-classifier`)")
+            raise ValueError(
+                "reward_classifier needs -p classifier:=<path to classifier.pt> (from `robot-rl train-classifier`)"
+            )
         self.classifier = SuccessClassifier.load(path, device=device)
         prefix = contract.IMAGE.name.split("{", 1)[0]  # "image/": the classifier's keys are the topic names
         self.keys = self.classifier.image_keys
@@ -45,8 +47,9 @@ class RewardClassifier(Node):
         self.scored = 0
         sensor = contract.qos(contract.IMAGE.qos, reliable)
         for key in self.keys:
-            self.create_subscription(Image, contract.join(namespace, key),
-                                     lambda msg, key=key: self.on_image(key, msg), sensor)
+            self.create_subscription(
+                Image, contract.join(namespace, key), lambda msg, key=key: self.on_image(key, msg), sensor
+            )
         self.topic = contract.join(namespace, contract.SUCCESS_PROBABILITY.name)
         self.pub = self.create_publisher(Float32, self.topic, contract.qos(contract.SUCCESS_PROBABILITY.qos))
         self.get_logger().info(f"{path}: {', '.join(contract.join(namespace, k) for k in self.keys)} -> {self.topic}")
@@ -58,8 +61,10 @@ class RewardClassifier(Node):
         image = image_to_array(msg)
         if image.shape != self.classifier.image_shapes[key]:
             h, w = self.classifier.image_shapes[key][:2]
-            raise ValueError(f"{key} frames are {image.shape[0]}x{image.shape[1]}, the classifier was trained on "
-                             f"{h}x{w}: give the bridge task.image_size=[{h},{w}]")
+            raise ValueError(
+                f"{key} frames are {image.shape[0]}x{image.shape[1]}, the classifier was trained on "
+                f"{h}x{w}: give the bridge task.image_size=[{h},{w}]"
+            )
         frames = self.sets.add(key, stamp, image)
         if frames is None:
             return

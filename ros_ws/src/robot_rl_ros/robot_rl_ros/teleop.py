@@ -9,6 +9,7 @@ Parameters: device (spacemouse | gamepad | keyboard, with its configs/teleop/<de
 (hydra, e.g. ['teleop.speed=0.5']), robot_namespace (default /robot), rate_hz (default 20), tty (the
 keyboard's terminal device, e.g. /dev/pts/3; default: this process's stdin).
 """
+
 from __future__ import annotations
 
 import os
