@@ -13,14 +13,9 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
-
-if TYPE_CHECKING:
-    from robot_rl.agents.sac import SACConfig
-
 
 # ---- errors a person can act on ----------------------------------------------------------------------
 
@@ -164,13 +159,6 @@ class RuntimeConfig:
             raise ValueError(f"runtime.max_wall_s={self.max_wall_s} must be 0 or more seconds (or null)")
 
 
-def agent_config(cfg: DictConfig) -> SACConfig:
-    """The `agent` group, typed (robot_rl.agents.sac.SACConfig)."""
-    from robot_rl.agents.sac import SACConfig  # the schema lives with the agent; imported on use
-
-    return typed(cfg.agent, SACConfig, "agent")
-
-
 def check_device(device: str) -> None:
     """A one-line error for a device this torch cannot use (e.g. cuda on a CPU-only install)."""
     import torch
@@ -183,15 +171,6 @@ def check_device(device: str) -> None:
         raise ValueError(
             f"device={device} but this torch sees no CUDA GPU (a CPU-only install, or no GPU visible): use device=cpu"
         )
-
-
-def check_train_config(cfg: DictConfig) -> RuntimeConfig:
-    """Validate the top-level train keys and return the typed runtime group."""
-    for key in ("steps", "seed", "num_demos"):
-        if not isinstance(cfg[key], int) or cfg[key] < 0:
-            raise ValueError(f"{key}={cfg[key]!r} must be a non-negative integer")
-    agent_config(cfg)
-    return typed(cfg.runtime, RuntimeConfig, "runtime")
 
 
 def count_arg(cfg: DictConfig, key: str, least: int = 0) -> int:

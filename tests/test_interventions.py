@@ -202,7 +202,7 @@ def test_training_with_the_operator_logs_interventions_and_drops_discarded_episo
 def test_real_device_configs_compose_and_a_missing_device_is_one_clear_line(device, message):
     """Every configs/teleop file's keys are accepted by its device; with no device attached the
     actor env fails with a one-line error naming the device (no such hardware here or on CI)."""
-    from robot_rl.runtime.embedded import make_actor_env
+    from robot_rl.envs.factory import make_actor_env
 
     cfg = compose("train", [f"teleop={device}"])
     with pytest.raises(ValueError, match=message) as err:

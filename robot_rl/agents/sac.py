@@ -16,11 +16,13 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
+from omegaconf import DictConfig
 
 from robot_rl.agents.augmentation import random_shift
 from robot_rl.agents.encoders import EncoderConfig, ObservationEncoder
 from robot_rl.agents.grasp import NUM_GRASP_ACTIONS, GraspCritic, class_to_gripper, grasp_td_loss, gripper_to_class
 from robot_rl.agents.networks import CriticEnsemble, TanhGaussianActor
+from robot_rl.config import typed
 from robot_rl.data.replay import Batch
 
 
@@ -59,6 +61,11 @@ class SACConfig:
             raise ValueError(f"agent.grasp_epsilon={self.grasp_epsilon} must be in [0, 1]")
         if isinstance(self.encoder, Mapping):  # built from a plain dict (e.g. a checkpoint's config)
             self.encoder = EncoderConfig(**self.encoder)
+
+
+def agent_config(cfg: DictConfig) -> SACConfig:
+    """The `agent` config group, typed: a one-line error names a bad key or value."""
+    return typed(cfg.agent, SACConfig, "agent")
 
 
 class SACAgent:

@@ -14,8 +14,9 @@ from robot_rl.data.episode_log import STORE_NAME, EpisodeLogWriter
 from robot_rl.data.files import write_atomic
 from robot_rl.data.schema import EpisodeSource
 from robot_rl.reward.dataset import frame_index, open_labelled_store
-from robot_rl.reward.recording import KINDS, LabelPolicies, episode_kinds, load_policy
+from robot_rl.reward.recording import KINDS, LabelPolicies, episode_kinds
 from robot_rl.runtime.run_dir import open_run_dir
+from robot_rl.runtime.trained import load_trained
 
 CONFIG = "record_labels"
 
@@ -64,7 +65,8 @@ def record_labels(cfg: DictConfig) -> dict:
             raise ValueError(f"task {cfg.task.name} has no camera observations to label: use task=pick_cube_vision")
         policies = LabelPolicies(env, rng, float(cfg.expert_noise), lift, partial)
         if cfg.get("policy"):
-            policies.policy = load_policy(str(cfg.policy), env)
+            # its rollouts show the states a classifier must not call success by mistake (hard negatives)
+            policies.policy = load_trained(str(cfg.policy), env).agent.act
         out = open_run_dir(out)
         start, n = time.perf_counter(), len(kinds)
         counts = {kind: {"episodes": 0, "frames": 0, "positives": 0} for kind in KINDS}

@@ -4,7 +4,10 @@ the in-process sim, or ros, a robot bridge over ROS 2) or gym (any gymnasium env
 from __future__ import annotations
 
 import gymnasium as gym
+import numpy as np
 from omegaconf import DictConfig, OmegaConf
+
+from robot_rl.envs.intervention import InterventionWrapper
 
 ROBOT_TASKS = ("pick_cube", "pick_cube_vision")  # tasks for a Robot: the in-process sim or a ROS bridge
 TASKS = (*ROBOT_TASKS, "gym")
@@ -28,3 +31,33 @@ def make_env(cfg: DictConfig, seed: int | None = None) -> gym.Env:
         except TypeError as err:
             raise ValueError(f"bad task/robot config for {name} ({err}); see configs/task/{name}.yaml") from None
     raise ValueError(f"unknown task '{name}': choose one of {', '.join(TASKS)}")
+
+
+def make_actor_env(cfg: DictConfig, seed: int, rng: np.random.Generator):
+    """The env the actor trains in: the task env, with the reward classifier (`reward.classifier`)
+    and a teleop device (`teleop.device`) wrapped around it when configured. With a classifier a sim
+    task runs with `reward=dense`, so that only the classifier (not the sim's ground truth) ends episodes."""
+    reward_cfg = cfg.get("reward") or {}
+    if reward_cfg.get("classifier") and "reward" in cfg.task:
+        cfg = cfg.copy()
+        cfg.task.reward = "dense"
+    env = make_env(cfg, seed=seed)
+    if reward_cfg.get("classifier"):
+        from robot_rl.envs.classifier_reward import ClassifierReward
+        from robot_rl.reward.model import SuccessClassifier
+
+        classifier = SuccessClassifier.load(str(reward_cfg.classifier), device=str(cfg.device))
+        env = ClassifierReward(env, classifier, state_check=bool(reward_cfg.get("state_check", False)))
+    teleop = OmegaConf.to_container(cfg.teleop, resolve=True) if cfg.get("teleop") else {}
+    name = teleop.pop("device", None)
+    if name:
+        if name == "sim_operator":  # watches the sim it runs in
+            from robot_rl.teleop.sim_operator import SimulatedOperator
+
+            device = SimulatedOperator(env, rng=rng, **teleop)
+        else:
+            from robot_rl.teleop.devices import make_device
+
+            device = make_device(name, **teleop)
+        env = InterventionWrapper(env, device)
+    return env

@@ -88,7 +88,7 @@ class LabelPolicies:
         self.empty = EmptyReach(env, rng, lift_range, noise)
         self.rng, self.line = rng, float(env.unwrapped.task.lift_height)
         self.ranges = {"lift": lift_range, "partial": partial_lift_range}
-        self.policy = None  # a trained policy's act function (`load_policy`), for the "policy" kind
+        self.policy = None  # a trained policy's act function (a run's latest checkpoint), for the "policy" kind
 
     def act_for(self, kind: str):
         if kind == "policy":
@@ -98,11 +98,3 @@ class LabelPolicies:
         # the expert lifts the cube to lift_height + lift_extra
         self.expert.lift_extra = float(self.rng.uniform(*self.ranges[kind])) - self.line
         return self.expert.act
-
-
-def load_policy(run_dir: str, env):
-    """The stochastic act function of a trained run's latest checkpoint (`robot-rl train` output): its
-    rollouts show the states a classifier must not call success by mistake (hard negatives)."""
-    from robot_rl.runtime.trained import load_trained
-
-    return load_trained(run_dir, env).agent.act

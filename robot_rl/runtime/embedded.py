@@ -18,44 +18,14 @@ import time
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from robot_rl.config import check_device, check_train_config, log
+from robot_rl.config import check_device, log
 from robot_rl.data.schema import EpisodeSource
-from robot_rl.envs.factory import make_env
+from robot_rl.envs.factory import make_actor_env, make_env
 from robot_rl.envs.intervention import InterventionWrapper
 from robot_rl.runtime.rollout import env_step, run_episodes, summarize
-from robot_rl.runtime.run import SUMMARY, TrainingRun
-
-
-def make_actor_env(cfg: DictConfig, seed: int, rng: np.random.Generator):
-    """The env the actor trains in: the task env, with the reward classifier (`reward.classifier`)
-    and a teleop device (`teleop.device`) wrapped around it when configured. With a classifier a sim
-    task runs with `reward=dense`, so that only the classifier (not the sim's ground truth) ends episodes."""
-    reward_cfg = cfg.get("reward") or {}
-    if reward_cfg.get("classifier") and "reward" in cfg.task:
-        cfg = cfg.copy()
-        cfg.task.reward = "dense"
-    env = make_env(cfg, seed=seed)
-    if reward_cfg.get("classifier"):
-        from robot_rl.envs.classifier_reward import ClassifierReward
-        from robot_rl.reward.model import SuccessClassifier
-
-        classifier = SuccessClassifier.load(str(reward_cfg.classifier), device=str(cfg.device))
-        env = ClassifierReward(env, classifier, state_check=bool(reward_cfg.get("state_check", False)))
-    teleop = OmegaConf.to_container(cfg.teleop, resolve=True) if cfg.get("teleop") else {}
-    name = teleop.pop("device", None)
-    if name:
-        if name == "sim_operator":  # watches the sim it runs in
-            from robot_rl.teleop.sim_operator import SimulatedOperator
-
-            device = SimulatedOperator(env, rng=rng, **teleop)
-        else:
-            from robot_rl.teleop.devices import make_device
-
-            device = make_device(name, **teleop)
-        env = InterventionWrapper(env, device)
-    return env
+from robot_rl.runtime.run import SUMMARY, TrainingRun, check_train_config
 
 
 def evaluate(env, agent, episodes: int, rng: np.random.Generator, writer=None) -> dict:

@@ -27,11 +27,12 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from robot_rl.config import agent_config, check_train_config
+from robot_rl.agents.sac import agent_config
 from robot_rl.data.schema import EpisodeSource, Transition
-from robot_rl.runtime.embedded import make_actor_env
+from robot_rl.envs.factory import make_actor_env
 from robot_rl.runtime.learner import make_agent
 from robot_rl.runtime.rollout import EpisodeResult, run_episode
+from robot_rl.runtime.run import check_train_config
 from robot_rl.runtime.wire import decode_weights, encode_chunk, space_to_json
 
 MAX_CHUNK_BYTES = 4 << 20  # frames per message stay well under DDS's comfortable message sizes

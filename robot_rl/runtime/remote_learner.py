@@ -43,11 +43,11 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from robot_rl.config import check_device, check_train_config
+from robot_rl.config import check_device
 from robot_rl.data.episode_log import EpisodeLogError, EpisodeLogWriter
 from robot_rl.data.schema import EpisodeSource, Transition
 from robot_rl.runtime.learner import Learner
-from robot_rl.runtime.run import SPEC_FILE, TrainingRun
+from robot_rl.runtime.run import SPEC_FILE, TrainingRun, check_train_config
 from robot_rl.runtime.wire import (
     MAX_PAYLOAD_BYTES,
     RejectCounter,

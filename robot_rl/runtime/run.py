@@ -34,7 +34,8 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from robot_rl.config import RuntimeConfig, agent_config, log
+from robot_rl.agents.sac import agent_config
+from robot_rl.config import RuntimeConfig, log, typed
 from robot_rl.data.episode_log import EpisodeLog, EpisodeLogError, EpisodeLogWriter
 from robot_rl.data.files import write_atomic
 from robot_rl.data.schema import (
@@ -71,6 +72,15 @@ RECENT = 20  # online episodes behind the progress line's success rate
 
 
 # ---------------------------------------------------------------------------------------------- helpers
+def check_train_config(cfg: DictConfig) -> RuntimeConfig:
+    """Validate the top-level train keys and the agent group; return the typed runtime group."""
+    for key in ("steps", "seed", "num_demos"):
+        if not isinstance(cfg[key], int) or cfg[key] < 0:
+            raise ValueError(f"{key}={cfg[key]!r} must be a non-negative integer")
+    agent_config(cfg)
+    return typed(cfg.runtime, RuntimeConfig, "runtime")
+
+
 def make_learner(cfg: DictConfig, rt: RuntimeConfig, observation_space, action_dim: int) -> Learner:
     """The run's learner: replay capacity `runtime.image_replay_capacity` when observations hold images."""
     has_images = any(len(box.shape) == 3 for box in observation_space.spaces.values())

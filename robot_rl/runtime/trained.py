@@ -7,7 +7,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from robot_rl.config import agent_config
+from robot_rl.agents.sac import agent_config
 from robot_rl.runtime.learner import Learner
 from robot_rl.runtime.run import CHECKPOINT
 
