@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from robot_rl.cli import compose
+from robot_rl.config import compose
 from robot_rl.data.schema import EpisodeEnd, EpisodeSource, EvalEvent, InterventionEnd, InterventionStart, StepEvent
 from robot_rl.runtime.sinks import ProgressSink, Sinks, make_sinks
 
