@@ -368,9 +368,11 @@ class TrainingRun:
     def end_online_episode(self, steps: list[Transition], count_steps: bool = False) -> None:
         """A committed online episode: counters, and its steps to the learner unless a person discarded it."""
         flags = np.array([t.intervention for t in steps])
-        self.counts["interventions"] += count_takeovers(flags)
-        self.counts["intervention_steps"] += int(flags.sum())
-        self.counts["episodes"] += 1
+        takeovers, intervention_steps = count_takeovers(flags), int(flags.sum())
+        for totals in (self.counts, self._window):
+            totals["interventions"] += takeovers
+            totals["intervention_steps"] += intervention_steps
+            totals["episodes"] += 1
         if count_steps:
             self.counts["env_steps"] += len(steps)
         if steps[-1].label == EpisodeLabel.DISCARD:
@@ -379,9 +381,6 @@ class TrainingRun:
             for step in steps:
                 self.learner.add(step)
         self.recent.append(any(t.success for t in steps))
-        self._window["interventions"] += count_takeovers(flags)
-        self._window["intervention_steps"] += int(flags.sum())
-        self._window["episodes"] += 1
 
     def _episode_event(self, index: int, source: EpisodeSource, steps: list[Transition], actor: str = "") -> None:
         flags = np.array([t.intervention for t in steps])
