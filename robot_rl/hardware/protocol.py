@@ -11,7 +11,7 @@ fields are little-endian; floats are IEEE-754 binary32. Each side numbers its ow
 mod 256 per frame); the receiver counts gaps. Host messages have ids below 0x80, firmware messages
 0x80 and above. The firmware answers every host frame: STATE for JOINT_COMMAND and HEARTBEAT, HELLO
 for HELLO, COUNTERS for GET_COUNTERS, ACK for the rest (with `echo_seq` = the host frame's seq); it
-sends FAULT unprompted when a fault latches.
+sends FAULT unprompted when a fault latches, the e-stop trips or the watchdog trips.
 
 Units: joint positions in radians (the gripper joint too), velocities in rad/s, after the per-joint
 calibration that the host sends in CONFIG_JOINT (servo ticks = offset + direction * rad * ticks_per_rad).
@@ -85,7 +85,7 @@ class StopAction(IntEnum):
 
 
 class Fault(IntEnum):
-    """FAULT codes (and STATE's `fault`)."""
+    """FAULT message codes (and STATE's `fault`: the latched one, if any)."""
 
     NONE = 0
     BUS_TIMEOUT = 1  # a servo stopped answering (detail: consecutive misses)
@@ -94,6 +94,7 @@ class Fault(IntEnum):
     SERVO_ERROR = 4  # the servo's status error byte (detail)
     ESTOP_INPUT = 5  # the e-stop input was pressed
     ESTOP_COMMAND = 6  # the host sent ESTOP
+    WATCHDOG = 7  # an event, not a latched fault: the watchdog tripped (detail: ms since the last valid command)
 
 
 class Backend(IntEnum):
