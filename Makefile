@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: train test lint bench clean
+.PHONY: train test lint firmware bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,8 +15,11 @@ $(STAMP): pyproject.toml
 train: $(STAMP)  ## the embedded default: simulated pick-cube, no ROS, CPU (ARGS="key=value ..." overrides)
 	$(BIN)/robot-rl train $(ARGS)
 
-test: lint
+test: lint firmware
 	$(BIN)/python -m pytest -q $(ARGS)
+
+firmware:  ## the firmware's C unit tests (-Wall -Wextra -Werror, sanitizers), its host build, and the board port with its size
+	$(MAKE) -C firmware test host board
 
 lint: $(STAMP)  ## ruff (lint + format check) and the import-linter layer contracts in pyproject.toml
 	$(BIN)/ruff check .
@@ -29,3 +32,4 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV)
+	$(MAKE) -C firmware clean
