@@ -8,6 +8,11 @@ from dataclasses import dataclass
 import numpy as np
 
 
+class RobotUnavailable(RuntimeError):
+    """The robot cannot be commanded now (no bridge or link, disarmed, e-stopped, faulted); the message
+    says why and what to do."""
+
+
 @dataclass
 class RobotState:
     """Proprioception read once per control step (SI units, base frame)."""

@@ -22,15 +22,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from robot_rl.robots.base import Robot, RobotState
+from robot_rl.robots.base import Robot, RobotState, RobotUnavailable
 from robot_rl.ros import contract
 from robot_rl.ros.frames import StampedSets, image_to_array, stamp_seconds, to_stamp
 
 SETTLED_SPEED = 0.01  # m/s: reset(tcp_pos) waits for the TCP to come to rest below this
-
-
-class RobotUnavailable(RuntimeError):
-    """The robot cannot be commanded now (no bridge, disarmed, e-stopped); the message says why."""
 
 
 class StaleObservationError(RobotUnavailable):

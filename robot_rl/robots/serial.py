@@ -1,0 +1,340 @@
+"""SerialRobot: an arm on bus servos behind our firmware (firmware/), driven over a serial link.
+
+One `apply_action` (one control period, e.g. 10 Hz):
+  1. the TCP target moves by the commanded delta (re-anchored to the measured TCP when the arm lags,
+     clipped to the workspace), as in the sim;
+  2. inverse kinematics on the arm's MJCF model (MuJoCo kinematics only: robot_rl/robots/kinematics.py)
+     turns it into joint targets;
+  3. the host streams joint targets interpolated over the period at `command_hz` (100 Hz by default,
+     HIL-SERL's inner-loop rate), one JOINT_COMMAND each; every command is answered by a STATE, and the
+     last one is the step's proprioception.
+The firmware clamps every target to the calibrated joint limits, bounds each step and the joint speed,
+holds the arm when commands stop for `watchdog_ms` and latches its e-stop; the host never has to be
+trusted. Between control periods (the learner's updates) the host is silent for a few tens of ms:
+with the default 100 ms watchdog the arm simply holds in place if the gap grows longer, and the next
+command resumes from where it held.
+
+`port` names the serial device (/dev/ttyUSB0, /dev/serial/by-id/...), or `sim`: the firmware-in-the-loop
+rig (robot_rl/hardware/rig.py): the host build of the real firmware on a pseudo-terminal, its servo bus
+answered by a MuJoCo plant of the same arm. There, what no serial link carries (the cube's pose, camera
+frames) comes from the plant the way a tracking system and a camera would (`object_pos`, `render`).
+
+Faults surface as `RobotUnavailable` with a one-line reason: a lost link (the next `reset` reconnects and
+the episode in progress ends), a latched e-stop or fault (a person clears it: `robot-rl check-hardware
+robot=serial clear=true` after releasing the e-stop).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from robot_rl.config import UserError
+from robot_rl.hardware import protocol
+from robot_rl.hardware.calibration import Calibration, default_path, load_calibration
+from robot_rl.hardware.firmware import FirmwareClient, FirmwareError, JointConfig
+from robot_rl.hardware.link import LinkError, LinkLost, SerialLink
+from robot_rl.robots.arms import get_arm
+from robot_rl.robots.base import Robot, RobotState, RobotUnavailable
+from robot_rl.robots.kinematics import ArmKinematics
+
+SIM_PORT = "sim"
+
+
+class SerialRobot(Robot):
+    """An arm behind the firmware on `port` (see the module docstring)."""
+
+    supports_rotation = False
+
+    def __init__(
+        self,
+        port: str = SIM_PORT,
+        model: str = "so101",
+        id: str = "default",  # noqa: A002 (the arm's name in its calibration file)
+        calibration: str | None = None,
+        baud: int = protocol.DEFAULT_BAUD,
+        control_dt: float = 0.1,
+        command_hz: float = 100.0,
+        workspace: tuple | None = None,
+        reanchor_dist: float = 0.04,
+        watchdog_ms: int = 100,
+        stop_action: str = "hold",
+        joint_speed: float = 3.0,
+        gripper_speed: float = 8.0,
+        step_max: float = 0.2,
+        max_temp_c: float = 65.0,
+        reset_joint_speed: float = 1.0,
+        reconnect_timeout: float = 10.0,
+        disarm_on_close: bool = True,
+        render_size: tuple[int, int] = (128, 128),
+        rig: dict | None = None,
+    ) -> None:
+        """`calibration`: the arm's calibration file (default: ~/.config/robot_rl/calibration/<model>-<id>.json;
+        the sim rig's own when `port=sim`). `joint_speed`/`gripper_speed` (rad/s) and `step_max` (rad per
+        command) are enforced by the firmware. `rig`: options of the sim rig (robot_rl/hardware/rig.py)."""
+        self.arm = get_arm(model)
+        self.kinematics = ArmKinematics(self.arm)
+        self.port = str(port)
+        self.control_dt = float(control_dt)
+        self.n_commands = max(1, int(round(self.control_dt * float(command_hz))))
+        if self.control_dt <= 0 or command_hz <= 0:
+            raise UserError(f"control_dt {control_dt} and command_hz {command_hz} must be positive")
+        lo, hi = workspace if workspace is not None else self.arm.workspace
+        self.workspace = (np.asarray(lo, dtype=np.float64).copy(), np.asarray(hi, dtype=np.float64).copy())
+        self.gripper_max_opening = self.arm.max_opening
+        self.reanchor_dist = float(reanchor_dist)
+        if stop_action not in ("hold", "torque_off"):
+            raise UserError(f"robot.stop_action={stop_action!r}: choose hold or torque_off")
+        self.watchdog_ms = int(watchdog_ms)
+        self.stop_action = protocol.StopAction.HOLD if stop_action == "hold" else protocol.StopAction.TORQUE_OFF
+        self.joint_speed, self.gripper_speed = float(joint_speed), float(gripper_speed)
+        self.step_max, self.max_temp_c = float(step_max), float(max_temp_c)
+        self.reset_joint_speed = float(reset_joint_speed)
+        self.reconnect_timeout = float(reconnect_timeout)
+        self.disarm_on_close = bool(disarm_on_close)
+        self.render_size = tuple(render_size)
+
+        self.rig = None
+        if self.port == SIM_PORT:
+            from robot_rl.hardware.rig import SimRig
+
+            self.rig = SimRig(self.arm.name, self.kinematics.model_path, self.kinematics.servo_joints(), **(rig or {}))
+            link_port = self.rig.link_path
+            self.calibration = self.rig.calibration() if calibration is None else self._load(calibration)
+        else:
+            link_port = self.port
+            self.calibration = self._load(calibration or default_path(self.arm.name, id))
+        self.link = SerialLink(link_port, baud=int(baud))
+        self.firmware = FirmwareClient(self.link)
+        self.last_state: protocol.State | None = None
+        self._q_target = np.zeros(self.n_servos)
+        self.tcp_target = self.kinematics.home_tcp_pos.copy()
+        try:
+            self.connect()
+        except BaseException:
+            self.close()
+            raise
+
+    # ------------------------------------------------------------------ set-up
+    @property
+    def n_servos(self) -> int:
+        """Arm joints and the gripper servo."""
+        return self.kinematics.n_joints + 1
+
+    def _load(self, path: str | os.PathLike) -> Calibration:
+        return load_calibration(Path(path).expanduser(), self.arm.name, self.kinematics.servo_joints())
+
+    def joint_configs(self) -> list[JointConfig]:
+        """What the firmware enforces per servo: the calibration's map and limits, the speed and step bounds."""
+        configs = []
+        for i, joint in enumerate(self.calibration.joints):
+            gripper = i == self.n_servos - 1
+            configs.append(
+                JointConfig(
+                    joint=i,
+                    servo_id=joint.servo_id,
+                    direction=joint.direction,
+                    offset_ticks=joint.offset_ticks,
+                    ticks_per_rev=self.calibration.ticks_per_rev,
+                    pos_min=joint.pos_min,
+                    pos_max=joint.pos_max,
+                    vel_max=self.gripper_speed if gripper else self.joint_speed,
+                    step_max=self.step_max,
+                    max_temp_c=self.max_temp_c,
+                )
+            )
+        return configs
+
+    def connect(self) -> None:
+        """Open the link, check the firmware, configure it (disarmed) and arm. A latched e-stop or fault
+        raises RobotUnavailable: a person clears it."""
+        self.link.open()
+        hello = self.firmware.hello()
+        if hello.n_joints != self.n_servos:
+            raise UserError(
+                f"the firmware on {self.port} drives {hello.n_joints} servos, arm {self.arm.name} has "
+                f"{self.n_servos}: flash it for this arm (firmware/README.md)"
+            )
+        state = self.firmware.heartbeat()
+        if state.mode in (protocol.Mode.ESTOP, protocol.Mode.FAULT):
+            raise RobotUnavailable(self._latched_reason(state))
+        if state.mode == protocol.Mode.ARMED:
+            self.firmware.disarm()  # configuration needs the arm disarmed
+        self.firmware.configure(self.watchdog_ms, self.stop_action)
+        for config in self.joint_configs():
+            self.firmware.configure_joint(config)
+        self._arm()
+
+    def _arm(self) -> None:
+        try:
+            self.firmware.arm()
+        except FirmwareError as err:
+            raise RobotUnavailable(f"{self.port}: {err}") from None
+        self._update(self.firmware.heartbeat())
+        self._q_target = self._measured_q().copy()
+        self.tcp_target = self.read_tcp()
+
+    def _latched_reason(self, state: protocol.State) -> str:
+        what = "e-stop" if state.mode == protocol.Mode.ESTOP else f"fault {state.fault.name}"
+        return (
+            f"{what} latched on {self.port}: release the e-stop / fix the cause, then clear it with "
+            f"`robot-rl check-hardware robot=serial robot.port={self.port} clear=true`"
+        )
+
+    def reconnect(self) -> None:
+        """After a lost link: wait for the port to come back (`reconnect_timeout`), then connect again."""
+        try:
+            self.link.reconnect(self.reconnect_timeout)
+        except LinkError as err:
+            raise RobotUnavailable(f"serial link {self.port} lost and not back: {err}") from None
+        self.connect()
+
+    # ------------------------------------------------------------------ state
+    def _update(self, state: protocol.State) -> protocol.State:
+        if state.mode in (protocol.Mode.ESTOP, protocol.Mode.FAULT):
+            self.last_state = state
+            raise RobotUnavailable(self._latched_reason(state))
+        if state.mode != protocol.Mode.ARMED:
+            self.last_state = state
+            raise RobotUnavailable(f"the arm on {self.port} is {state.mode.name.lower()}: reset to arm it again")
+        self.last_state = state
+        return state
+
+    def _measured_q(self) -> np.ndarray:
+        return np.array([j.pos for j in self.last_state.joints])
+
+    def read_tcp(self) -> np.ndarray:
+        """The measured TCP position (forward kinematics of the measured joints)."""
+        return self.kinematics.fk(self._measured_q()[:-1])[0]
+
+    def _robot_state(self) -> RobotState:
+        q = self._measured_q()
+        qd = np.array([j.vel for j in self.last_state.joints])
+        pos, _ = self.kinematics.fk(q[:-1])
+        jac = self.kinematics.jacobian(q[:-1])
+        opening = float(np.clip(self.calibration.angle_to_opening(q[-1]), 0.0, 1.0)) * self.gripper_max_opening
+        return RobotState(
+            tcp_pos=pos, tcp_vel=jac[:3] @ qd[:-1], gripper_opening=opening, joint_pos=q[:-1], joint_vel=qd[:-1]
+        )
+
+    def _command(self, q: np.ndarray) -> protocol.State:
+        try:
+            return self._update(self.firmware.command(q))
+        except LinkLost as err:
+            raise RobotUnavailable(f"serial link {self.port} lost: {err}; the arm holds (firmware watchdog)") from None
+
+    def _stream(self, q_from: np.ndarray, q_to: np.ndarray, n: int) -> None:
+        """Send `n` commands interpolating q_from -> q_to, one every 1/command_hz."""
+        period = self.control_dt / self.n_commands
+        deadline = time.monotonic()
+        for k in range(1, n + 1):
+            self._command(q_from + (q_to - q_from) * (k / n))
+            deadline += period
+            pause = deadline - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+
+    # ------------------------------------------------------------------ Robot API
+    def apply_action(self, tcp_delta: np.ndarray, gripper: float, rot_delta: np.ndarray | None = None) -> RobotState:
+        """Move the TCP target by `tcp_delta` (m), set the gripper (-1 open .. +1 closed) and stream one
+        control period of joint commands. Non-finite input raises ValueError before anything is sent."""
+        delta = np.asarray(tcp_delta, dtype=np.float64)
+        if delta.shape != (3,) or not np.all(np.isfinite(delta)) or not np.isfinite(float(gripper)):
+            raise ValueError(f"apply_action got tcp_delta {delta.tolist()} and gripper {gripper}: nothing sent")
+        if rot_delta is not None:
+            raise ValueError(f"arm {self.arm.name} takes no rotation (5 joints): use a task with rotation=false")
+        measured = self.read_tcp()
+        offset = self.tcp_target - measured
+        dist = float(np.linalg.norm(offset))
+        target = measured + offset * (self.reanchor_dist / dist) if dist > self.reanchor_dist else self.tcp_target
+        self.tcp_target = np.clip(target + delta, *self.workspace)
+        q_prev = self._q_target
+        q_new = q_prev.copy()
+        q_new[:-1] = self.kinematics.solve_ik(self.tcp_target, q_prev[:-1])
+        q_new[-1] = self.calibration.opening_to_angle((1.0 - float(np.clip(gripper, -1.0, 1.0))) / 2.0)
+        self._q_target = q_new
+        self._stream(q_prev, q_new, self.n_commands)
+        return self._robot_state()
+
+    def read_state(self) -> RobotState:
+        try:
+            self._update(self.firmware.heartbeat())
+        except LinkLost as err:
+            raise RobotUnavailable(f"serial link {self.port} lost: {err}") from None
+        return self._robot_state()
+
+    def reset(self, tcp_pos: np.ndarray | None = None) -> RobotState:
+        """A joint-space move (at most `reset_joint_speed` rad/s) to the IK solution of `tcp_pos` (home
+        when None) with the home orientation, gripper open; reconnects and re-arms first when needed."""
+        if tcp_pos is not None and not np.all(np.isfinite(np.asarray(tcp_pos, dtype=np.float64))):
+            raise ValueError(f"reset tcp_pos {np.asarray(tcp_pos).tolist()} is not finite: nothing moved")
+        if not self.link.is_open:
+            self.reconnect()
+        try:
+            state = self.firmware.heartbeat()
+        except LinkLost:
+            self.reconnect()
+            state = self.firmware.heartbeat()
+        if state.mode in (protocol.Mode.ESTOP, protocol.Mode.FAULT):
+            raise RobotUnavailable(self._latched_reason(state))
+        if state.mode != protocol.Mode.ARMED:
+            self._arm()
+        else:
+            self._update(state)
+        q_now = self._measured_q()
+        goal = np.empty(self.n_servos)
+        if tcp_pos is None:
+            goal[:-1] = self.kinematics.home_q
+            target = self.kinematics.home_tcp_pos.copy()
+        else:
+            target = np.clip(np.asarray(tcp_pos, dtype=np.float64), *self.workspace)
+            goal[:-1] = self.kinematics.solve_ik(target, self.kinematics.home_q, iters=100, damping=1e-3, tol=1e-6)
+        goal[-1] = self.calibration.opening_to_angle(1.0)
+        span = float(np.max(np.abs(goal[:-1] - q_now[:-1]))) / self.reset_joint_speed
+        n = max(1, int(np.ceil(span / (self.control_dt / self.n_commands))))
+        self._stream(q_now, goal, n)
+        self._q_target = goal
+        self._stream(goal, goal, self.n_commands * 3)  # settle: hold the goal for three control periods
+        self.tcp_target = target
+        return self._robot_state()
+
+    def stop(self) -> None:
+        """Hold where the arm is (one command to the measured position)."""
+        if self.last_state is not None and self.link.is_open:
+            self._q_target = self._measured_q().copy()
+            try:
+                self.firmware.command(self._q_target)
+            except LinkError:
+                pass  # the firmware's watchdog holds it
+
+    def close(self) -> None:
+        """Disarm (torque off, LeRobot's behaviour on disconnect) unless `disarm_on_close` is false; close
+        the link; stop the sim rig."""
+        link = getattr(self, "link", None)
+        if link is not None and link.is_open:
+            try:
+                if self.disarm_on_close:
+                    self.firmware.disarm()
+            except (LinkError, FirmwareError):
+                pass
+            link.close()
+        if getattr(self, "rig", None) is not None:
+            self.rig.close()
+            self.rig = None
+
+    def tcp_quat(self) -> np.ndarray | None:
+        """The measured TCP orientation (w, x, y, z), base frame."""
+        return self.kinematics.quat(self._measured_q()[:-1])
+
+    # ------------------------------------------------------------------ the sim rig's tracker and cameras
+    def __getattr__(self, name: str):
+        # object_pos / object_quat / set_object_pose / render / camera_names exist only with the sim rig
+        # (tasks test for them with hasattr): a real bench needs a tracking system or a camera task.
+        if name in ("object_pos", "object_quat", "set_object_pose", "render", "camera_names"):
+            rig = self.__dict__.get("rig")
+            if rig is not None:
+                return getattr(rig.plant, name)
+        raise AttributeError(name)
