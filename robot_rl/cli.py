@@ -42,6 +42,7 @@ def run_configured(command: str, module, overrides: list[str]) -> int:
     system faults, named with their fix) print as one line."""
     from robot_rl.data.episode_log import EpisodeLogError
     from robot_rl.data.files import fs_error
+    from robot_rl.robots.base import RobotUnavailable
 
     def work() -> None:
         try:
@@ -52,7 +53,10 @@ def run_configured(command: str, module, overrides: list[str]) -> int:
             raise fs_error(err, err.filename or ".", "accessing") from None
 
     return report_errors(
-        f"robot-rl {command}:", work, (UserError, EpisodeLogError, ValueError, FileNotFoundError), INTERRUPTED
+        f"robot-rl {command}:",
+        work,
+        (UserError, EpisodeLogError, ValueError, FileNotFoundError, RobotUnavailable),
+        INTERRUPTED,
     )
 
 

@@ -96,7 +96,9 @@ def load_calibration(path: str | os.PathLike, arm: str, joint_names: tuple[str, 
     if not isinstance(body, dict) or body.get("format") != FORMAT:
         raise UserError(f"{path} is not a robot_rl calibration file: {fix}")
     if body.get("version") != VERSION:
-        raise UserError(f"calibration file {path} has version {body.get('version')}, this robot_rl reads {VERSION}: {fix}")
+        raise UserError(
+            f"calibration file {path} has version {body.get('version')}, this robot_rl reads {VERSION}: {fix}"
+        )
     if body.get("arm") != arm:
         raise UserError(f"calibration file {path} is for arm {body.get('arm')!r}, not {arm!r}: {fix}")
     try:

@@ -1,20 +1,25 @@
 """Robot registry: `make_robot(name, **cfg)` (implementations are imported when built: mujoco loads
-MuJoCo, ros loads rclpy)."""
+MuJoCo, serial pyserial, ros rclpy)."""
 
 from __future__ import annotations
 
 from robot_rl.robots.base import Robot
 
-ROBOTS = ("mujoco", "ros")
+ROBOTS = ("mujoco", "serial", "ros")
 
 
 def make_robot(name: str, **cfg) -> Robot:
-    """The robot `name`: "mujoco" (MujocoRobot, the in-process sim) or "ros" (RosRobot, a client of a
-    robot bridge over ROS 2), built with keyword config `cfg`."""
+    """The robot `name`: "mujoco" (MujocoRobot, the in-process sim), "serial" (SerialRobot, our firmware
+    over a serial port; the envs of one process share the robot on a port) or "ros" (RosRobot, a client of
+    a robot bridge over ROS 2), built with keyword config `cfg`."""
     if name == "mujoco":
         from robot_rl.robots.mujoco import MujocoRobot
 
         return MujocoRobot(**cfg)
+    if name == "serial":
+        from robot_rl.robots.serial import SerialRobot
+
+        return SerialRobot.shared(**cfg)
     if name == "ros":
         from robot_rl.robots.ros import RosRobot
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -48,6 +49,22 @@ class SerialRobot(Robot):
     """An arm behind the firmware on `port` (see the module docstring)."""
 
     supports_rotation = False
+    _open: ClassVar[dict[str, SerialRobot]] = {}  # port -> the robot open on it (`shared`)
+
+    @classmethod
+    def shared(cls, **cfg) -> SerialRobot:
+        """The robot already open on `cfg["port"]` in this process (same config), else a new one: a port
+        opens once, and a training run's actor and eval envs drive the same arm."""
+        port = str(cfg.get("port", SIM_PORT))
+        robot = cls._open.get(port)
+        if robot is None:
+            robot = cls(**cfg)
+            robot._config = dict(cfg)
+            cls._open[port] = robot
+        elif robot._config != cfg:
+            raise UserError(f"serial port {port} is open with another robot config: one config per port")
+        robot._users += 1
+        return robot
 
     def __init__(
         self,
@@ -75,6 +92,7 @@ class SerialRobot(Robot):
         """`calibration`: the arm's calibration file (default: ~/.config/robot_rl/calibration/<model>-<id>.json;
         the sim rig's own when `port=sim`). `joint_speed`/`gripper_speed` (rad/s) and `step_max` (rad per
         command) are enforced by the firmware. `rig`: options of the sim rig (robot_rl/hardware/rig.py)."""
+        self._users, self._config = 0, {}
         self.arm = get_arm(model)
         self.kinematics = ArmKinematics(self.arm)
         self.port = str(port)

@@ -24,6 +24,7 @@ from robot_rl.config import check_device, log
 from robot_rl.data.schema import EpisodeSource
 from robot_rl.envs.factory import make_actor_env, make_env
 from robot_rl.envs.intervention import InterventionWrapper
+from robot_rl.robots.base import RobotUnavailable
 from robot_rl.runtime.rollout import env_step, run_episodes, summarize
 from robot_rl.runtime.run import SUMMARY, TrainingRun, check_train_config
 
@@ -34,6 +35,20 @@ def evaluate(env, agent, episodes: int, rng: np.random.Generator, writer=None) -
         env, lambda obs: agent.act(obs, deterministic=True), episodes, rng, writer, EpisodeSource.EVAL
     )
     return summarize(results)
+
+
+def eval_round(run: TrainingRun, eval_env, attempts: int = 3) -> dict:
+    """The eval round due now; a robot that goes away mid-round (a lost link) is waited for by the next
+    reset, and the round completes from where it stopped (at most `attempts` tries)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return run.eval_round(eval_env, run.counts["env_steps"])
+        except RobotUnavailable as err:
+            run.robot_losses += 1
+            if attempt == attempts:
+                raise
+            log(f"[train] robot unavailable during eval ({err}); completing the round after the next reset")
+    raise AssertionError("unreachable")
 
 
 def train(cfg: DictConfig) -> dict:
@@ -51,17 +66,22 @@ def train(cfg: DictConfig) -> dict:
         run.collect_demos(env.env if isinstance(env, InterventionWrapper) else env)
         run.start_clock()
         if run.pending_eval():
-            run.eval_round(eval_env, run.counts["env_steps"])
+            eval_round(run, eval_env)
         reached = run.reached()
         while run.counts["env_steps"] < run.steps and not reached:
-            observation = run.begin_episode(env)
+            observation = run.begin_episode(env)  # a robot that stays away raises here: rerun to resume
+            lost = None
             while True:
                 t0 = time.perf_counter()
                 if run.counts["env_steps"] < rt.random_steps:
                     action = run.rng.uniform(-1.0, 1.0, env.action_space.shape).astype(np.float32)
                 else:
                     action = learner.agent.act(observation)
-                transition = env_step(env, observation, action, writer.num_episodes, len(run.episode))
+                try:
+                    transition = env_step(env, observation, action, writer.num_episodes, len(run.episode))
+                except RobotUnavailable as err:  # the robot holds itself; the episode ends at its last step
+                    lost = err
+                    break
                 run.record(transition)
                 t1 = time.perf_counter()
                 run.step_done()
@@ -70,9 +90,11 @@ def train(cfg: DictConfig) -> dict:
                 if transition.terminated or transition.truncated:
                     break
                 observation = transition.next_observation
+            if lost is not None and not run.cut_episode(lost):
+                continue
             run.commit_online()
             if run.eval_due():
-                run.eval_round(eval_env, run.counts["env_steps"])
+                eval_round(run, eval_env)
                 reached = run.reached()
             if run.out_of_wall_time():
                 break
@@ -81,7 +103,7 @@ def train(cfg: DictConfig) -> dict:
                 run.save_checkpoint()
 
         if not run.evals or run.evals[-1]["env_steps"] != run.counts["env_steps"]:
-            run.eval_round(eval_env, run.counts["env_steps"])
+            eval_round(run, eval_env)
         run.save_checkpoint()
         writer.close()
         summary = run.summary("train")

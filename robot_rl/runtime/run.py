@@ -56,6 +56,7 @@ from robot_rl.data.schema import (
     count_takeovers,
 )
 from robot_rl.failpoints import failpoint
+from robot_rl.robots.base import RobotUnavailable
 from robot_rl.runtime.learner import PRIOR_SOURCES, Learner
 from robot_rl.runtime.plots import plot_learning_curve
 from robot_rl.runtime.rollout import run_episode
@@ -216,6 +217,7 @@ class TrainingRun:
         }
         self.actors: dict[str, int] = {}  # online env steps committed per remote actor
         self.rejected: dict[str, int] = {}  # what a remote learner refused from the network, by kind
+        self.robot_losses = 0  # episodes the robot went away in (this process's life; the log has no record)
         self.recent: deque[bool] = deque(maxlen=RECENT)
         self.last_update: dict[str, float] = {}
         self.t_sim = self.t_learn = 0.0
@@ -356,6 +358,16 @@ class TrainingRun:
         self.reset_s = float(ResetInfo.of(reset_info).reset_s)
         self.emit(ResetEvent(self.counts["env_steps"], self.writer.num_episodes, self.reset_s))
         return observation
+
+    def cut_episode(self, reason: RobotUnavailable) -> bool:
+        """The robot went away mid-episode (a lost link, an e-stop): the episode in progress ends at its last
+        executed step, truncated, and is committed like any other. False when it had no step yet."""
+        self.robot_losses += 1
+        self.print(f"[{self.who}] robot unavailable at step {len(self.episode)} of the episode: {reason}")
+        if not self.episode:
+            return False
+        self.episode[-1].truncated = True  # the writer buffers these same transitions
+        return True
 
     def commit_online(self) -> None:
         """Commit the live online episode in progress (its steps are in the writer already)."""
@@ -521,13 +533,18 @@ class TrainingRun:
         and logged, then its result, read from the log, appended to the history and emitted."""
         done = len(self.rounds.get(eval_step, []))
         for i in range(done, self.rt.eval_episodes):
-            result = run_episode(
-                eval_env,
-                lambda obs: self.learner.agent.act(obs, deterministic=True),
-                stream_seed(self.seed, EpisodeSource.EVAL, eval_step, i),
-                self.writer.num_episodes,
-                self.writer.add,
-            )
+            try:
+                result = run_episode(
+                    eval_env,
+                    lambda obs: self.learner.agent.act(obs, deterministic=True),
+                    stream_seed(self.seed, EpisodeSource.EVAL, eval_step, i),
+                    self.writer.num_episodes,
+                    self.writer.add,
+                )
+            except RobotUnavailable:  # the round's finished episodes stay; calling again completes it
+                self.writer.discard_episode()
+                self._read_rounds()
+                raise
             self.writer.end_episode(EpisodeSource.EVAL, reset_s=result.reset_s, eval_step=eval_step)
             failpoint("commit:eval")
         self._read_rounds()
@@ -669,6 +686,7 @@ class TrainingRun:
             },
             "actors": dict(self.actors),
             "rejected": dict(self.rejected),
+            "robot_losses": self.robot_losses,
         }
         write_atomic(self.run_dir / SUMMARY, json.dumps(summary, indent=2))
         if self.evals:
