@@ -1,0 +1,1 @@
+"""Hardware: serial link to the firmware, cameras, calibration."""
