@@ -103,7 +103,8 @@ class RobotEnv(gym.Env):
         obs = self.task.observe(self.robot)
         reward, success, terminated = self.task.evaluate(self.robot)
         truncated = (not terminated) and self.elapsed_steps >= self.task.max_steps
-        info = {STEP_INFO_KEY: StepInfo(success=bool(success), grasp_penalty=grasp_penalty)}
+        step_info = StepInfo(success=bool(success), grasp_penalty=grasp_penalty, frame_age_s=self.robot.frame_age_s())
+        info = {STEP_INFO_KEY: step_info}
         return obs, float(reward), bool(terminated), bool(truncated), info
 
     def render(self) -> np.ndarray | None:

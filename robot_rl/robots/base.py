@@ -71,6 +71,12 @@ class Robot(ABC):
         a force-torque sensor."""
         return None
 
+    def frame_age_s(self) -> float:
+        """Age (s) of the oldest camera frame `render` returned since the last `apply_action`/`reset`: what
+        the observation's images lag behind the world; NaN when no camera was read (or frames are rendered
+        on demand, as in the sim)."""
+        return float("nan")
+
     def stop(self) -> None:
         """Hold still (hardware: stop the actuators); default does nothing."""
 

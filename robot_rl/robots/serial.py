@@ -87,11 +87,15 @@ class SerialRobot(Robot):
         reconnect_timeout: float = 10.0,
         disarm_on_close: bool = True,
         render_size: tuple[int, int] = (128, 128),
+        cameras: dict | None = None,
+        max_frame_age: float = 0.25,
         rig: dict | None = None,
     ) -> None:
         """`calibration`: the arm's calibration file (default: ~/.config/robot_rl/calibration/<model>-<id>.json;
         the sim rig's own when `port=sim`). `joint_speed`/`gripper_speed` (rad/s) and `step_max` (rad per
-        command) are enforced by the firmware. `rig`: options of the sim rig (robot_rl/hardware/rig.py)."""
+        command) are enforced by the firmware. `cameras`: name -> Camera options (robot_rl/hardware/camera.py;
+        `source` at least), captured at `render_size`; a frame older than `max_frame_age` s is refused. `rig`:
+        options of the sim rig (robot_rl/hardware/rig.py), whose plant renders the cameras instead."""
         self._users, self._config = 0, {}
         self.arm = get_arm(model)
         self.kinematics = ArmKinematics(self.arm)
@@ -125,12 +129,21 @@ class SerialRobot(Robot):
         else:
             link_port = self.port
             self.calibration = self._load(calibration or default_path(self.arm.name, id))
+        self.max_frame_age = float(max_frame_age)
+        self.cameras = None
+        self._frame_ages: list[float] = []
+        if cameras:
+            from robot_rl.hardware.camera import CameraSet
+
+            self.cameras = CameraSet.from_config(cameras, size=self.render_size, max_age=self.max_frame_age)
         self.link = SerialLink(link_port, baud=int(baud))
         self.firmware = FirmwareClient(self.link)
         self.last_state: protocol.State | None = None
         self._q_target = np.zeros(self.n_servos)
         self.tcp_target = self.kinematics.home_tcp_pos.copy()
         try:
+            if self.cameras is not None:
+                self.cameras.start(wait_first=5.0)
             self.connect()
         except BaseException:
             self.close()
@@ -264,6 +277,7 @@ class SerialRobot(Robot):
             raise ValueError(f"apply_action got tcp_delta {delta.tolist()} and gripper {gripper}: nothing sent")
         if rot_delta is not None:
             raise ValueError(f"arm {self.arm.name} takes no rotation (5 joints): use a task with rotation=false")
+        self._frame_ages.clear()
         measured = self.read_tcp()
         offset = self.tcp_target - measured
         dist = float(np.linalg.norm(offset))
@@ -302,6 +316,7 @@ class SerialRobot(Robot):
             self._arm()
         else:
             self._update(state)
+        self._frame_ages.clear()
         q_now = self._measured_q()
         goal = np.empty(self.n_servos)
         if tcp_pos is None:
@@ -342,17 +357,48 @@ class SerialRobot(Robot):
         if getattr(self, "rig", None) is not None:
             self.rig.close()
             self.rig = None
+        if getattr(self, "cameras", None) is not None:
+            self.cameras.close()
 
     def tcp_quat(self) -> np.ndarray | None:
         """The measured TCP orientation (w, x, y, z), base frame."""
         return self.kinematics.quat(self._measured_q()[:-1])
 
-    # ------------------------------------------------------------------ the sim rig's tracker and cameras
+    # ------------------------------------------------------------------ cameras and the sim rig's tracker
+    def frame_age_s(self) -> float:
+        return max(self._frame_ages) if self._frame_ages else float("nan")
+
+    def _render(self, camera: str, height: int | None = None, width: int | None = None) -> np.ndarray:
+        """The newest frame of `camera` (RGB uint8[H, W, 3]); StaleFrameError when it is older than
+        `max_frame_age`. With the sim rig the plant renders it, as a camera on the bench would capture it."""
+        size = (height or self.render_size[0], width or self.render_size[1])
+        if self.rig is not None:
+            t0 = time.monotonic()
+            image = self.rig.plant.render(camera, *size)
+            self._frame_ages.append(time.monotonic() - t0)
+            return image
+        if camera not in self.cameras.names:
+            raise ValueError(
+                f"robot has no camera {camera!r} (it has {list(self.cameras.names)}): add it to robot.cameras"
+            )
+        image, age = self.cameras[camera].latest(self.max_frame_age)
+        if image.shape[:2] != size:
+            raise ValueError(
+                f"camera {camera!r} captures {image.shape[0]}x{image.shape[1]}, the task wants {size[0]}x{size[1]}: "
+                f"set robot.render_size=[{size[0]},{size[1]}]"
+            )
+        self._frame_ages.append(age)
+        return image
+
     def __getattr__(self, name: str):
-        # object_pos / object_quat / set_object_pose / render / camera_names exist only with the sim rig
-        # (tasks test for them with hasattr): a real bench needs a tracking system or a camera task.
-        if name in ("object_pos", "object_quat", "set_object_pose", "render", "camera_names"):
-            rig = self.__dict__.get("rig")
-            if rig is not None:
-                return getattr(rig.plant, name)
-        raise AttributeError(name)
+        # Capabilities the tasks test for with hasattr: cameras (`render`, `camera_names`) exist with
+        # robot.cameras or the sim rig; object poses only with the sim rig (a tracking system stand-in).
+        state = self.__dict__
+        rig = state.get("rig")
+        if name in ("render", "camera_names") and (rig is not None or state.get("cameras") is not None):
+            if name == "render":
+                return self._render
+            return tuple(rig.plant.camera_names()) if rig is not None else tuple(state["cameras"].names)
+        if name in ("object_pos", "object_quat", "set_object_pose") and rig is not None:
+            return getattr(rig.plant, name)
+        raise AttributeError(f"{type(self).__name__} has no {name}")
