@@ -87,11 +87,11 @@ SO101 = ArmModel(
     arm_joints=("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll"),
     finger_joints=("finger_left", "finger_right"),
     gripper_actuator="gripper",
-    home_q=(0.0, -0.2, 0.5, 1.2708, 0.0),
+    home_q=(0.0, -0.1168, 0.1921, 1.4955, 0.0),  # TCP at (0.18, 0, 0.1), gripper down
     max_opening=0.07,
     workspace=(
-        (0.1, -0.14, TABLE_Z + 0.012),
-        (0.26, 0.14, TABLE_Z + 0.16),
+        (0.12, -0.12, TABLE_Z + 0.012),
+        (0.24, 0.12, TABLE_Z + 0.15),
     ),
     cube_x_range=(0.14, 0.22),
     cube_y_range=(-0.07, 0.07),

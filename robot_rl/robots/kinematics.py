@@ -34,6 +34,7 @@ from robot_rl.robots.arms import gripper_joint_from_opening as _joint_from_openi
 from robot_rl.robots.arms import gripper_opening_from_joint as _opening_from_joint
 
 JOINT_MARGIN = 0.01  # rad: IK targets stay this far inside the hard joint limits
+MAX_STEP = 0.2  # rad: largest joint change per iteration of the position-first IK
 
 
 def sim_dir() -> Path:
@@ -62,6 +63,11 @@ def load_model(path: Path) -> mujoco.MjModel:
         return mujoco.MjModel.from_xml_path(str(path))
     except ValueError as exc:  # MuJoCo reports XML errors as ValueError
         raise ValueError(f"cannot load MuJoCo model {path}: {exc}") from None
+
+
+def _rot_error(rot: np.ndarray, rt: np.ndarray) -> np.ndarray:
+    """Orientation error from `rot` to `rt` (axis * angle, world frame; exact for small rotations)."""
+    return 0.5 * (np.cross(rot[:, 0], rt[:, 0]) + np.cross(rot[:, 1], rt[:, 1]) + np.cross(rot[:, 2], rt[:, 2]))
 
 
 class ArmKinematics:
@@ -151,6 +157,8 @@ class ArmKinematics:
         q = np.clip(np.asarray(q_init, dtype=np.float64), *self.joint_limits)
         target = np.asarray(target_pos, dtype=np.float64)
         rt = self.home_tcp_rot if target_rot is None else np.asarray(target_rot, dtype=np.float64)
+        if self.n_joints < 6:
+            return self._solve_position_first(target, q, rt, iters, damping, tol)
         eye6 = np.eye(6) * damping**2
         eye_n = np.eye(self.n_joints)
         tcp = self._tcp
@@ -162,21 +170,60 @@ class ArmKinematics:
             rot = d.site_xmat[tcp].reshape(3, 3)
             err = np.empty(6)
             err[:3] = target - pos
-            # orientation error (axis * angle, world frame) for small rotations
-            err[3:] = 0.5 * (
-                np.cross(rot[:, 0], rt[:, 0]) + np.cross(rot[:, 1], rt[:, 1]) + np.cross(rot[:, 2], rt[:, 2])
-            )
+            err[3:] = _rot_error(rot, rt)
             if err[:3] @ err[:3] < tol * tol and err[3:] @ err[3:] < tol * tol:
                 break
             mujoco.mj_jacSite(m, d, self._jacp, self._jacr, tcp)
             jac = np.vstack((self._jacp[:, self._dof], self._jacr[:, self._dof]))
             jjt = jac @ jac.T
             dq = jac.T @ np.linalg.solve(jjt + eye6, err)  # damped least squares step
-            if self.n_joints > 6:
-                # posture pull projected into the (undamped) nullspace so it does not bias the task
-                null = eye_n - np.linalg.pinv(jac, rcond=1e-4) @ jac
-                dq += null @ (null_gain * (self.home_q - q))
+            # posture pull projected into the (undamped) nullspace so it does not bias the task
+            null = eye_n - np.linalg.pinv(jac, rcond=1e-4) @ jac
+            dq += null @ (null_gain * (self.home_q - q))
             q = np.clip(q + dq, *self.joint_limits)
+        return q
+
+    def _solve_position_first(
+        self, target: np.ndarray, q: np.ndarray, rt: np.ndarray, iters: int, damping: float, tol: float
+    ) -> np.ndarray:
+        """IK for arms with fewer than 6 joints: position first, orientation in what it leaves free.
+
+        Each step is a damped position step plus an orientation step projected into the position
+        Jacobian's nullspace, so the orientation never trades off position: where the orientation
+        target is reachable (gripper down at a yaw, within the wrist's limits) both are met; where it
+        is not (high above the table the wrist flex limit tilts the gripper) the position still is.
+        Joints at a limit that the step pushes outwards are locked and the step recomputed."""
+        m, d = self.model, self._data
+        n, tcp = self.n_joints, self._tcp
+        lo, hi = self.joint_limits
+        lam2 = damping**2
+        for _ in range(iters):
+            d.qpos[self._qpos] = q
+            mujoco.mj_kinematics(m, d)
+            mujoco.mj_comPos(m, d)
+            e_pos = target - d.site_xpos[tcp]
+            e_rot = _rot_error(d.site_xmat[tcp].reshape(3, 3), rt)
+            mujoco.mj_jacSite(m, d, self._jacp, self._jacr, tcp)
+            jp_full, jo_full = self._jacp[:, self._dof], self._jacr[:, self._dof]
+            free = np.ones(n, dtype=bool)
+            for _ in range(n):  # lock the joints the step would push through a limit
+                jp, jo = jp_full * free, jo_full * free
+                dq1 = jp.T @ np.linalg.solve(jp @ jp.T + lam2 * np.eye(3), e_pos)
+                null = np.diag(free.astype(np.float64)) - np.linalg.pinv(jp, rcond=1e-6) @ jp
+                jon = jo @ null
+                dq2 = null @ (jon.T @ np.linalg.solve(jon @ jon.T + lam2 * np.eye(3), e_rot - jo @ dq1))
+                dq = dq1 + dq2
+                push = free & (((q <= lo) & (dq < 0)) | ((q >= hi) & (dq > 0)))
+                if not push.any():
+                    break
+                free &= ~push
+            big = float(np.max(np.abs(dq)))
+            if big > MAX_STEP:  # a far or unreachable target: no wild jumps
+                dq *= MAX_STEP / big
+            q_new = np.clip(q + dq, lo, hi)
+            if e_pos @ e_pos < tol * tol and np.max(np.abs(q_new - q)) < tol:
+                break  # position met and the orientation as close as it gets
+            q = q_new
         return q
 
     def yaw_rot(self, yaw: float) -> np.ndarray:
