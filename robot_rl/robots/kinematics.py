@@ -7,13 +7,16 @@ one implementation:
     q = kin.solve_ik(target_pos, q_init=kin.home_q)          # gripper pointing down, home yaw
     pos, rot = kin.fk(q)
 
-IK: each iteration solves `dq = J^T (J J^T + damping^2 I)^-1 e` for the 6-D error e (position, and
-orientation as an axis-angle vector) and adds a pull towards `home_q` projected into the Jacobian's
-nullspace (7-joint arms). A 5-joint arm (SO-101) cannot hold an arbitrary orientation, but its tool
-axis lies in the pan axis' vertical plane, so "gripper pointing down with a given yaw" is exactly
-reachable: the pitch joints hold it down and the wrist roll sets the yaw. Targets are therefore the
-home orientation (tool down) turned about the vertical only; `ArmModel.supports_rotation` says
-whether other orientations may be asked for.
+IK, 7-joint arms (Panda): each iteration solves `dq = J^T (J J^T + damping^2 I)^-1 e` for the 6-D error
+e (position, and orientation as an axis-angle vector) and adds a pull towards `home_q` projected into
+the Jacobian's nullspace. Arms with fewer than 6 joints (SO-101) cannot hold an arbitrary orientation:
+their IK is position-first (the orientation step is projected into the position Jacobian's nullspace,
+joints at a limit are locked), so the position is met to ~1e-6 m wherever the arm reaches and the
+orientation as far as it can be. The SO-101's tool axis lies in the pan axis' vertical plane, so
+"gripper pointing down at a yaw" (`yaw_rot`) is exactly reachable: the pitch joints hold it down, the
+wrist roll sets the yaw; only high above the table (TCP z > ~0.1 m) does the wrist flex limit tilt
+the gripper (< 30 deg over the default workspace). `ArmModel.supports_rotation` says whether other
+orientations may be asked for.
 
 MuJoCo picks its OpenGL backend on first import; like robot_rl.robots.mujoco this module defaults
 `MUJOCO_GL` to `egl` before importing it.
