@@ -60,7 +60,7 @@ def test_home_pose_points_down(robot: MujocoRobot) -> None:
 
 def test_missing_model_gives_one_line_error(tmp_path) -> None:
     with pytest.raises(FileNotFoundError) as exc:
-        MujocoRobot(tmp_path / "nope.xml")
+        MujocoRobot(model_path=tmp_path / "nope.xml")
     msg = str(exc.value)
     assert "\n" not in msg and "nope.xml" in msg and "ROBOT_RL_SIM_DIR" in msg
     assert resolve_model_path().name == "panda_pick_cube.xml"

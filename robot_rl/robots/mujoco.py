@@ -1,13 +1,17 @@
-"""In-process MuJoCo robot: a Panda-like arm with end-effector delta control.
+"""In-process MuJoCo robot: an arm chosen by name (robot_rl/robots/arms.py: "panda", a Panda-like 7-DoF
+arm, or "so101", an SO-101-class 5-DoF arm) with end-effector delta control.
 
 Control scheme (one `apply_action` = one control period of `control_dt`):
   1. the TCP position target moves by the commanded delta and is clipped to the workspace box; a
      commanded rotation (6-DoF tasks) turns the orientation target, which is clipped to
      `orientation_limits` around the home orientation (gripper pointing down);
-  2. damped-least-squares differential IK on a scratch `MjData` (6-D: position + the orientation
-     target, nullspace pull to the home posture) turns it into a joint target;
-  3. the joint position actuators (gravity compensated) track the joint target, linearly
-     interpolated over `n_chunks` chunks, while `mujoco.mj_step` runs the physics substeps in C.
+  2. damped-least-squares differential IK (ArmKinematics, robot_rl/robots/kinematics.py: 6-D, position +
+     the orientation target, nullspace pull to the home posture) turns it into a joint target;
+  3. the joint position actuators (Panda: gravity compensated; SO-101: servos holding against gravity)
+     track the joint target, linearly interpolated over `n_chunks` chunks, while `mujoco.mj_step` runs
+     the physics substeps in C.
+The SO-101 (5 joints) holds the gripper pointing down at its home yaw only: it takes no rotation
+(`supports_rotation` False; a 6-DoF task is refused by RobotEnv with a one-line error).
 
 Rendering is offscreen; MuJoCo picks its OpenGL backend when it is first imported, so this module
 defaults `MUJOCO_GL` to `egl` (headless) before importing it. Import it before anything else imports
@@ -17,25 +21,38 @@ mujoco, or set `MUJOCO_GL` yourself.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 import mujoco  # noqa: E402  (after MUJOCO_GL is set)
 import numpy as np
 
+from robot_rl.robots.arms import PANDA, TABLE_Z, ArmModel, get_arm
 from robot_rl.robots.base import Robot, RobotState
+from robot_rl.robots.kinematics import ArmKinematics, load_model, resolve_model_path, sim_dir
 
-MODEL_FILE = "panda_pick_cube.xml"
-HOME_Q = np.array([0.0, 0.0, 0.0, -1.5708, 0.0, 1.5708, -0.7854])
-ARM_JOINTS = tuple(f"joint{i}" for i in range(1, 8))
-FINGER_JOINTS = ("finger_left", "finger_right")
-MAX_OPENING = 0.08  # metres between the pads, fully open
-TABLE_Z = 0.0  # table top height in the model (world frame)
-DEFAULT_WORKSPACE = (
-    np.array([0.3, -0.25, TABLE_Z + 0.012]),  # fingertips stay ~2 mm above the table
-    np.array([0.7, 0.25, TABLE_Z + 0.35]),
-)
+__all__ = [
+    "ARM_JOINTS",
+    "DEFAULT_WORKSPACE",
+    "FINGER_JOINTS",
+    "HOME_Q",
+    "MAX_OPENING",
+    "MODEL_FILE",
+    "TABLE_Z",
+    "MujocoRobot",
+    "mat_to_rotvec",
+    "resolve_model_path",
+    "rotvec_to_mat",
+    "sim_dir",
+]
+
+# The Panda's figures under their historical names (robot_rl/robots/arms.py holds every arm's).
+MODEL_FILE = PANDA.mjcf
+HOME_Q = np.array(PANDA.home_q)
+ARM_JOINTS = PANDA.arm_joints
+FINGER_JOINTS = PANDA.finger_joints
+MAX_OPENING = PANDA.max_opening  # metres between the pads, fully open
+DEFAULT_WORKSPACE = (np.array(PANDA.workspace[0]), np.array(PANDA.workspace[1]))
 
 
 def rotvec_to_mat(rotvec: np.ndarray) -> np.ndarray:
@@ -58,35 +75,14 @@ def mat_to_rotvec(mat: np.ndarray) -> np.ndarray:
     return rotvec
 
 
-def sim_dir() -> Path:
-    """The directory holding the MJCF files: `$ROBOT_RL_SIM_DIR`, else `<repo>/sim`."""
-    env = os.environ.get("ROBOT_RL_SIM_DIR")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / "sim"
-
-
-def resolve_model_path(model_path: str | os.PathLike | None = None) -> Path:
-    """Find the MJCF file; a relative name is looked up in `sim_dir()`."""
-    path = Path(model_path) if model_path is not None else Path(MODEL_FILE)
-    if not path.is_absolute() and not path.exists():
-        path = sim_dir() / path
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"MuJoCo model not found: {path} (set ROBOT_RL_SIM_DIR to the directory holding {path.name})"
-        )
-    return path
-
-
 class MujocoRobot(Robot):
     """Simulated arm + parallel gripper commanded in TCP position (and optionally rotation) deltas at
-    `control_dt`."""
-
-    gripper_max_opening = MAX_OPENING
-    supports_rotation = True
+    `control_dt`. `model` names the arm (robot_rl/robots/arms.py: "panda" or "so101"); `arm` is its
+    ArmModel and `kin` its ArmKinematics (which does the IK)."""
 
     def __init__(
         self,
+        model: str = "panda",
         model_path: str | os.PathLike | None = None,
         control_dt: float = 0.1,
         workspace: tuple[np.ndarray, np.ndarray] | None = None,
@@ -96,17 +92,16 @@ class MujocoRobot(Robot):
         render_samples: int = 0,
         orientation_limits: tuple[float, float, float] = (np.pi, np.pi, np.pi),
     ) -> None:
-        """`render_size`: default (height, width) of `render`. `render_samples`: multisample
-        anti-aliasing samples for offscreen rendering (0 = off: 2.5x faster on a software renderer).
-        `orientation_limits`: half-widths (rad) of the orientation target's box around home (a 6-DoF
-        task sets its own)."""
-        path = resolve_model_path(model_path)
-        try:
-            self.model = mujoco.MjModel.from_xml_path(str(path))
-        except ValueError as exc:  # MuJoCo reports XML errors as ValueError
-            raise ValueError(f"cannot load MuJoCo model {path}: {exc}") from None
+        """`model`: the arm's registry name; `model_path`: another MJCF file for it (default: the arm's
+        scene in `sim_dir()`). `workspace`: TCP box (low[3], high[3]); default the arm's. `render_size`:
+        default (height, width) of `render`. `render_samples`: multisample anti-aliasing samples for
+        offscreen rendering (0 = off: 2.5x faster on a software renderer). `orientation_limits`:
+        half-widths (rad) of the orientation target's box around home (a 6-DoF task sets its own)."""
+        self.arm: ArmModel = get_arm(model)
+        path = resolve_model_path(model_path, self.arm.mjcf)
+        self.model = load_model(path)
         self.data = mujoco.MjData(self.model)
-        self._scratch = mujoco.MjData(self.model)  # IK works here, never on the live state
+        self.kin = ArmKinematics(self.arm, model=self.model)  # IK works on its own MjData, never the live state
 
         m = self.model
         self.control_dt = float(control_dt)
@@ -116,37 +111,36 @@ class MujocoRobot(Robot):
                 f"control_dt={control_dt} must be a positive multiple of the physics timestep {m.opt.timestep}"
             )
         self.n_chunks = max(1, min(int(n_chunks), self.n_substeps))
-        lo, hi = workspace if workspace is not None else DEFAULT_WORKSPACE
+        if workspace is None:
+            workspace = (np.array(self.arm.workspace[0]), np.array(self.arm.workspace[1]))
+        lo, hi = workspace
         self.workspace = (np.asarray(lo, dtype=np.float64).copy(), np.asarray(hi, dtype=np.float64).copy())
         self.reanchor_dist = float(reanchor_dist)
         self.orientation_limits = np.asarray(orientation_limits, dtype=np.float64).copy()
         self.render_size = render_size
         self.model.vis.quality.offsamples = int(render_samples)  # read when a renderer is created
+        self.gripper_max_opening = self.arm.max_opening
+        self.supports_rotation = self.arm.supports_rotation
 
-        self._arm_qpos = np.array([m.jnt_qposadr[m.joint(j).id] for j in ARM_JOINTS])
-        self._arm_dof = np.array([m.jnt_dofadr[m.joint(j).id] for j in ARM_JOINTS])
-        self._finger_qpos = np.array([m.jnt_qposadr[m.joint(j).id] for j in FINGER_JOINTS])
-        self._finger_dof = np.array([m.jnt_dofadr[m.joint(j).id] for j in FINGER_JOINTS])
-        self._arm_act = np.array([m.actuator(j).id for j in ARM_JOINTS])
-        self._grip_act = m.actuator("gripper").id
-        self._tcp = m.site("tcp").id
-        ranges = np.array([m.jnt_range[m.joint(j).id] for j in ARM_JOINTS])
-        margin = 0.01  # keep IK targets just inside the hard limits
-        self.joint_limits = (ranges[:, 0] + margin, ranges[:, 1] - margin)
-
+        kin = self.kin
+        self._arm_qpos = np.array([m.jnt_qposadr[m.joint(j).id] for j in kin.joint_names])
+        self._arm_dof = np.array([m.jnt_dofadr[m.joint(j).id] for j in kin.joint_names])
+        self._finger_qpos = np.array([m.jnt_qposadr[m.joint(j).id] for j in self.arm.finger_joints])
+        self._finger_dof = np.array([m.jnt_dofadr[m.joint(j).id] for j in self.arm.finger_joints])
+        self._arm_act = np.array([m.actuator(j).id for j in kin.joint_names])
+        self._grip_act = m.actuator(self.arm.gripper_actuator).id
+        self._tcp = m.site(self.arm.tcp_site).id
+        self.joint_limits = kin.joint_limits
+        self.home_q = kin.home_q
         # Target orientation: the TCP orientation at the home posture (z axis pointing down).
-        self._scratch.qpos[self._arm_qpos] = HOME_Q
-        mujoco.mj_kinematics(m, self._scratch)
-        self.home_tcp_pos = self._scratch.site_xpos[self._tcp].copy()
-        self.home_tcp_rot = self._scratch.site_xmat[self._tcp].reshape(3, 3).copy()
+        self.home_tcp_pos = kin.home_tcp_pos
+        self.home_tcp_rot = kin.home_tcp_rot
         self.tcp_rot_target = self.home_tcp_rot.copy()
 
-        self._jacp = np.zeros((3, m.nv))
-        self._jacr = np.zeros((3, m.nv))
         self._vel6 = np.zeros(6)
         self._renderers: dict[str, mujoco.Renderer] = {}
         self.tcp_target = self.home_tcp_pos.copy()
-        self.q_target = HOME_Q.copy()
+        self.q_target = self.home_q.copy()
         self.reset()
 
     # ------------------------------------------------------------------ kinematics
@@ -159,35 +153,11 @@ class MujocoRobot(Robot):
         null_gain: float = 0.2,
         tol: float = 1e-4,
     ) -> np.ndarray:
-        """Joint positions putting the TCP at `tcp_pos` with the target orientation (DLS IK)."""
-        m, d = self.model, self._scratch
-        q = np.clip(np.asarray(q_init, dtype=np.float64), *self.joint_limits)
-        target = np.asarray(tcp_pos, dtype=np.float64)
-        rt = self.tcp_rot_target
-        eye6 = np.eye(6) * damping**2
-        for _ in range(iters):
-            d.qpos[self._arm_qpos] = q
-            mujoco.mj_kinematics(m, d)
-            mujoco.mj_comPos(m, d)
-            pos = d.site_xpos[self._tcp]
-            rot = d.site_xmat[self._tcp].reshape(3, 3)
-            err = np.empty(6)
-            err[:3] = target - pos
-            # orientation error (axis * angle, world frame) for small rotations
-            err[3:] = 0.5 * (
-                np.cross(rot[:, 0], rt[:, 0]) + np.cross(rot[:, 1], rt[:, 1]) + np.cross(rot[:, 2], rt[:, 2])
-            )
-            if err[:3] @ err[:3] < tol * tol and err[3:] @ err[3:] < tol * tol:
-                break
-            mujoco.mj_jacSite(m, d, self._jacp, self._jacr, self._tcp)
-            jac = np.vstack((self._jacp[:, self._arm_dof], self._jacr[:, self._arm_dof]))
-            jjt = jac @ jac.T
-            dq = jac.T @ np.linalg.solve(jjt + eye6, err)  # damped least squares step
-            # posture pull projected into the (undamped) nullspace so it does not bias the task
-            null = np.eye(7) - np.linalg.pinv(jac, rcond=1e-4) @ jac
-            dq += null @ (null_gain * (HOME_Q - q))
-            q = np.clip(q + dq, *self.joint_limits)
-        return q
+        """Joint positions putting the TCP at `tcp_pos` with the target orientation (`kin.solve_ik`,
+        with the servo-loop defaults: a few iterations warm-started from the last target)."""
+        return self.kin.solve_ik(
+            tcp_pos, q_init, self.tcp_rot_target, iters=iters, damping=damping, tol=tol, null_gain=null_gain
+        )
 
     def clip_to_workspace(self, pos: np.ndarray) -> np.ndarray:
         """`pos` clipped to the workspace box."""
@@ -224,15 +194,15 @@ class MujocoRobot(Robot):
         mujoco.mj_resetData(m, d)
         self.tcp_rot_target = self.home_tcp_rot.copy()
         if tcp_pos is None:
-            q = HOME_Q.copy()
+            q = self.home_q.copy()
             target = self.home_tcp_pos.copy()
         else:
             target = self.clip_to_workspace(np.asarray(tcp_pos, dtype=np.float64))
-            q = self.solve_ik(target, HOME_Q, iters=100, damping=1e-3, tol=1e-6)
+            q = self.solve_ik(target, self.home_q, iters=100, damping=1e-3, tol=1e-6)
         d.qpos[self._arm_qpos] = q
-        d.qpos[self._finger_qpos] = MAX_OPENING / 2
+        d.qpos[self._finger_qpos] = self.arm.max_opening / 2
         d.ctrl[self._arm_act] = q
-        d.ctrl[self._grip_act] = MAX_OPENING
+        d.ctrl[self._grip_act] = self.arm.max_opening
         mujoco.mj_forward(m, d)
         self.q_target = q.copy()
         self.tcp_target = target.copy()
@@ -272,7 +242,7 @@ class MujocoRobot(Robot):
         q_new = self.solve_ik(target, q_prev)
         self.q_target = q_new
         g = float(np.clip(gripper, -1.0, 1.0))
-        d.ctrl[self._grip_act] = MAX_OPENING * (1.0 - g) / 2.0
+        d.ctrl[self._grip_act] = self.arm.max_opening * (1.0 - g) / 2.0
 
         steps = self.n_substeps // self.n_chunks
         for i in range(self.n_chunks):
@@ -321,7 +291,7 @@ class MujocoRobot(Robot):
         frame: float64[6] (what a wrist force-torque sensor reads, without gravity)."""
         m, d = self.model, self.data
         if not hasattr(self, "_hand_bodies"):
-            hand = m.body("hand").id
+            hand = m.body(self.arm.hand_body).id
             self._hand_bodies = {b for b in range(m.nbody) if b == hand or self._has_ancestor(b, hand)}
         wrench = np.zeros(6)
         local = np.zeros(6)

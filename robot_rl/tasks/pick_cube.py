@@ -1,4 +1,9 @@
-"""Pick up a 4 cm cube from the table and lift it 10 cm.
+"""Pick up a cube from the table and lift it (Panda: a 4 cm cube, SO-101: 2.5 cm; 10 cm up).
+
+Per-arm defaults: the cube area (`cube_x_range`, `cube_y_range`), `start_tcp`, `lift_height` and
+`cube_half_size` left None (null in the config) come from the robot's arm (`robot.arm`, an ArmModel of
+robot_rl/robots/arms.py: MujocoRobot's `robot.model`); a robot without one gets the Panda's. Values
+given explicitly win.
 
 State observation `float32[10]`, plain SI units in the robot base frame (x forward, z up,
 table top at z = 0):
@@ -28,6 +33,7 @@ from collections.abc import Sequence
 import gymnasium as gym
 import numpy as np
 
+from robot_rl.robots.arms import PANDA, ArmModel
 from robot_rl.robots.base import Robot
 from robot_rl.tasks.base import Expert, Task
 from robot_rl.tasks.reset import ResetConfig, ResetProcedure, ResetResult
@@ -60,17 +66,17 @@ class PickCubeTask(Task):
 
     def __init__(
         self,
-        cube_x_range: Sequence[float] = (0.4, 0.6),
-        cube_y_range: Sequence[float] = (-0.1, 0.1),
+        cube_x_range: Sequence[float] | None = None,
+        cube_y_range: Sequence[float] | None = None,
         cube_yaw_range: float = 0.0,
-        start_tcp: Sequence[float] = (0.5, 0.0, 0.2),
+        start_tcp: Sequence[float] | None = None,
         start_noise: float = 0.02,
-        lift_height: float = 0.1,
+        lift_height: float | None = None,
         reward: str = "sparse",
         max_steps: int = 100,
         action_scale: float = 0.03,
         cube_name: str = "cube",
-        cube_half_size: float = 0.02,
+        cube_half_size: float | None = None,
         table_z: float = 0.0,
         gripper_mode: str = "sticky",
         gripper_threshold: float = 0.5,
@@ -88,13 +94,15 @@ class PickCubeTask(Task):
         rotation_scale: float = 0.1,
         rotation_limits: Sequence[float] = (0.5, 0.5, 1.0),
     ) -> None:
-        """Reset keys (robot_rl/tasks/reset.py): `reset_mode` state | physical, `full_reset_every`
-        (episodes; 0 = only the first and before retries), `max_reset_retries`, `reset_safe_height`
-        (m), tolerances `reset_pos_tol` (m), `reset_vel_tol` (m/s), `reset_gripper_tol` (m),
-        `reset_step` (m of TCP motion per control step while resetting) and `reset_move_steps`
-        (control steps one reset motion may take). `rotation`: act in 6-DoF (7-dim actions, the TCP
-        orientation in the state), `rotation_scale` rad per unit action and step, `rotation_limits`
-        half-widths (rad, base-frame x, y, z) around the home orientation."""
+        """`cube_x_range`, `cube_y_range`, `start_tcp`, `lift_height`, `cube_half_size`: None takes the
+        robot arm's default (see the module docstring). Reset keys (robot_rl/tasks/reset.py):
+        `reset_mode` state | physical, `full_reset_every` (episodes; 0 = only the first and before
+        retries), `max_reset_retries`, `reset_safe_height` (m), tolerances `reset_pos_tol` (m),
+        `reset_vel_tol` (m/s), `reset_gripper_tol` (m), `reset_step` (m of TCP motion per control step
+        while resetting) and `reset_move_steps` (control steps one reset motion may take). `rotation`:
+        act in 6-DoF (7-dim actions, the TCP orientation in the state), `rotation_scale` rad per unit
+        action and step, `rotation_limits` half-widths (rad, base-frame x, y, z) around the home
+        orientation."""
         if reward not in ("sparse", "dense"):
             raise ValueError(f"pick_cube reward must be 'sparse' or 'dense', got {reward!r}")
         if gripper_mode not in ("sticky", "continuous"):
@@ -112,18 +120,22 @@ class PickCubeTask(Task):
         self.rotation_limits = limits  # type: ignore[assignment]
         self.gripper_threshold = float(gripper_threshold)
         self.grasp_penalty = float(grasp_penalty)
-        self.cube_low = np.array([cube_x_range[0], cube_y_range[0]], dtype=np.float64)
-        self.cube_high = np.array([cube_x_range[1], cube_y_range[1]], dtype=np.float64)
+        self._given = {
+            "cube_x_range": cube_x_range,
+            "cube_y_range": cube_y_range,
+            "start_tcp": start_tcp,
+            "lift_height": lift_height,
+            "cube_half_size": cube_half_size,
+        }
+        self.table_z = float(table_z)
+        self.arm: ArmModel | None = None
+        self.use_arm(PANDA)  # until a robot with an arm comes (bind)
         self.cube_yaw_range = float(cube_yaw_range)
-        self.start_tcp = np.asarray(start_tcp, dtype=np.float64)
         self.start_noise = float(start_noise)
-        self.lift_height = float(lift_height)
         self.reward = reward
         self.max_steps = int(max_steps)
         self.action_scale = float(action_scale)
         self.cube_name = cube_name
-        self.cube_half_size = float(cube_half_size)
-        self.rest_z = float(table_z) + self.cube_half_size
         self.resetter = ResetProcedure(
             ResetConfig(
                 mode=reset_mode,
@@ -138,10 +150,35 @@ class PickCubeTask(Task):
             )
         )
 
+    def use_arm(self, arm: ArmModel) -> None:
+        """Fill the keys given as None from `arm`'s pick_cube defaults (explicit values are kept)."""
+        if arm is self.arm:
+            return
+        given = self._given
+
+        def pick(key: str):
+            return getattr(arm, key) if given[key] is None else given[key]
+
+        x_range, y_range = pick("cube_x_range"), pick("cube_y_range")
+        self.cube_low = np.array([x_range[0], y_range[0]], dtype=np.float64)
+        self.cube_high = np.array([x_range[1], y_range[1]], dtype=np.float64)
+        self.start_tcp = np.asarray(pick("start_tcp"), dtype=np.float64)
+        self.lift_height = float(pick("lift_height"))
+        self.cube_half_size = float(pick("cube_half_size"))
+        self.rest_z = self.table_z + self.cube_half_size
+        self.arm = arm
+
+    def bind(self, robot: Robot) -> None:
+        """Take the per-arm defaults from `robot.arm` when it has one (observation_space and reset call this)."""
+        arm = getattr(robot, "arm", None)
+        if isinstance(arm, ArmModel):
+            self.use_arm(arm)
+
     def observation_space(self, robot: Robot) -> gym.spaces.Dict:
         """The nominal range of each state entry: the workspace box for positions, the top speed for
         velocities. Values can leave it (a cube knocked off the table); the learner uses it only to
         scale inputs to about [-1, 1]."""
+        self.bind(robot)
         lo, hi = robot.workspace
         speed = 2.0 * self.action_scale / robot.control_dt
         low = np.concatenate([lo, [-speed] * 3, [0.0], lo]).astype(np.float32)
@@ -160,6 +197,7 @@ class PickCubeTask(Task):
 
     def place_scene(self, robot: Robot, rng: np.random.Generator) -> None:
         """Put the cube at a random resting pose (a sim robot; the ROS sim bridge calls this on reset)."""
+        self.bind(robot)
         robot.set_object_pose(self.cube_name, *self.sample_cube_pose(rng))  # type: ignore[attr-defined]
 
     def reset(self, robot: Robot, rng: np.random.Generator) -> ResetResult:
@@ -169,6 +207,7 @@ class PickCubeTask(Task):
         and the check only requires it to rest in the cube's start region. Retries a failed reset;
         raises ResetError when it cannot."""
         _require_objects(robot)
+        self.bind(robot)
         tcp = self.start_tcp + rng.uniform(-self.start_noise, self.start_noise, size=3)
         tol = self.resetter.cfg.pos_tol
         if hasattr(robot, "set_object_pose"):
