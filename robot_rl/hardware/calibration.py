@@ -4,11 +4,10 @@ A calibration file (JSON) belongs to one physical arm (`robot.id`) of one model 
     {"format": "robot_rl.calibration", "version": 1, "arm": "so101", "id": "lab-left",
      "ticks_per_rev": 4096,
      "joints": [{"name": "shoulder_pan", "servo_id": 1, "direction": 1, "offset_ticks": 2051,
-                 "pos_min": -1.9, "pos_max": 1.9}, ...],
-     "gripper": {"closed": 0.02, "open": 1.6}}
+                 "pos_min": -1.9, "pos_max": 1.9}, ..., {"name": "gripper", ...}]}
 Joint angles are the model's (radians, the MJCF's zero pose); servo ticks = offset_ticks + direction *
 angle * ticks_per_rev / 2pi (the firmware applies it; robot_rl/hardware/protocol.py CONFIG_JOINT). The
-last joint is the gripper servo: its angle `closed` is a closed jaw and `open` a fully open one.
+last joint is the gripper servo, in the model's jaw angle (0 = closed).
 `robot-rl calibrate robot=serial` writes the file (robot_rl/commands/calibrate.py).
 """
 
@@ -46,17 +45,7 @@ class Calibration:
     arm: str
     id: str
     joints: tuple[JointCalibration, ...]
-    gripper_closed: float  # gripper servo angle (rad) of a closed jaw
-    gripper_open: float  # ... and of a fully open one
     ticks_per_rev: int = TICKS_PER_REV
-
-    def opening_to_angle(self, fraction_open: float) -> float:
-        """The gripper servo angle (rad) for a jaw `fraction_open` open (0 closed .. 1 open)."""
-        return self.gripper_closed + (self.gripper_open - self.gripper_closed) * fraction_open
-
-    def angle_to_opening(self, angle: float) -> float:
-        """How far open (0 .. 1, not clipped) the jaw is at gripper servo angle `angle`."""
-        return (angle - self.gripper_closed) / (self.gripper_open - self.gripper_closed)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the file atomically (parents created); its path."""
@@ -69,7 +58,6 @@ class Calibration:
             "id": self.id,
             "ticks_per_rev": self.ticks_per_rev,
             "joints": [asdict(j) for j in self.joints],
-            "gripper": {"closed": self.gripper_closed, "open": self.gripper_open},
         }
         write_atomic(path, json.dumps(body, indent=1) + "\n")
         return path
@@ -103,15 +91,7 @@ def load_calibration(path: str | os.PathLike, arm: str, joint_names: tuple[str, 
         raise UserError(f"calibration file {path} is for arm {body.get('arm')!r}, not {arm!r}: {fix}")
     try:
         joints = tuple(JointCalibration(**j) for j in body["joints"])
-        gripper = body["gripper"]
-        calibration = Calibration(
-            arm=arm,
-            id=str(body.get("id", "")),
-            joints=joints,
-            gripper_closed=float(gripper["closed"]),
-            gripper_open=float(gripper["open"]),
-            ticks_per_rev=int(body.get("ticks_per_rev", TICKS_PER_REV)),
-        )
+        calibration = Calibration(arm, str(body.get("id", "")), joints, int(body.get("ticks_per_rev", TICKS_PER_REV)))
     except (KeyError, TypeError, ValueError) as err:
         raise UserError(f"calibration file {path} is malformed ({err}): {fix} again") from None
     check_calibration(calibration, joint_names, str(path))
@@ -135,6 +115,8 @@ def check_calibration(calibration: Calibration, joint_names: tuple[str, ...], wh
             )
         if not 0 <= j.offset_ticks < calibration.ticks_per_rev:
             raise UserError(f"{where}: joint {j.name} offset {j.offset_ticks} outside 0..{calibration.ticks_per_rev}")
-    g = (calibration.gripper_closed, calibration.gripper_open)
-    if not all(math.isfinite(v) for v in g) or abs(g[1] - g[0]) < 0.05:
-        raise UserError(f"{where}: gripper closed/open angles {g} are not 0.05 rad apart: recalibrate the gripper")
+
+
+def servo_joints(arm_joints: tuple[str, ...]) -> tuple[str, ...]:
+    """The servos of an arm, in bus order: its joints, then the gripper."""
+    return (*arm_joints, "gripper")

@@ -31,16 +31,19 @@ import time
 from pathlib import Path
 from typing import ClassVar
 
+os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco loads: its OpenGL backend is chosen then
+
+import mujoco  # noqa: E402
 import numpy as np
 
 from robot_rl.config import UserError
 from robot_rl.hardware import protocol
-from robot_rl.hardware.calibration import Calibration, default_path, load_calibration
+from robot_rl.hardware.calibration import Calibration, default_path, load_calibration, servo_joints
 from robot_rl.hardware.firmware import FirmwareClient, FirmwareError, JointConfig
 from robot_rl.hardware.link import LinkError, LinkLost, SerialLink
 from robot_rl.robots.arms import get_arm
 from robot_rl.robots.base import Robot, RobotState, RobotUnavailable
-from robot_rl.robots.kinematics import ArmKinematics
+from robot_rl.robots.kinematics import ArmKinematics, resolve_model_path
 
 SIM_PORT = "sim"
 
@@ -123,7 +126,7 @@ class SerialRobot(Robot):
         if self.port == SIM_PORT:
             from robot_rl.hardware.rig import SimRig
 
-            self.rig = SimRig(self.arm.name, self.kinematics.model_path, self.kinematics.servo_joints(), **(rig or {}))
+            self.rig = SimRig(resolve_model_path(default=self.arm.mjcf), self.servo_names, **(rig or {}))
             link_port = self.rig.link_path
             self.calibration = self.rig.calibration() if calibration is None else self._load(calibration)
         else:
@@ -151,12 +154,16 @@ class SerialRobot(Robot):
 
     # ------------------------------------------------------------------ set-up
     @property
+    def servo_names(self) -> tuple[str, ...]:
+        """The servos in bus order: the arm joints, then the gripper."""
+        return servo_joints(self.arm.arm_joints)
+
+    @property
     def n_servos(self) -> int:
-        """Arm joints and the gripper servo."""
-        return self.kinematics.n_joints + 1
+        return len(self.servo_names)
 
     def _load(self, path: str | os.PathLike) -> Calibration:
-        return load_calibration(Path(path).expanduser(), self.arm.name, self.kinematics.servo_joints())
+        return load_calibration(Path(path).expanduser(), self.arm.name, self.servo_names)
 
     def joint_configs(self) -> list[JointConfig]:
         """What the firmware enforces per servo: the calibration's map and limits, the speed and step bounds."""
@@ -246,7 +253,7 @@ class SerialRobot(Robot):
         qd = np.array([j.vel for j in self.last_state.joints])
         pos, _ = self.kinematics.fk(q[:-1])
         jac = self.kinematics.jacobian(q[:-1])
-        opening = float(np.clip(self.calibration.angle_to_opening(q[-1]), 0.0, 1.0)) * self.gripper_max_opening
+        opening = min(self.kinematics.gripper_opening_from_joint(q[-1]), self.gripper_max_opening)
         return RobotState(
             tcp_pos=pos, tcp_vel=jac[:3] @ qd[:-1], gripper_opening=opening, joint_pos=q[:-1], joint_vel=qd[:-1]
         )
@@ -286,7 +293,8 @@ class SerialRobot(Robot):
         q_prev = self._q_target
         q_new = q_prev.copy()
         q_new[:-1] = self.kinematics.solve_ik(self.tcp_target, q_prev[:-1])
-        q_new[-1] = self.calibration.opening_to_angle((1.0 - float(np.clip(gripper, -1.0, 1.0))) / 2.0)
+        opening = self.gripper_max_opening * (1.0 - float(np.clip(gripper, -1.0, 1.0))) / 2.0
+        q_new[-1] = self.kinematics.gripper_joint_from_opening(opening)
         self._q_target = q_new
         self._stream(q_prev, q_new, self.n_commands)
         return self._robot_state()
@@ -325,7 +333,7 @@ class SerialRobot(Robot):
         else:
             target = np.clip(np.asarray(tcp_pos, dtype=np.float64), *self.workspace)
             goal[:-1] = self.kinematics.solve_ik(target, self.kinematics.home_q, iters=100, damping=1e-3, tol=1e-6)
-        goal[-1] = self.calibration.opening_to_angle(1.0)
+        goal[-1] = self.kinematics.gripper_joint_from_opening(self.gripper_max_opening)
         span = float(np.max(np.abs(goal[:-1] - q_now[:-1]))) / self.reset_joint_speed
         n = max(1, int(np.ceil(span / (self.control_dt / self.n_commands))))
         self._stream(q_now, goal, n)
@@ -362,7 +370,9 @@ class SerialRobot(Robot):
 
     def tcp_quat(self) -> np.ndarray | None:
         """The measured TCP orientation (w, x, y, z), base frame."""
-        return self.kinematics.quat(self._measured_q()[:-1])
+        quat = np.empty(4)
+        mujoco.mju_mat2Quat(quat, np.ascontiguousarray(self.kinematics.fk(self._measured_q()[:-1])[1]).reshape(9))
+        return quat
 
     # ------------------------------------------------------------------ cameras and the sim rig's tracker
     def frame_age_s(self) -> float:
