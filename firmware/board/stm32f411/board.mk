@@ -1,0 +1,2 @@
+board:
+	@echo board port not written yet
