@@ -164,6 +164,7 @@ void control_init(control_t *c, actuator_t *act, int n, uint32_t tick_hz)
     }
     act->init(act, c->cfg, c->n);
     torque_off(c);
+    read_all(c); /* state is readable from the first frame on */
     c->mode = MODE_DISARMED;
 }
 

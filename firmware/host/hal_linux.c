@@ -56,7 +56,8 @@ static void make_raw(int fd)
 /* ------------------------------------------------------------------ link */
 int host_link_open(const char *path)
 {
-    snprintf(link_path, sizeof link_path, "%s", path);
+    if (path != link_path)
+        snprintf(link_path, sizeof link_path, "%s", path);
     int m = posix_openpt(O_RDWR | O_NOCTTY | O_NONBLOCK);
     if (m < 0)
         return -1;
