@@ -19,6 +19,8 @@ commands:
   train-classifier  train a success classifier: robot-rl train-classifier data=<store> run_dir=<dir>
   check-log         check an episode log, every chunk: robot-rl check-log <store> (exit 0 intact, 1 damaged)
   salvage-log       copy a log's intact episodes to a new store: robot-rl salvage-log <store> out=<new store>
+  calibrate         calibrate a serial arm (zero pose, directions, joint ranges): robot-rl calibrate robot=serial
+  check-hardware    the firmware, servos, faults and link latency: robot-rl check-hardware robot=serial [clear=true]
 
 any config key can be overridden, e.g. robot-rl train task=pick_cube agent.utd=8 seed=1
 configs: {config_dir}
@@ -33,6 +35,8 @@ COMMANDS = {
     "train-classifier": "train_classifier",
     "check-log": "check_log",
     "salvage-log": "salvage_log",
+    "calibrate": "calibrate",
+    "check-hardware": "check_hardware",
 }
 INTERRUPTED = "finished episodes are in the log, rerun to resume"
 
@@ -44,9 +48,10 @@ def run_configured(command: str, module, overrides: list[str]) -> int:
     from robot_rl.data.files import fs_error
     from robot_rl.robots.base import RobotUnavailable
 
-    def work() -> None:
+    def work() -> int | None:
         try:
-            module.run(compose(module.CONFIG, overrides))
+            status = module.run(compose(module.CONFIG, overrides))
+            return status if isinstance(status, int) else None  # a command may return its exit status
         except OSError as err:  # the file system: disk full, read-only, permissions
             if isinstance(err, FileNotFoundError):
                 raise
