@@ -61,9 +61,10 @@ def present_ports() -> list[str]:
 
 def latency_timer_ms(port: str) -> int | None:
     """The FTDI latency timer of a ttyUSB device in ms (None for other devices or when unreadable)."""
-    name = Path(os.path.realpath(port)).name
-    if not name.startswith("ttyUSB"):
+    names = [n for n in (Path(port).name, Path(os.path.realpath(port)).name) if n.startswith("ttyUSB")]
+    if not names:
         return None
+    name = names[0]
     try:
         return int(Path(LATENCY_SYSFS.format(name=name)).read_text().strip())
     except (OSError, ValueError):
@@ -71,8 +72,8 @@ def latency_timer_ms(port: str) -> int | None:
 
 
 def _tee_hint(port: str) -> str:
-    name = Path(os.path.realpath(port)).name
-    name = name if name.startswith("ttyUSB") else "ttyUSB0"
+    names = [n for n in (Path(port).name, Path(os.path.realpath(port)).name) if n.startswith("ttyUSB")]
+    name = names[0] if names else "ttyUSB0"
     return f"echo 1 | sudo tee {LATENCY_SYSFS.format(name=name)}"
 
 
