@@ -244,6 +244,7 @@ def test_firmware_in_the_loop(tmp_path, fw_binary) -> None:
                 client.configure_joint(cfg)
             angles = plant.servo_angles()
             start = np.array([angles[s["servo_id"]] for s in servos])
+            time.sleep(0.05)  # STATE reports the last control tick's reading: let a few ticks run
             state = client.heartbeat()
             measured = np.array([j.pos for j in state.joints])
             assert np.allclose(measured, start, atol=0.01), (measured, start)  # the true calibration reads true

@@ -306,3 +306,264 @@ def test_latency_timer_warning(monkeypatch, tmp_path, peer, caplog) -> None:
     with caplog.at_level("WARNING"), SerialLink(usb) as link:
         assert link.latency_timer_ms == 16
     assert "latency timer is 16 ms" in caplog.text and "echo 1 | sudo tee" in caplog.text
+
+
+# ---------------------------------------------------------------------- against the real firmware
+from firmware_proc import Firmware, build_firmware  # noqa: E402
+
+from robot_rl.hardware.firmware import CommandRefused, FirmwareClient, JointConfig  # noqa: E402
+
+N_JOINTS = 6
+
+
+@pytest.fixture(scope="module")
+def fw_binary(tmp_path_factory):
+    binary, why = build_firmware(tmp_path_factory.mktemp("fw_build"))
+    if binary is None:
+        pytest.skip(why)
+    return binary
+
+
+@pytest.fixture
+def fw(fw_binary, tmp_path):
+    proc = Firmware(fw_binary, tmp_path / "fw", joints=N_JOINTS)
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def client(fw):
+    with SerialLink(fw.link, timeout=0.2) as link:
+        yield FirmwareClient(link)
+
+
+def configure_all(client: FirmwareClient, watchdog_ms: int = 100) -> None:
+    client.configure(watchdog_ms, P.StopAction.HOLD)
+    for j in range(N_JOINTS):
+        client.configure_joint(JointConfig(j, j + 1, step_max=0.5))
+
+
+def positions(state: P.State) -> list[float]:
+    return [j.pos for j in state.joints]
+
+
+def test_fw_hello_configure_arm_command_counters(client) -> None:
+    info = client.hello()
+    assert (info.protocol_version, info.n_joints, info.backend) == (P.PROTOCOL_VERSION, N_JOINTS, P.Backend.FEETECH)
+    state = client.heartbeat()
+    assert state.mode == P.Mode.DISARMED and len(state.joints) == N_JOINTS
+    assert client.command([0.1] * N_JOINTS).flags & P.FLAG_REJECTED  # not armed
+    with pytest.raises(CommandRefused, match="arm refused: NOT_CONFIGURED") as err:
+        client.arm()
+    assert err.value.result == P.Result.NOT_CONFIGURED and err.value.mode == P.Mode.DISARMED
+    with pytest.raises(CommandRefused, match="BAD_PAYLOAD"):
+        client.configure_joint(JointConfig(0, 1, pos_min=1.0, pos_max=-1.0))
+    with pytest.raises(CommandRefused, match="BAD_PAYLOAD"):
+        client.configure_joint(JointConfig(N_JOINTS, 9))  # no such joint
+    configure_all(client)
+    client.arm()
+    with pytest.raises(CommandRefused, match="REFUSED_ARMED.*disarm first"):
+        client.configure(100)
+    target = [0.3, -0.2, 0.1, 0.0, 0.25, -0.3]
+    for _ in range(60):
+        state = client.command(target)
+        assert state.mode == P.Mode.ARMED and not state.flags & P.FLAG_REJECTED
+        time.sleep(0.005)
+    assert positions(state) == pytest.approx(target, abs=0.01)
+    nan = client.command([math.nan] + target[1:])
+    assert nan.flags & P.FLAG_REJECTED and nan.mode == P.Mode.ARMED
+    assert client.command(target[:3]).flags & P.FLAG_REJECTED  # wrong joint count
+    client.disarm()
+    assert client.heartbeat().mode == P.Mode.DISARMED
+    counters = client.counters()
+    assert counters["rx_frames"] == client.link.stats.frames_out
+    assert counters["rejected_commands"] == 3 and counters["bad_crc"] == 0 and counters["ticks"] > 0
+
+
+def test_fw_estop_latch_via_input_and_command(client, fw) -> None:
+    client.hello()
+    configure_all(client, watchdog_ms=1000)
+    client.arm()
+    fw.press_estop()
+    deadline = time.monotonic() + 2
+    while not client.link.faults and time.monotonic() < deadline:
+        client.heartbeat()
+        time.sleep(0.01)
+    assert P.FaultReport(P.Fault.ESTOP_INPUT, None, 0) in [
+        P.FaultReport(f.code, f.joint, 0) for f in client.drain_faults()
+    ]
+    state = client.heartbeat()
+    assert state.mode == P.Mode.ESTOP and state.flags & P.FLAG_ESTOP_INPUT and not state.flags & P.FLAG_TORQUE
+    assert client.command([0.0] * N_JOINTS).flags & P.FLAG_REJECTED
+    with pytest.raises(CommandRefused, match="still pressed") as err:
+        client.clear()
+    assert err.value.result == P.Result.REFUSED_ESTOP
+    with pytest.raises(CommandRefused, match="arm refused: REFUSED_ESTOP.*e-stop latched; release it and run clear"):
+        client.arm()
+    fw.press_estop(False)
+    time.sleep(0.05)
+    assert client.heartbeat().mode == P.Mode.ESTOP  # released, still latched
+    client.clear()
+    assert client.heartbeat().mode == P.Mode.DISARMED  # clear leaves it disarmed
+    client.arm()
+    client.estop()
+    state = client.heartbeat()
+    assert state.mode == P.Mode.ESTOP and not state.flags & P.FLAG_TORQUE
+    assert P.Fault.ESTOP_COMMAND in [f.code for f in client.drain_faults()]
+    client.clear()
+    client.arm()
+    assert client.counters()["estops"] == 2
+
+
+def test_fw_watchdog_unplug_replug(client, fw) -> None:
+    link = client.link
+    client.hello()
+    configure_all(client, watchdog_ms=100)
+    client.arm()
+    hold = [0.2] * N_JOINTS
+    for _ in range(30):
+        client.command(hold)
+        time.sleep(0.005)
+    # the watchdog trips when commands stop: FAULT WATCHDOG, unprompted; the arm holds and stays armed
+    link.poll(0.25)
+    trips = [f for f in client.drain_faults() if f.code == P.Fault.WATCHDOG]
+    assert len(trips) == 1 and trips[0].detail >= 100
+    state = client.heartbeat()
+    assert state.mode == P.Mode.ARMED and positions(state) == pytest.approx(hold, abs=0.01)
+    client.command(hold)
+    # unplugged: the link is lost; the firmware's watchdog holds meanwhile
+    fw.unplug()
+    with pytest.raises(LinkLost):
+        for _ in range(100):
+            client.heartbeat()
+            time.sleep(0.01)
+    assert link.lost
+    time.sleep(0.2)
+    t_replug = time.monotonic()
+    threading.Timer(0.3, fw.unplug, args=(False,)).start()
+    link.reconnect(timeout=5)
+    assert time.monotonic() - t_replug < 3 and link.stats.reconnects == 1
+    assert client.hello().protocol_version == P.PROTOCOL_VERSION
+    assert client.counters()["watchdog_trips"] == 2
+    state = client.heartbeat()
+    assert state.mode == P.Mode.ARMED and positions(state) == pytest.approx(hold, abs=0.01)
+    moved = [0.3] * N_JOINTS
+    for _ in range(40):  # the next valid command resumes
+        state = client.command(moved)
+        time.sleep(0.005)
+    assert not state.flags & (P.FLAG_WATCHDOG | P.FLAG_REJECTED) and positions(state) == pytest.approx(moved, abs=0.01)
+
+
+def test_fw_resync_on_garbage(client) -> None:
+    client.hello()
+    before = client.counters()
+    garbage = [b"\x01\x02\x03\x00", b"\xff" * 300 + b"\x00", b"\x05hello\x00\x00", bytes(range(1, 200)) + b"\x00"]
+    for junk in garbage:
+        client.link.write_raw(junk)
+        assert client.heartbeat().mode == P.Mode.DISARMED
+    after = client.counters()
+    bad = sum(after[k] - before[k] for k in ("bad_crc", "bad_frame"))
+    assert bad == len(garbage), (before, after)
+
+
+def _corrupt(wire: bytes, data) -> bytes:
+    kind = data.draw(st.sampled_from(["flip", "truncate", "splice"]))
+    out = bytearray(wire)
+    if kind == "flip":
+        for bit in data.draw(st.lists(st.integers(0, 8 * len(out) - 1), min_size=1, max_size=4)):
+            out[bit // 8] ^= 1 << (bit % 8)
+    elif kind == "truncate":
+        out = out[: data.draw(st.integers(1, len(out) - 1))]
+    else:
+        at = data.draw(st.integers(0, len(out)))
+        out[at:at] = data.draw(st.binary(min_size=1, max_size=20))
+    return bytes(out).replace(b"\x00", b"")
+
+
+@pytest.mark.parametrize("n_examples", [250])
+def test_fw_fuzz_through_the_c_decoder(client, n_examples) -> None:
+    """Random and corrupted frames written to the firmware: it keeps answering, nothing is executed
+    (positions, mode and the e-stop stay as they were) and every damaged frame is counted."""
+    client.hello()
+    configure_all(client, watchdog_ms=1000)
+    client.arm()
+    home = [0.1, -0.1, 0.2, 0.0, -0.2, 0.05]
+    for _ in range(40):
+        client.command(home)
+        time.sleep(0.005)
+    base = client.counters()
+    far = P.joint_command_payload([1.0] * N_JOINTS)
+    sent = {"bad": 0, "rejected": 0}
+
+    @settings(max_examples=n_examples, deadline=None, derandomize=True, database=None)
+    @given(st.data())
+    def fuzz(data) -> None:
+        kind = data.draw(st.sampled_from(["random", "corrupt", "corrupt_other", "bad_layout"]))
+        if kind == "random":
+            frame = data.draw(st.binary(min_size=1, max_size=200)).replace(b"\x00", b"")
+        elif kind in ("corrupt", "corrupt_other"):
+            msg, payload = (
+                (P.Msg.JOINT_COMMAND, far)
+                if kind == "corrupt"
+                else (data.draw(st.sampled_from([P.Msg.ESTOP, P.Msg.ARM, P.Msg.CLEAR, P.Msg.CONFIG])), b"\x00\x01\x00")
+            )
+            frame = _corrupt(P.encode_frame(msg, client.link._seq, payload)[:-1], data)
+        else:  # framed correctly, wrong layout: a JOINT_COMMAND the firmware must reject
+            n = data.draw(st.sampled_from([0, 1, N_JOINTS - 1, N_JOINTS + 1, P.MAX_JOINTS, N_JOINTS]))
+            count = data.draw(st.integers(0, P.MAX_JOINTS))
+            if n == N_JOINTS and count == N_JOINTS:
+                count = N_JOINTS - 1
+            payload = bytes([n]) + struct.pack(f"<{count}f", *([1.0] * count))
+            state = client.link.request(P.Msg.JOINT_COMMAND, payload)
+            assert state.flags & P.FLAG_REJECTED and state.mode == P.Mode.ARMED
+            sent["rejected"] += 1
+            return
+        if not frame:
+            return
+        try:  # by the Python decoder's judgement: a damaged frame (the CRC makes a valid one vanishingly rare)
+            P.decode_frame(frame)
+            return
+        except P.FrameError:
+            pass
+        client.link.write_raw(frame + b"\x00")
+        sent["bad"] += 1
+        state = client.heartbeat()
+        assert state.mode == P.Mode.ARMED and positions(state) == pytest.approx(home, abs=0.01)
+
+    fuzz()
+    client.link.write_raw(b"\xff" * 600 + b"\x00")  # an overlong run
+    state = client.command(home)
+    assert state.mode == P.Mode.ARMED and not state.flags & P.FLAG_REJECTED
+    assert positions(state) == pytest.approx(home, abs=0.01)
+    after = client.counters()
+    bad = sum(after[k] - base[k] for k in ("bad_crc", "bad_frame"))
+    assert bad == sent["bad"] + 1, (sent, base, after)
+    assert after["rejected_commands"] - base["rejected_commands"] == sent["rejected"]
+    assert after["estops"] == base["estops"]
+    assert client.link.stats.bad_frames == 0  # the firmware never answered with garbage
+    print(f"fuzz: {sent['bad']} damaged and {sent['rejected']} ill-formed frames; firmware counters {after}")
+
+
+def test_fw_round_trip_at_100hz(client) -> None:
+    """The acceptance figure: command -> STATE round trip through the pty at 100 Hz, p99 < 5 ms."""
+    client.hello()
+    configure_all(client, watchdog_ms=100)
+    client.arm()
+    link = client.link
+    link.stats.rtt_s.clear()
+    t0 = time.perf_counter()
+    n = 300
+    for k in range(n):
+        client.command([0.05 * math.sin(k / 20)] * N_JOINTS)
+        time.sleep(max(0.0, t0 + (k + 1) / 100 - time.perf_counter()))
+    s = link.stats
+    print(
+        f"round trip at 100 Hz through the pty: n={len(s.rtt_s)} p50={s.rtt_ms(0.5):.3f} ms "
+        f"p99={s.rtt_ms(0.99):.3f} ms max={max(s.rtt_s) * 1e3:.3f} ms (load {os.getloadavg()[0]:.1f})"
+    )
+    assert len(s.rtt_s) == n and s.timeouts == 0
+    assert s.rtt_ms(0.5) < 2.0
+    # 5 ms is the acceptance figure; a machine loaded past its cores (CI, parallel workers) gets 25 ms
+    loaded = os.getloadavg()[0] > (os.cpu_count() or 1)
+    limit = float(os.environ.get("ROBOT_RL_RTT_P99_MS", "25" if loaded else "5"))
+    assert s.rtt_ms(0.99) < limit, f"p99 {s.rtt_ms(0.99):.2f} ms over {limit} ms (loaded: {loaded})"
