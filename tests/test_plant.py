@@ -183,6 +183,28 @@ def test_torque_off_goes_limp(tmp_path) -> None:
         plant.stop()
 
 
+def test_explicit_servo_map(tmp_path) -> None:
+    mjcf = tmp_path / "pendulum.xml"
+    mjcf.write_text(PENDULUM)
+    smap = tmp_path / "servos.json"
+    smap.write_text(
+        '[{"servo_id": 21, "actuator": "swing", "joint": "swing"},'
+        ' {"servo_id": 22, "actuator": "jaw", "joint": "jaw", "rad_range": [0.2, 1.2], "ctrl_range": [0, 0.05]}]'
+    )
+    servos = PL.load_servo_map(smap)
+    assert servos[1] == PL.PlantServo(22, "jaw", "jaw", (0.2, 1.2), (0, 0.05))
+    assert servos[1].to_length(1.2) == pytest.approx(0.05) and servos[1].to_rad(0.0) == pytest.approx(0.2)
+    plant = PL.Plant(mjcf, servos)
+    info = plant.rpc_servos()
+    assert [s["servo_id"] for s in info] == [21, 22] and (info[1]["rad_min"], info[1]["rad_max"]) == (0.2, 1.2)
+    assert plant.rpc_servo_angles()[22] == pytest.approx(0.2)  # the jaw at 0 opening: closed
+    with pytest.raises(PL.UserError, match="actuator elbow .* not in pendulum.xml"):
+        PL.Plant(mjcf, [PL.PlantServo(1, "elbow")])
+    smap.write_text('[{"servo_id": 1}]')
+    with pytest.raises(PL.UserError, match="servo map .*servos.json"):
+        PL.load_servo_map(smap)
+
+
 def test_side_channel(tmp_path) -> None:
     proc = PlantProc(tmp_path, "--seed", "3")
     try:

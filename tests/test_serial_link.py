@@ -161,6 +161,7 @@ class Peer:
         self.seq = 0
         self.before_reply = b""  # bytes sent ahead of every reply
         self.silent = False
+        self.version = P.PROTOCOL_VERSION
         self.received: list[tuple[int, int, bytes]] = []
         self._stop = False
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -191,7 +192,9 @@ class Peer:
                     continue
                 if self.before_reply:
                     os.write(self.master, self.before_reply)
-                if msg_id == P.Msg.HEARTBEAT:
+                if msg_id == P.Msg.HELLO:
+                    self.send(P.Msg.HELLO_REPLY, struct.pack(P.HELLO_REPLY_FMT, self.version, 0x0102, 1, 0, 100))
+                elif msg_id == P.Msg.HEARTBEAT:
                     head = struct.pack(P.STATE_HEAD_FMT, seq, P.Mode.DISARMED, 0, 0, 1, 42)
                     self.send(P.Msg.STATE, head + struct.pack(P.STATE_JOINT_FMT, 0.25, 0.0, 0, 30, 0))
                 else:
@@ -280,6 +283,20 @@ def test_lost_and_reconnect(peer, tmp_path) -> None:
     assert link.stats.reconnects == 1 and not link.lost
     link.close()
     replugged[0].unplug()
+
+
+def test_hello_version_mismatch_names_both_versions_and_the_flash(peer) -> None:
+    from robot_rl.hardware.firmware import FirmwareClient, FirmwareVersionError
+
+    with SerialLink(peer.path) as link:
+        client = FirmwareClient(link)
+        assert client.hello().firmware_version == 0x0102
+        peer.version = P.PROTOCOL_VERSION + 1
+        with pytest.raises(FirmwareVersionError) as err:
+            client.hello()
+    msg = str(err.value)
+    assert f"protocol version {P.PROTOCOL_VERSION + 1}, robot_rl speaks {P.PROTOCOL_VERSION}" in msg
+    assert "make -C firmware board" in msg and "firmware/README.md" in msg and "\n" not in msg
 
 
 def test_open_errors_name_the_fix(peer, tmp_path) -> None:

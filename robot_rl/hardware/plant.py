@@ -242,6 +242,29 @@ def plant_servos_for(
     return servos
 
 
+def load_servo_map(path: str | os.PathLike) -> list[PlantServo]:
+    """An explicit servo map from JSON: a list of {"servo_id", "actuator", "joint"?, "rad_range"?,
+    "ctrl_range"?} (a gripper: rad_range = [rad_closed, rad_open], ctrl_range = [opening closed, open])."""
+    import json
+
+    try:
+        items = json.loads(Path(path).read_text())
+        return [
+            PlantServo(
+                int(d["servo_id"]),
+                str(d["actuator"]),
+                d.get("joint"),
+                tuple(d["rad_range"]) if d.get("rad_range") else None,
+                tuple(d["ctrl_range"]) if d.get("ctrl_range") else None,
+            )
+            for d in items
+        ]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(
+            f"servo map {path}: {exc}; expected a JSON list of {{servo_id, actuator, joint, ...}}"
+        ) from None
+
+
 # ---------------------------------------------------------------------- the plant
 class _Servo:
     """One emulated servo's registers and injected faults."""
@@ -292,6 +315,8 @@ class Plant:
             act = mujoco.mj_name2id(self.m, mujoco.mjtObj.mjOBJ_ACTUATOR, spec.actuator)
             if act < 0:
                 raise UserError(f"actuator {spec.actuator} (servo {spec.servo_id}) not in {self.model_path.name}")
+            if spec.joint and mujoco.mj_name2id(self.m, mujoco.mjtObj.mjOBJ_JOINT, spec.joint) < 0:
+                raise UserError(f"joint {spec.joint} (servo {spec.servo_id}) not in {self.model_path.name}")
             s = _Servo(spec, cal, act, ambient_c)
             s.goal_raw = sm_encode(round(cal.ticks(spec.to_rad(float(self.d.actuator_length[act])))))
             self.servos[spec.servo_id] = s
@@ -741,6 +766,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bus", required=True, help="symlink to create for the servo bus pty")
     ap.add_argument("--side", help="UNIX socket path of the side channel")
     ap.add_argument("--ids", help="servo ids, comma separated (default 1..n)")
+    ap.add_argument("--servo-map", help="JSON servo map (default: inferred from the model's position actuators)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the true calibration")
     ap.add_argument("--keyframe", default="0", help="initial keyframe (name or index; 'none')")
     ap.add_argument("--object", default="cube", help="free body reported by object_pos")
@@ -756,7 +782,7 @@ def main(argv: list[str] | None = None) -> int:
         ids = [int(v) for v in args.ids.split(",")] if args.ids else None
         plant = Plant(
             args.model,
-            plant_servos_for(resolve_model(args.model), ids),
+            load_servo_map(args.servo_map) if args.servo_map else plant_servos_for(resolve_model(args.model), ids),
             seed=args.seed,
             keyframe=key,
             object_body=args.object,
