@@ -113,6 +113,38 @@ def test_servo_map_inferred_from_mjcf() -> None:
     assert {c.direction for c in cal} == {-1, 1}
 
 
+def test_rotary_jaw_map() -> None:
+    jaw = PL.PlantServo(6, "gripper", None, (0.0, 1.745), (0.0, 0.07), jaw_length=0.08)
+    q_open = 2 * math.asin(0.07 / 0.16)
+    assert jaw.to_length(q_open) == pytest.approx(0.07) and jaw.to_rad(0.07) == pytest.approx(q_open)
+    assert jaw.to_length(0.5) == pytest.approx(0.16 * math.sin(0.25))
+    eps = 1e-6
+    assert jaw.rad_per_length(0.03) == pytest.approx((jaw.to_rad(0.03 + eps) - jaw.to_rad(0.03 - eps)) / (2 * eps))
+
+
+@pytest.mark.skipif(not (PL.sim_dir() / "so101_pick_cube.xml").is_file(), reason="no SO-101 model in sim/")
+def test_so101_plant(tmp_path) -> None:
+    servos = PL.plant_servos_for("so101_pick_cube", gripper_rad=(0.0, 1.745), jaw_length=0.08)
+    names = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll"]
+    assert [s.joint for s in servos[:5]] == names and servos[5].actuator == "gripper"
+    plant = PL.Plant("so101_pick_cube", servos, seed=2)
+    plant.start(bus=tmp_path / "bus")
+    bus = Bus(tmp_path / "bus")
+    try:
+        s2, sg = plant.servos[2], plant.servos[6]
+        q0 = plant.rpc_joint_positions()["shoulder_lift"]
+        bus.goal(2, s2.cal.ticks(q0 + 0.3))
+        bus.goal(6, sg.cal.ticks(0.5))
+        bus.sync_write(40, {2: b"\x01", 6: b"\x01"})
+        time.sleep(1.5)
+        assert plant.rpc_joint_positions()["shoulder_lift"] == pytest.approx(q0 + 0.3, abs=0.02)
+        assert plant.d.actuator_length[sg.act] == pytest.approx(0.16 * math.sin(0.25), abs=0.003)
+        assert sg.cal.rad(bus.present([6])[6][0]) == pytest.approx(0.5, abs=0.03)
+    finally:
+        bus.close()
+        plant.stop()
+
+
 def test_feetech_bytes_per_spec(panda) -> None:
     plant, bus = panda
     assert bus.xfer(packet(1, 0x01), 6) == bytes.fromhex("ffff010200fc")  # PING -> status, no params

@@ -137,15 +137,17 @@ class StsParser:
 @dataclass(frozen=True)
 class PlantServo:
     """One servo: its bus id, the MuJoCo position actuator it drives and the joint it moves (for the
-    ground-truth readout; None for a tendon-driven gripper). With `rad_range`/`ctrl_range` the servo
-    angle maps linearly onto the actuator length (a gripper: servo angle -> jaw opening); without,
-    the servo angle is the actuator length (a hinge joint)."""
+    ground-truth readout; None for a tendon-driven gripper). Without `rad_range`/`ctrl_range` the servo
+    angle is the actuator length (a hinge joint). With them it is a gripper: `rad_range` = (rad_closed,
+    rad_open) of the servo, `ctrl_range` = the actuator's (closed, open) length, the jaw opening; the map
+    is linear, or with `jaw_length` > 0 a rotary jaw's chord, opening = 2 jaw_length sin(rad / 2)."""
 
     servo_id: int
     actuator: str
     joint: str | None = None
     rad_range: tuple[float, float] | None = None
     ctrl_range: tuple[float, float] | None = None
+    jaw_length: float = 0.0
 
     def _scale(self) -> tuple[float, float, float, float]:
         if self.rad_range is None or self.ctrl_range is None:
@@ -153,14 +155,23 @@ class PlantServo:
         return (*self.rad_range, *self.ctrl_range)
 
     def to_length(self, rad: float) -> float:
+        """The actuator length (ctrl) of a servo angle."""
+        if self.jaw_length > 0:
+            return 2 * self.jaw_length * math.sin(rad / 2)
         r0, r1, c0, c1 = self._scale()
         return c0 + (rad - r0) * (c1 - c0) / (r1 - r0)
 
     def to_rad(self, length: float) -> float:
+        """The servo angle of an actuator length."""
+        if self.jaw_length > 0:
+            return 2 * math.asin(max(-1.0, min(1.0, length / (2 * self.jaw_length))))
         r0, r1, c0, c1 = self._scale()
         return r0 + (length - c0) * (r1 - r0) / (c1 - c0)
 
-    def rad_per_length(self) -> float:
+    def rad_per_length(self, length: float) -> float:
+        """d(servo angle) / d(actuator length) at `length`."""
+        if self.jaw_length > 0:
+            return 1.0 / max(1e-6, self.jaw_length * math.cos(self.to_rad(length) / 2))
         r0, r1, c0, c1 = self._scale()
         return (r1 - r0) / (c1 - c0)
 
@@ -216,10 +227,12 @@ def plant_servos_for(
     model: str | os.PathLike | mujoco.MjModel,
     ids: list[int] | None = None,
     gripper_rad: tuple[float, float] = (0.0, GRIPPER_RAD_OPEN),
+    jaw_length: float = 0.0,
 ) -> list[PlantServo]:
     """The servos of an arm MJCF, one per position actuator in actuator order (ids 1..n unless
     given): an actuator on a hinge joint maps 1:1; one on a slide joint or a tendon is a gripper whose
-    servo angle `gripper_rad` (closed, open) maps linearly onto its ctrlrange (the jaw opening)."""
+    servo angle `gripper_rad` (closed, open) maps onto its ctrlrange (the jaw opening): linearly, or as
+    a rotary jaw's chord with `jaw_length` > 0 (see `PlantServo`)."""
     m = _load(model)
     servos = []
     for a in range(m.nu):
@@ -236,7 +249,7 @@ def plant_servos_for(
             joint = None
             if trn == mujoco.mjtTrn.mjTRN_JOINT:
                 joint = mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_JOINT, target)
-            servos.append(PlantServo(sid, name, joint, tuple(gripper_rad), (lo, hi)))
+            servos.append(PlantServo(sid, name, joint, tuple(gripper_rad), (lo, hi), float(jaw_length)))
     if ids and len(ids) != len(servos):
         raise UserError(f"{len(ids)} servo ids given for the {len(servos)} position actuators of the model")
     return servos
@@ -256,6 +269,7 @@ def load_servo_map(path: str | os.PathLike) -> list[PlantServo]:
                 d.get("joint"),
                 tuple(d["rad_range"]) if d.get("rad_range") else None,
                 tuple(d["ctrl_range"]) if d.get("ctrl_range") else None,
+                float(d.get("jaw_length", 0.0)),
             )
             for d in items
         ]
@@ -366,7 +380,7 @@ class Plant:
         """The 8 bytes at address 56: position, speed, load, voltage, temperature."""
         length, vel = float(self.d.actuator_length[s.act]), float(self.d.actuator_velocity[s.act])
         pos = round(s.cal.ticks(s.spec.to_rad(length)))
-        speed = round(s.cal.direction * vel * s.spec.rad_per_length() * s.cal.ticks_per_rev / (2 * math.pi))
+        speed = round(s.cal.direction * vel * s.spec.rad_per_length(length) * s.cal.ticks_per_rev / (2 * math.pi))
         frac = s.cal.direction * self._load_frac(s)
         load = min(1000, round(abs(frac) * 1000)) | (0x400 if frac < 0 else 0)
         temp = s.temp if s.temp_override is None else s.temp_override
@@ -767,6 +781,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--side", help="UNIX socket path of the side channel")
     ap.add_argument("--ids", help="servo ids, comma separated (default 1..n)")
     ap.add_argument("--servo-map", help="JSON servo map (default: inferred from the model's position actuators)")
+    ap.add_argument(
+        "--gripper-open", type=float, default=GRIPPER_RAD_OPEN, help="gripper servo angle of a fully open jaw (rad)"
+    )
+    ap.add_argument(
+        "--gripper-jaw-length", type=float, default=0.0, help="rotary jaw: pivot to pads (m); 0: linear map"
+    )
     ap.add_argument("--seed", type=int, default=0, help="seed of the true calibration")
     ap.add_argument("--keyframe", default="0", help="initial keyframe (name or index; 'none')")
     ap.add_argument("--object", default="cube", help="free body reported by object_pos")
@@ -782,7 +802,9 @@ def main(argv: list[str] | None = None) -> int:
         ids = [int(v) for v in args.ids.split(",")] if args.ids else None
         plant = Plant(
             args.model,
-            load_servo_map(args.servo_map) if args.servo_map else plant_servos_for(resolve_model(args.model), ids),
+            load_servo_map(args.servo_map)
+            if args.servo_map
+            else plant_servos_for(resolve_model(args.model), ids, (0.0, args.gripper_open), args.gripper_jaw_length),
             seed=args.seed,
             keyframe=key,
             object_body=args.object,
