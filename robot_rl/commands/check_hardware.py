@@ -34,9 +34,9 @@ def open_firmware(cfg: DictConfig, stack: ExitStack) -> tuple[FirmwareClient, st
     port = str(robot["port"])
     if port == "sim":
         from robot_rl.hardware.calibration import servo_joints
+        from robot_rl.hardware.rig import SimRig
         from robot_rl.robots.arms import get_arm
         from robot_rl.robots.kinematics import resolve_model_path
-        from robot_rl.hardware.rig import SimRig
 
         arm = get_arm(robot["model"])
         rig = stack.enter_context(SimRig(resolve_model_path(default=arm.mjcf), servo_joints(arm.arm_joints)))
@@ -50,8 +50,14 @@ def open_firmware(cfg: DictConfig, stack: ExitStack) -> tuple[FirmwareClient, st
 
 def servo_table(state: P.State) -> list[dict]:
     return [
-        {"joint": i, "pos_rad": round(j.pos, 4), "vel_rad_s": round(j.vel, 3), "load_permille": j.load,
-         "temp_c": j.temp, "error": j.error}
+        {
+            "joint": i,
+            "pos_rad": round(j.pos, 4),
+            "vel_rad_s": round(j.vel, 3),
+            "load_permille": j.load,
+            "temp_c": j.temp,
+            "error": j.error,
+        }
         for i, j in enumerate(state.joints)
     ]
 
@@ -93,8 +99,11 @@ def check(cfg: DictConfig) -> dict:
         "estop_input": bool(state.flags & P.FLAG_ESTOP_INPUT),
         "latched_fault": state.fault.name.lower(),
         "servos": servo_table(state),
-        "round_trip_ms": {"p50": float(np.percentile(rtt, 50)), "p99": float(np.percentile(rtt, 99)),
-                          "max": float(rtt.max())},
+        "round_trip_ms": {
+            "p50": float(np.percentile(rtt, 50)),
+            "p99": float(np.percentile(rtt, 99)),
+            "max": float(rtt.max()),
+        },
         "rate_hz": {"asked": rate, "achieved": round(achieved, 1)},
         "counters": counters,
         "link": {k: stats[k] for k in ("bad_frames", "timeouts", "reconnects", "seq_gaps")},
@@ -110,14 +119,20 @@ def run(cfg: DictConfig) -> int:
         f"firmware on {report['port']}: protocol {fw['protocol']}, version {fw['version']}, {fw['backend']} back-end, "
         f"{fw['servos']} servos, watchdog {fw['watchdog_ms']} ms"
     )
-    print(f"mode {report['mode']}, e-stop input {'PRESSED' if report['estop_input'] else 'released'}, "
-          f"latched fault {report['latched_fault']}")
+    print(
+        f"mode {report['mode']}, e-stop input {'PRESSED' if report['estop_input'] else 'released'}, "
+        f"latched fault {report['latched_fault']}"
+    )
     print("servo  pos_rad  vel_rad_s  load_permille  temp_c  error")
     for s in report["servos"]:
-        print(f"{s['joint']:5d}  {s['pos_rad']:7.3f}  {s['vel_rad_s']:9.3f}  {s['load_permille']:13d}  "
-              f"{s['temp_c']:6d}  0x{s['error']:02x}")
-    print(f"round trip p50 {rtt['p50']:.2f} ms, p99 {rtt['p99']:.2f} ms, max {rtt['max']:.2f} ms at "
-          f"{report['rate_hz']['achieved']:.0f} Hz (asked {report['rate_hz']['asked']:.0f})")
+        print(
+            f"{s['joint']:5d}  {s['pos_rad']:7.3f}  {s['vel_rad_s']:9.3f}  {s['load_permille']:13d}  "
+            f"{s['temp_c']:6d}  0x{s['error']:02x}"
+        )
+    print(
+        f"round trip p50 {rtt['p50']:.2f} ms, p99 {rtt['p99']:.2f} ms, max {rtt['max']:.2f} ms at "
+        f"{report['rate_hz']['achieved']:.0f} Hz (asked {report['rate_hz']['asked']:.0f})"
+    )
     print("counters: " + ", ".join(f"{k} {v}" for k, v in report["counters"].items()))
     for fault in report["faults_reported"]:
         print(f"fault reported: {fault}")

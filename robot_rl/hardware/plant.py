@@ -346,6 +346,7 @@ class Plant:
             jnt = self.m.body_jntadr[obj]
             self._obj_qadr, self._obj_vadr = self.m.jnt_qposadr[jnt], self.m.jnt_dofadr[jnt]
         self.lock = threading.Lock()
+        self._held: dict[int, tuple[float, int]] = {}  # qpos address -> (value held at, dof address): rpc_hold
         self.parser = StsParser()
         self.bus_stats = dict(packets=0, replies=0, sync_writes=0, sync_reads=0, unknown=0, bytes_in=0)
         self.phys_stats = dict(steps=0, overruns=0, max_lag_s=0.0)
@@ -467,6 +468,7 @@ class Plant:
                 n = 0
                 while self.d.time < target and n < 10:
                     mujoco.mj_step(self.m, self.d)
+                    self._apply_hold()
                     n += 1
                 self.phys_stats["steps"] += n
                 lag = target - self.d.time
@@ -659,6 +661,34 @@ class Plant:
             sim_time=float(self.d.time),
         )
 
+    def rpc_hold(self, angles: dict[int, float] | None = None) -> None:
+        """A person holding the limp arm: each servo `{servo_id: angle}` (its true angle, rad) is put there and
+        kept there, whatever gravity does, until `hold(None)` lets go. What calibration needs on a bench."""
+        held: dict[int, tuple[float, int]] = {}
+        for sid, angle in (angles or {}).items():
+            s = self.servos[int(sid)]
+            length = s.spec.to_length(float(angle))
+            if self.m.actuator_trntype[s.act] == mujoco.mjtTrn.mjTRN_JOINT:
+                joint = int(self.m.actuator_trnid[s.act, 0])
+                held[int(self.m.jnt_qposadr[joint])] = (length, int(self.m.jnt_dofadr[joint]))
+            else:  # a fixed tendon (the parallel jaw): its joints share the length by their coefficients
+                tendon = int(self.m.actuator_trnid[s.act, 0])
+                first, count = self.m.tendon_adr[tendon], self.m.tendon_num[tendon]
+                joints = [int(self.m.wrap_objid[w]) for w in range(first, first + count)]
+                total = float(sum(self.m.wrap_prm[w] for w in range(first, first + count)))
+                for j in joints:
+                    held[int(self.m.jnt_qposadr[j])] = (length / total, int(self.m.jnt_dofadr[j]))
+        with self.lock:
+            self._held = held
+            self._apply_hold()
+
+    def _apply_hold(self) -> None:
+        if self._held:
+            for adr, (value, dof) in self._held.items():
+                self.d.qpos[adr] = value
+                self.d.qvel[dof] = 0.0
+            mujoco.mj_forward(self.m, self.d)
+
     def rpc_set_servo(
         self,
         servo_id: int,
@@ -749,6 +779,9 @@ class PlantClient:
 
     def stats(self) -> dict:
         return self.call("stats")
+
+    def hold(self, angles: dict[int, float] | None) -> None:
+        self.call("hold", angles)
 
     def set_servo(self, servo_id: int, **kwargs) -> None:
         self.call("set_servo", servo_id, **kwargs)

@@ -64,7 +64,9 @@ class _Process:
         self._seen = threading.Condition()
         threading.Thread(target=self._pump, daemon=True, name=f"rig-{self.name}").start()
         with self._seen:
-            if not self._seen.wait_for(lambda: any(ready in line for line in self.lines) or self.proc.poll() is not None, timeout):
+            if not self._seen.wait_for(
+                lambda: any(ready in line for line in self.lines) or self.proc.poll() is not None, timeout
+            ):
                 self.stop()
                 raise UserError(f"{self.name} did not start within {timeout:g} s: {' | '.join(self.lines[-5:])}")
         if self.proc.poll() is not None:
@@ -99,10 +101,12 @@ class SimRig:
         seed: int = 0,
         tick_hz: int = 200,
         gripper_open: float = 1.5,
+        jaw_length: float = 0.0,
         object_body: str = "cube",
     ) -> None:
         """`servo_names`: the arm's joints and then "gripper", in bus order (servo ids 1..n). `gripper_open`:
-        the gripper servo angle (rad) of a fully open jaw (0 = closed). `seed`: the plant's hidden calibration."""
+        the gripper servo's value for a fully open jaw (0 = closed), `jaw_length` > 0 for a rotary jaw (the
+        opening is its chord), else the value maps linearly. `seed`: the plant's hidden calibration."""
         self.servo_names = tuple(servo_names)
         self.object_body = object_body
         self.workdir = Path(tempfile.mkdtemp(prefix="robot_rl-rig-"))
@@ -118,6 +122,7 @@ class SimRig:
             plant_args = [sys.executable, "-m", "robot_rl.hardware.plant", "--model", str(model_path)]
             plant_args += ["--bus", str(self.workdir / "bus"), "--side", str(self.workdir / "side")]
             plant_args += ["--seed", str(seed), "--object", object_body, "--gripper-open", str(gripper_open)]
+            plant_args += ["--gripper-jaw-length", str(jaw_length)]
             self._plant = _Process(plant_args, "plant ready", 60.0, env)
             fw_args = [str(binary), "--link", str(self.link_path), "--bus", str(self.workdir / "bus")]
             fw_args += ["--joints", str(len(self.servo_names)), "--tick-hz", str(int(tick_hz))]
@@ -130,7 +135,9 @@ class SimRig:
             raise
         if len(self._servos) != len(self.servo_names):
             self.close()
-            raise UserError(f"the plant of {model_path} has {len(self._servos)} servos, the arm {len(self.servo_names)}")
+            raise UserError(
+                f"the plant of {model_path} has {len(self._servos)} servos, the arm {len(self.servo_names)}"
+            )
 
     def true_calibration(self) -> list[tuple[int, int, int]]:
         """The plant's hidden calibration, per servo in bus order: (servo_id, offset_ticks, direction) — what

@@ -38,7 +38,13 @@ import numpy as np
 
 from robot_rl.config import UserError
 from robot_rl.hardware import protocol
-from robot_rl.hardware.calibration import Calibration, default_path, load_calibration, servo_joints
+from robot_rl.hardware.calibration import (
+    Calibration,
+    JointCalibration,
+    default_path,
+    load_calibration,
+    servo_joints,
+)
 from robot_rl.hardware.firmware import FirmwareClient, FirmwareError, JointConfig
 from robot_rl.hardware.link import LinkError, LinkLost, SerialLink
 from robot_rl.robots.arms import get_arm
@@ -126,9 +132,15 @@ class SerialRobot(Robot):
         if self.port == SIM_PORT:
             from robot_rl.hardware.rig import SimRig
 
-            self.rig = SimRig(resolve_model_path(default=self.arm.mjcf), self.servo_names, **(rig or {}))
+            self.rig = SimRig(
+                resolve_model_path(default=self.arm.mjcf),
+                self.servo_names,
+                gripper_open=self.kinematics.gripper_joint_from_opening(self.arm.max_opening),
+                jaw_length=self.arm.gripper_jaw_length,
+                **(rig or {}),
+            )
             link_port = self.rig.link_path
-            self.calibration = self.rig.calibration() if calibration is None else self._load(calibration)
+            self.calibration = self.rig_calibration() if calibration is None else self._load(calibration)
         else:
             link_port = self.port
             self.calibration = self._load(calibration or default_path(self.arm.name, id))
@@ -139,7 +151,7 @@ class SerialRobot(Robot):
             from robot_rl.hardware.camera import CameraSet
 
             self.cameras = CameraSet.from_config(cameras, size=self.render_size, max_age=self.max_frame_age)
-        self.link = SerialLink(link_port, baud=int(baud))
+        self.link = SerialLink(link_port, baud=int(baud), open_now=False)
         self.firmware = FirmwareClient(self.link)
         self.last_state: protocol.State | None = None
         self._q_target = np.zeros(self.n_servos)
@@ -161,6 +173,23 @@ class SerialRobot(Robot):
     @property
     def n_servos(self) -> int:
         return len(self.servo_names)
+
+    def model_limits(self) -> list[tuple[float, float]]:
+        """Each servo's range in the arm model (rad): the joints' limits (just inside the hard ones), then the
+        gripper joint's range."""
+        lo, hi = self.kinematics.joint_limits
+        return [*zip(lo.tolist(), hi.tolist(), strict=True), tuple(self.arm.gripper_joint_range)]
+
+    def rig_calibration(self) -> Calibration:
+        """The sim rig's arm as `robot-rl calibrate` would measure it: the plant's hidden offsets and
+        directions, the model's limits."""
+        joints = tuple(
+            JointCalibration(name, servo_id, direction, offset, lo, hi)
+            for name, (servo_id, offset, direction), (lo, hi) in zip(
+                self.servo_names, self.rig.true_calibration(), self.model_limits(), strict=True
+            )
+        )
+        return Calibration(self.arm.name, "sim", joints)
 
     def _load(self, path: str | os.PathLike) -> Calibration:
         return load_calibration(Path(path).expanduser(), self.arm.name, self.servo_names)
@@ -384,7 +413,7 @@ class SerialRobot(Robot):
         size = (height or self.render_size[0], width or self.render_size[1])
         if self.rig is not None:
             t0 = time.monotonic()
-            image = self.rig.plant.render(camera, *size)
+            image = self.rig.render(camera, *size)
             self._frame_ages.append(time.monotonic() - t0)
             return image
         if camera not in self.cameras.names:
@@ -408,7 +437,7 @@ class SerialRobot(Robot):
         if name in ("render", "camera_names") and (rig is not None or state.get("cameras") is not None):
             if name == "render":
                 return self._render
-            return tuple(rig.plant.camera_names()) if rig is not None else tuple(state["cameras"].names)
+            return rig.camera_names() if rig is not None else tuple(state["cameras"].names)
         if name in ("object_pos", "object_quat", "set_object_pose") and rig is not None:
-            return getattr(rig.plant, name)
+            return getattr(rig, name)
         raise AttributeError(f"{type(self).__name__} has no {name}")
