@@ -21,20 +21,21 @@ from robot_rl.config import UserError, count_arg
 from robot_rl.hardware import protocol as P
 from robot_rl.hardware.firmware import FirmwareClient
 from robot_rl.hardware.link import SerialLink
+from robot_rl.hardware.rig import SimRig
 
 CONFIG = "check_hardware"
 
 
-def open_firmware(cfg: DictConfig, stack: ExitStack) -> tuple[FirmwareClient, str]:
+def open_firmware(cfg: DictConfig, stack: ExitStack) -> tuple[FirmwareClient, str, SimRig | None]:
     """A FirmwareClient on `cfg.robot` (a serial robot; `port=sim` starts the simulated rig), closed by
-    `stack`; and the port's name."""
+    `stack`; the port's name; the rig (None on a real port)."""
     robot = OmegaConf.to_container(cfg.robot, resolve=True)
     if robot.get("name") != "serial":
         raise UserError(f"{cfg.get('command', 'this command')} needs robot=serial (got robot={robot.get('name')})")
     port = str(robot["port"])
+    rig = None
     if port == "sim":
         from robot_rl.hardware.calibration import servo_joints
-        from robot_rl.hardware.rig import SimRig
         from robot_rl.robots.arms import get_arm
         from robot_rl.robots.kinematics import resolve_model_path
 
@@ -45,7 +46,7 @@ def open_firmware(cfg: DictConfig, stack: ExitStack) -> tuple[FirmwareClient, st
         path = port
     link = stack.enter_context(SerialLink(path, baud=int(robot["baud"]), open_now=False))
     link.open()
-    return FirmwareClient(link), port
+    return FirmwareClient(link), port, rig
 
 
 def servo_table(state: P.State) -> list[dict]:
@@ -68,7 +69,7 @@ def check(cfg: DictConfig) -> dict:
     if not rate > 0:
         raise UserError(f"rate_hz={cfg.rate_hz} must be positive")
     with ExitStack() as stack:
-        fw, port = open_firmware(cfg, stack)
+        fw, port, _ = open_firmware(cfg, stack)
         hello = fw.hello()
         if cfg.clear:
             fw.clear()

@@ -103,10 +103,14 @@ class SimRig:
         gripper_open: float = 1.5,
         jaw_length: float = 0.0,
         object_body: str = "cube",
+        bus_timeout_us: int = 20000,
     ) -> None:
         """`servo_names`: the arm's joints and then "gripper", in bus order (servo ids 1..n). `gripper_open`:
         the gripper servo's value for a fully open jaw (0 = closed), `jaw_length` > 0 for a rotary jaw (the
-        opening is its chord), else the value maps linearly. `seed`: the plant's hidden calibration."""
+        opening is its chord), else the value maps linearly. `seed`: the plant's hidden calibration.
+        `bus_timeout_us`: how long the firmware waits for a servo's reply; a Python plant on a busy machine
+        answers far later than a servo's microseconds, so the rig allows 20 ms (the firmware's own default, 3 ms,
+        suits real servos)."""
         self.servo_names = tuple(servo_names)
         self.object_body = object_body
         self.workdir = Path(tempfile.mkdtemp(prefix="robot_rl-rig-"))
@@ -126,7 +130,7 @@ class SimRig:
             self._plant = _Process(plant_args, "plant ready", 60.0, env)
             fw_args = [str(binary), "--link", str(self.link_path), "--bus", str(self.workdir / "bus")]
             fw_args += ["--joints", str(len(self.servo_names)), "--tick-hz", str(int(tick_hz))]
-            fw_args += ["--control-dir", str(self.control_dir)]
+            fw_args += ["--control-dir", str(self.control_dir), "--bus-timeout-us", str(int(bus_timeout_us))]
             self._firmware = _Process(fw_args, "robot_fw ready", 20.0)
             self.plant = PlantClient(self.workdir / "side")
             self._servos = self.plant.servos()
