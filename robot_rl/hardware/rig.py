@@ -15,6 +15,8 @@ bench: the cube's pose (a tracking system), putting the cube back (a person), ca
 
 from __future__ import annotations
 
+import atexit
+import ctypes
 import os
 import shutil
 import signal
@@ -52,13 +54,32 @@ def host_firmware() -> Path:
     return binary
 
 
+try:
+    _PRCTL = ctypes.CDLL(None).prctl  # resolved here: the child between fork and exec only calls it
+except (OSError, AttributeError):  # not Linux
+    _PRCTL = None
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM it when the process that started it dies (PR_SET_PDEATHSIG), so a
+    killed training run leaves no firmware or plant behind."""
+    if _PRCTL is not None:
+        _PRCTL(1, int(signal.SIGTERM))
+
+
 class _Process:
     """A child process whose output lines are collected by a thread."""
 
     def __init__(self, args: list[str], ready: str, timeout: float, env: dict | None = None) -> None:
         self.name = Path(args[0]).name if args[0] != sys.executable else args[2]
         self.proc = subprocess.Popen(
-            args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True
+            args,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         self.lines: list[str] = []
         self._seen = threading.Condition()
@@ -119,6 +140,7 @@ class SimRig:
         self.control_dir.mkdir()
         self._plant = self._firmware = None
         self.plant: PlantClient | None = None
+        atexit.register(self.close)
         try:
             binary = host_firmware()
             env = dict(os.environ)
@@ -197,6 +219,7 @@ class SimRig:
                 proc.stop()
         self._firmware = self._plant = None
         shutil.rmtree(self.workdir, ignore_errors=True)
+        atexit.unregister(self.close)
 
     def __enter__(self) -> SimRig:
         return self
