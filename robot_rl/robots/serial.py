@@ -52,6 +52,8 @@ from robot_rl.robots.base import Robot, RobotState, RobotUnavailable
 from robot_rl.robots.kinematics import ArmKinematics, resolve_model_path
 
 SIM_PORT = "sim"
+RESET_TOL = 0.02  # rad (and rad/s): a reset is done when every arm joint is this close to its goal, and still
+RESET_SETTLE_S = 3.0  # after the move, how long the arm may take to get there
 
 
 class SerialRobot(Robot):
@@ -363,11 +365,21 @@ class SerialRobot(Robot):
             target = np.clip(np.asarray(tcp_pos, dtype=np.float64), *self.workspace)
             goal[:-1] = self.kinematics.solve_ik(target, self.kinematics.home_q, iters=100, damping=1e-3, tol=1e-6)
         goal[-1] = self.kinematics.gripper_joint_from_opening(self.gripper_max_opening)
-        span = float(np.max(np.abs(goal[:-1] - q_now[:-1]))) / self.reset_joint_speed
+        speed = min(self.reset_joint_speed, self.joint_speed)
+        span = float(np.max(np.abs(goal[:-1] - q_now[:-1]))) / speed
         n = max(1, int(np.ceil(span / (self.control_dt / self.n_commands))))
         self._stream(q_now, goal, n)
         self._q_target = goal
-        self._stream(goal, goal, self.n_commands * 3)  # settle: hold the goal for three control periods
+        for _ in range(int(np.ceil(RESET_SETTLE_S / self.control_dt))):  # hold the goal until the arm is there
+            self._stream(goal, goal, self.n_commands)
+            q, qd = self._measured_q(), np.array([j.vel for j in self.last_state.joints])
+            if np.max(np.abs(q[:-1] - goal[:-1])) < RESET_TOL and np.max(np.abs(qd[:-1])) < RESET_TOL:
+                break
+        else:
+            raise RobotUnavailable(
+                f"reset on {self.port}: joints {np.round(q[:-1], 3).tolist()} did not reach "
+                f"{np.round(goal[:-1], 3).tolist()} within {RESET_SETTLE_S:g} s (blocked? check-hardware shows loads)"
+            )
         self.tcp_target = target
         return self._robot_state()
 

@@ -15,6 +15,7 @@ world continues from a fresh reset.
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 
 import numpy as np
 import torch
@@ -56,10 +57,12 @@ def train(cfg: DictConfig) -> dict:
     Nothing in the run directory changes before the lock is held and everything is validated."""
     rt = check_train_config(cfg)
     check_device(cfg.device)
-    with TrainingRun(cfg, rt) as run:
+    with TrainingRun(cfg, rt) as run, ExitStack() as envs:
         torch.set_num_threads(rt.torch_threads)
         env = make_actor_env(cfg, run.seed, run.rng)
+        envs.callback(env.close)  # a hardware robot disarms and lets go of its port
         eval_env = make_env(cfg, seed=run.seed + 10_000)  # the task's own success, no person: the truth
+        envs.callback(eval_env.close)
         run.setup(env.observation_space, int(env.action_space.shape[0]))
         learner, writer = run.learner, run.writer
         run.resume()
