@@ -307,6 +307,8 @@ def hostile_chunks(steps: list[Transition], spec: dict, actor: str = "mallory") 
         Hostile("infinite reward", "nonfinite", [variant(good(112), arrays=_set("reward", 4, inf))]),
         Hostile("NaN grasp penalty", "nonfinite", [variant(good(113), arrays=_set("grasp_penalty", 0, nan))]),
         Hostile("NaN reset time", "nonfinite", [variant(good(114), header=lambda h: h.update(reset_s=nan))]),
+        Hostile("infinite frame age", "nonfinite", [variant(good(121), arrays=_set("frame_age_s", 2, inf))]),
+        Hostile("negative frame age", "range", [variant(good(122), arrays=_set("frame_age_s", 0, -0.5))]),
         Hostile("action out of [-1, 1]", "range", [variant(good(115), arrays=_set("action", (3, 1), 1.5))]),
         Hostile(
             "policy action out of [-1, 1]", "range", [variant(good(116), arrays=_set("policy_action", (3, 2), -4.0))]

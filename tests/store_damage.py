@@ -1,4 +1,4 @@
-"""A damage toolkit for episode-log stores (format 3), for the integrity tests and the fault bench.
+"""A damage toolkit for episode-log stores (format 3 and later), for the integrity tests and the fault bench.
 
 ``damage(store, kind, rng)`` applies one kind of damage and returns which committed episodes it makes
 unrecoverable. That answer is computed here from the store's own metadata (read with plain zarr and

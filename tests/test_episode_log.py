@@ -40,6 +40,11 @@ def pattern_obs(ep: int, t: int, image_shape: tuple[int, ...] = IMAGE_SHAPE) -> 
     return {"state": state, "image/front": flat.astype(np.uint8).reshape(image_shape)}
 
 
+def pattern_frame_age(ep: int, t: int) -> float:
+    """The camera frame age of step ``t`` of episode ``ep``: unknown (NaN) on every third step."""
+    return float("nan") if t % 3 == 1 else 0.004 * (ep + 1) + 0.001 * t
+
+
 def pattern_transition(ep: int, t: int, image_shape: tuple[int, ...] = IMAGE_SHAPE) -> Transition:
     last = t == ep_length(ep) - 1
     return Transition(
@@ -57,6 +62,7 @@ def pattern_transition(ep: int, t: int, image_shape: tuple[int, ...] = IMAGE_SHA
         success=last and ep % 2 == 0,
         reward_source=RewardSource(t % 3),
         grasp_penalty=-0.5 * t,
+        frame_age_s=pattern_frame_age(ep, t),
     )
 
 
@@ -66,7 +72,11 @@ def write_pattern_episode(writer: EpisodeLogWriter, ep: int, image_shape: tuple[
     return writer.end_episode(ep_source(ep))
 
 
-def expected_episode(ep: int, image_shape: tuple[int, ...] = IMAGE_SHAPE) -> dict[str, np.ndarray]:
+def expected_episode(
+    ep: int, image_shape: tuple[int, ...] = IMAGE_SHAPE, frame_ages: bool = True
+) -> dict[str, np.ndarray]:
+    """What episode ``ep`` reads back as; ``frame_ages=False``: as a store older than format 4 reads it
+    (every frame age NaN)."""
     trs = [pattern_transition(ep, t, image_shape) for t in range(ep_length(ep))]
     return {
         "action": np.stack([tr.action for tr in trs]),
@@ -81,6 +91,7 @@ def expected_episode(ep: int, image_shape: tuple[int, ...] = IMAGE_SHAPE) -> dic
         "success": np.array([tr.success for tr in trs]),
         "reward_source": np.array([int(tr.reward_source) for tr in trs]),
         "grasp_penalty": np.array([tr.grasp_penalty for tr in trs], np.float32),
+        "frame_age_s": np.array([tr.frame_age_s if frame_ages else np.nan for tr in trs], np.float32),
         "observation/state": np.stack([tr.observation["state"] for tr in trs]),
         "observation/image/front": np.stack([tr.observation["image/front"] for tr in trs]),
         "next_observation/state": np.stack([tr.next_observation["state"] for tr in trs]),
@@ -93,7 +104,9 @@ def assert_episode_matches(got: dict[str, np.ndarray], ep: int, image_shape: tup
         np.testing.assert_array_equal(got[name], want, err_msg=f"episode {ep} field {name}")
 
 
-def assert_log_matches_pattern(path: str, image_shape: tuple[int, ...] = IMAGE_SHAPE) -> EpisodeLog:
+def assert_log_matches_pattern(
+    path: str, image_shape: tuple[int, ...] = IMAGE_SHAPE, frame_ages: bool = True
+) -> EpisodeLog:
     log = EpisodeLog(path)
     meta = log.episode_meta()
     n = log.num_episodes
@@ -104,7 +117,7 @@ def assert_log_matches_pattern(path: str, image_shape: tuple[int, ...] = IMAGE_S
     np.testing.assert_array_equal(meta["episode_id"], 100 + np.arange(n))
     flat = log.transitions()
     for name in expected_episode(0, image_shape):
-        want = np.concatenate([expected_episode(e, image_shape)[name] for e in range(n)])
+        want = np.concatenate([expected_episode(e, image_shape, frame_ages)[name] for e in range(n)])
         np.testing.assert_array_equal(flat[name], want, err_msg=f"transitions()[{name!r}]")
     return log
 
@@ -191,11 +204,11 @@ def test_plain_zarr_reader_sees_consistent_store(tmp_path):
     np.testing.assert_array_equal(root["data/step"][ends[1] : ends[2]], np.arange(lengths[2]))
     np.testing.assert_array_equal(root["data/observation/image/front"][ends[0]], pattern_obs(1, 0)["image/front"])
     attrs = root.attrs.asdict()
-    assert attrs["format"] == {"name": "robot_rl.episode_log", "version": 3}
+    assert attrs["format"] == {"name": "robot_rl.episode_log", "version": 4}
     assert attrs["config"] == {"lr": 3e-4}
     assert attrs["obs_spec"]["image/front"] == {"shape": list(IMAGE_SHAPE), "dtype": "uint8"}
     assert attrs["action_spec"]["low"] == [-1.0] * ACTION_DIM
-    assert "last_observation" in attrs["layout"] and "eval_step" in attrs["layout"]
+    assert "last_observation" in attrs["layout"] and "eval_step" in attrs["layout"] and "frame_age_s" in attrs["layout"]
     np.testing.assert_array_equal(root["meta/eval_step"][:], -1)  # not an evaluation of a training run
 
 

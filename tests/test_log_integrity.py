@@ -1,5 +1,5 @@
-"""Episode-log integrity (format 3): damage is detected, never read as data, never written over;
-check-log reports it and salvage-log recovers every intact episode. Also format 2, a full disk and
+"""Episode-log integrity (formats 3 and 4): damage is detected, never read as data, never written over;
+check-log reports it and salvage-log recovers every intact episode. Also formats 2 and 3, a full disk and
 the two original repros (a deleted demo chunk, a damaged episode index) through the real CLI."""
 
 from __future__ import annotations
@@ -72,8 +72,8 @@ def one_line_fix(err: pytest.ExceptionInfo | Exception, path: str) -> str:
     return msg
 
 
-def assert_same_episode(got: dict, ep: int, new_id: int | None = None) -> None:
-    for name, want in expected_episode(ep).items():
+def assert_same_episode(got: dict, ep: int, new_id: int | None = None, frame_ages: bool = True) -> None:
+    for name, want in expected_episode(ep, frame_ages=frame_ages).items():
         if name == "episode_id" and new_id is not None:
             want = np.full(len(want), new_id)
         np.testing.assert_array_equal(got[name], want, err_msg=f"episode {ep} field {name}")
@@ -82,15 +82,16 @@ def assert_same_episode(got: dict, ep: int, new_id: int | None = None) -> None:
 # ------------------------------------------------------------------------------ the format itself
 
 
-def test_format_3_checksums_every_chunk_and_writes_empty_chunks(pristine):
+def test_format_4_checksums_every_chunk_and_writes_empty_chunks(pristine):
     root = zarr.open_group(pristine, mode="r")
-    assert root.attrs["format"] == {"name": "robot_rl.episode_log", "version": 3}
+    assert root.attrs["format"] == {"name": "robot_rl.episode_log", "version": 4}
     ends = root["meta/episode_ends"][:]
     steps = int(ends[-1])
     for name in [
         "data/terminated",
         "data/intervention",
         "data/grasp_penalty",
+        "data/frame_age_s",
         "data/observation/state",
         "meta/eval_step",
         "meta/label",
@@ -110,6 +111,7 @@ def test_format_3_checksums_every_chunk_and_writes_empty_chunks(pristine):
         assert len(el.chunk_files(arr, rows)) > 1, name
     np.testing.assert_array_equal(root["meta/eval_step"][:], -1)
     assert json.load(open(os.path.join(pristine, "meta/eval_step/zarr.json")))["fill_value"] == -1
+    assert json.load(open(os.path.join(pristine, "data/frame_age_s/zarr.json")))["fill_value"] == "NaN"
     # every inner chunk of every shard is present (write_empty_chunks reaches the inner chunks)
     image = root["data/observation/image/front"]
     for index, key in el.chunk_files(image, steps):
@@ -193,7 +195,7 @@ def test_damage_is_refused_reported_and_salvaged(kind, seed, pristine, tmp_path,
     assert store_digest(path) == digest
     assert check_log(out)["ok"]
     new = EpisodeLog(out)
-    assert new.format_version == 3 and new.num_episodes == len(intact)
+    assert new.format_version == 4 and new.num_episodes == len(intact)
     original = EpisodeLog(pristine).episode_meta()
     meta = new.episode_meta()
     for k, ep in enumerate(intact):
@@ -243,7 +245,8 @@ def write_v2_store(path: str, episodes: int) -> None:
     not writing all-fill chunks (so e.g. chunks of data/terminated that are all False are absent)."""
     root = zarr.open_group(path, mode="w", zarr_format=3)
     eps = [expected_episode(e) for e in range(episodes)]
-    data = {name: np.concatenate([ep[name] for ep in eps]) for name in eps[0] if not name.startswith("next_")}
+    skip = ("frame_age_s",)  # format 4
+    data = {name: np.concatenate([ep[name] for ep in eps]) for name in eps[0] if not name.startswith(("next_", *skip))}
     data["episode_id"] = data["episode_id"].astype(np.int64)
     data["step"] = data["step"].astype(np.int32)
     data["reward_source"] = data["reward_source"].astype(np.uint8)
@@ -309,11 +312,11 @@ def test_format_2_is_read_refused_by_the_writer_and_converted(tmp_path, small_ch
     path = str(tmp_path / "v2.zarr")
     write_v2_store(path, 8)
     assert not os.path.exists(os.path.join(path, "data", "terminated", "c", "1"))  # an all-False chunk: absent
-    log = assert_log_matches_pattern(path)  # the reader reads it as before
+    log = assert_log_matches_pattern(path, frame_ages=False)  # the reader reads it as before, frame ages NaN
     assert log.format_version == 2
     np.testing.assert_array_equal(log.episode_meta()["eval_step"], -1)
     for e in range(8):
-        assert_same_episode(log.episode(e), e)
+        assert_same_episode(log.episode(e), e, frame_ages=False)
 
     digest = store_digest(path)
     with pytest.raises(EpisodeLogError) as err:
@@ -330,16 +333,123 @@ def test_format_2_is_read_refused_by_the_writer_and_converted(tmp_path, small_ch
     out = str(tmp_path / "v3.zarr")
     result = salvage_log(path, out)
     assert result["recovered"] == list(range(8)) and result["lost"] == []
-    assert any("converted from format 2" in n for n in result["notes"])
+    assert any("converted from format 2" in n and "frame_age_s set to NaN" in n for n in result["notes"])
     assert store_digest(path) == digest
     assert check_log(out)["ok"]
     new = EpisodeLog(out)
-    assert new.format_version == 3 and new.config == {"v": 2}
+    assert new.format_version == 4 and new.config == {"v": 2}
     np.testing.assert_array_equal(new.episode_meta()["eval_step"], -1)
     for e in range(8):
-        assert_same_episode(new.episode(e), e, new_id=e)
+        assert_same_episode(new.episode(e), e, new_id=e, frame_ages=False)
     with EpisodeLogWriter(out, SPEC, ACTION_DIM) as writer:
         assert write_pattern_episode(writer, 8) == 8
+
+
+# ------------------------------------------------------------------------------------- format 3
+
+
+def make_v3_store(src: str, path: str) -> None:
+    """A format-3 store: a copy of the format-4 store ``src`` without data/frame_age_s, its format set to 3
+    (format 3 is format 4 less that array: the same checksums, chunking and meta arrays)."""
+    shutil.copytree(src, path)
+    shutil.rmtree(os.path.join(path, "data", "frame_age_s"))
+    root = zarr.open_group(path, mode="r+")
+    root.attrs["format"] = {"name": "robot_rl.episode_log", "version": 3}
+
+
+def test_format_3_is_read_with_nan_frame_ages_refused_by_the_writer_and_converted(
+    pristine, tmp_path, small_chunks, capsys
+):
+    from robot_rl.cli import main as cli
+    from robot_rl.reward.dataset import frame_index, read_images
+    from robot_rl.runtime.run import logged_transitions
+
+    path = str(tmp_path / "v3.zarr")
+    make_v3_store(pristine, path)
+    digest = store_digest(path)
+
+    # every reader reads it, frame ages NaN
+    log = assert_log_matches_pattern(path, frame_ages=False)
+    assert log.format_version == 3 and "frame_age_s" in log.step_fields
+    for e in range(EPISODES):
+        assert_same_episode(log.episode(e), e, frame_ages=False)
+    ages = log.read("frame_age_s")
+    assert ages.dtype == np.float32 and ages.shape == (log.num_steps,) and np.isnan(ages).all()
+    assert np.isnan(log.read("frame_age_s", 5)) and log.read("frame_age_s", [0, 7, 3]).shape == (3,)
+    assert np.isnan(log.array("frame_age_s")[:]).all() and log.array("frame_age_s").shape == (log.num_steps,)
+    with pytest.raises(IndexError):
+        log.read("frame_age_s", log.num_steps)
+    some = log.episode_rows([1, 4, 5])  # rows of scattered episodes
+    assert len(some["frame_age_s"]) == sum(ep_length(e) for e in (1, 4, 5)) and np.isnan(some["frame_age_s"]).all()
+    assert len(log.episode_rows([])["frame_age_s"]) == 0
+    for rows in log.batches(range(EPISODES), max_rows=12):  # the learner loads its replay buffers this way
+        assert np.isnan(rows["frame_age_s"]).all() and len(rows["frame_age_s"]) == len(rows["reward"])
+    steps = logged_transitions(log.episode(2), sorted(SPEC))  # replay of a logged episode
+    assert len(steps) == ep_length(2) and all(np.isnan(t.frame_age_s) for t in steps)
+    index = frame_index(log)  # a classifier dataset
+    assert len(index) == log.num_steps and read_images(log, index, ["image/front"])["image/front"].shape[0] == len(
+        index
+    )
+    log.verify_checksums()
+    demos = str(tmp_path / "run.zarr")  # demos copied into a (format 4) run log
+    with EpisodeLogWriter(demos, SPEC, ACTION_DIM) as writer:
+        assert writer.copy_episodes(log) == EPISODES
+        assert write_pattern_episode(writer, 3) == EPISODES
+    run = EpisodeLog(demos)
+    assert run.format_version == 4
+    for e in range(EPISODES):
+        assert_same_episode(run.episode(e), e, new_id=e, frame_ages=False)
+    assert_same_episode(run.episode(EPISODES), 3)  # a new episode keeps its frame ages
+    assert check_log(demos)["ok"]
+
+    # the writer refuses it (one line, the salvage command), leaving every byte as it was
+    with pytest.raises(EpisodeLogError) as err:
+        EpisodeLogWriter(path, SPEC, ACTION_DIM)
+    msg = str(err.value)
+    assert "\n" not in msg and "format 3" in msg and "frame_age_s" in msg, msg
+    assert f"robot-rl salvage-log {path} out=" in msg, msg
+    assert store_digest(path) == digest
+
+    # check-log passes, and says what the format lacks
+    report = check_log(path)
+    assert report["ok"] and report["format_version"] == 3 and report["intact_episodes"] == list(range(EPISODES))
+    assert any("data/frame_age_s" in n and "NaN" in n for n in report["notes"]), report["notes"]
+    assert not any("checksums" in n for n in report["notes"]), report["notes"]  # format 3 has them
+    assert cli(["check-log", path]) == 0
+    assert f"{path}: format 3, {EPISODES} committed episodes" in capsys.readouterr().out
+
+    # salvage-log converts it: format 4, frame ages NaN, appendable
+    out = str(tmp_path / "v4.zarr")
+    result = salvage_log(path, out)
+    assert result["recovered"] == list(range(EPISODES)) and result["lost"] == [] and result["format_version"] == 3
+    assert any("converted from format 3 to 4 (frame_age_s set to NaN)" in n for n in result["notes"]), result
+    assert store_digest(path) == digest
+    assert check_log(out)["ok"] and check_log(out)["format_version"] == 4
+    new = EpisodeLog(out)
+    assert new.format_version == 4 and new.config == {"task": "pattern"}
+    assert os.path.isdir(os.path.join(out, "data", "frame_age_s"))
+    np.testing.assert_array_equal(new.episode_meta()["eval_step"], -1)
+    for e in range(EPISODES):
+        assert_same_episode(new.episode(e), e, new_id=e, frame_ages=False)
+    with EpisodeLogWriter(out, SPEC, ACTION_DIM) as writer:
+        assert write_pattern_episode(writer, 5) == EPISODES
+    assert_same_episode(EpisodeLog(out).episode(EPISODES), 5)  # the new episode keeps its frame ages
+    assert check_log(out)["ok"]
+
+
+def test_format_3_without_its_root_json_is_still_format_3(pristine, tmp_path, small_chunks):
+    """check-log tells format 3 from 4 by the data/frame_age_s array when the root zarr.json is lost."""
+    path = str(tmp_path / "v3.zarr")
+    make_v3_store(pristine, path)
+    os.remove(os.path.join(path, "zarr.json"))
+    report = check_log(path)
+    assert report["format_version"] == 3 and report["intact_episodes"] == list(range(EPISODES))
+    assert [p["array"] for p in report["problems"]] == ["zarr.json"], report["problems"]
+    out = str(tmp_path / "v4.zarr")
+    assert salvage_log(out=out, path=path)["recovered"] == list(range(EPISODES))
+    new = EpisodeLog(out)
+    for e in range(EPISODES):
+        assert_same_episode(new.episode(e), e, new_id=e, frame_ages=False)
 
 
 # ------------------------------------------------------------------------------------ the CLI
@@ -357,7 +467,7 @@ def test_check_log_and_salvage_log_cli(pristine, tmp_path, small_chunks, capsys)
     assert cli(["check-log", path]) == 1
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("missing: data/observation/state chunk") and info["file"].split("/", 3)[3] in lines[0]
-    assert lines[-1].startswith(f"{path}: format 3, {EPISODES} committed episodes")
+    assert lines[-1].startswith(f"{path}: format 4, {EPISODES} committed episodes")
     assert f"{EPISODES - len(info['unrecoverable'])} intact, {len(info['unrecoverable'])} damaged" in lines[-1]
     assert f"robot-rl salvage-log {path} out=<new store>" in lines[-1]
 

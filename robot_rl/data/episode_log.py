@@ -8,6 +8,7 @@ Layout (zarr format 3, nested groups; observation keys keep their ``/``)::
         intervention bool[T]  episode_id i64[T]  step i32[T] (index within the episode)
         timestamp f64[T]  success bool[T]  reward_source u8[T] (RewardSource)  grasp_penalty f32[T]
         success_probability f32[T] (reward classifier output, NaN without one)
+        frame_age_s f32[T] (age of the camera frame the observation holds, seconds; NaN when unknown)
         observation/<key>          e.g. observation/state f32[T,D], observation/image/front u8[T,H,W,3]
       meta/episode_ends i64[E]     exclusive end of each episode in the step arrays: THE commit record
       meta/<field>[E]              source u8 (EpisodeSource), success bool, length i32,
@@ -29,9 +30,9 @@ episodes), so a long run is a few hundred files per array. Large per-step items 
 with one byte-range read (no episode decode), while a million frames are a few thousand shard files,
 not a million. Images are compressed with blosc zstd (bitshuffle), the rest with zstd.
 
-Integrity (format 3): every chunk (every inner chunk of a shard) ends with a CRC32C of its compressed
-bytes (zarr's ``crc32c`` codec after the compressor; shard indexes carry one too), so a damaged chunk
-fails to decode instead of reading as garbage. Every chunk that covers committed rows exists on disk,
+Integrity (format 3 and later): every chunk (every inner chunk of a shard) ends with a CRC32C of its
+compressed bytes (zarr's ``crc32c`` codec after the compressor; shard indexes carry one too), so a damaged
+chunk fails to decode instead of reading as garbage. Every chunk that covers committed rows exists on disk,
 even when all its values equal the fill value (the writer sets zarr's ``write_empty_chunks``), so a
 missing chunk file is damage, never "all zeros": zarr would silently read it as the fill value, so
 ``EpisodeLog`` takes a chunk inventory (a directory listing) at open and refuses a store with a
@@ -43,6 +44,10 @@ store is refused and left byte-identical. ``robot-rl check-log <store>`` reports
 ``robot-rl salvage-log <store> out=<new store>`` copies every intact episode into a new store
 (``robot_rl/data/log_check.py``). Format 2 stores (no checksums, empty chunks not written) are still
 read; the writer refuses them (``salvage-log`` converts them).
+
+Format 4 adds ``data/frame_age_s``. Format 3 stores (and format 2) lack it: every reader reads their frame
+ages as NaN (unknown); the writer refuses to append to them, as to format 2 (``salvage-log`` converts them,
+frame ages NaN).
 
 Crash-safety protocol (zarr 3.1.6 LocalStore writes every key, chunk or ``zarr.json``, to a temp
 file and ``os.replace``-s it into place, so a single key is never seen half-written):
@@ -101,9 +106,12 @@ except ImportError:  # pragma: no cover - Windows
 
 FORMAT_NAME = "robot_rl.episode_log"
 # 2 added success_probability, interventions, label, reset_s, episode_s; 3 added chunk checksums,
-# every chunk written (a chunk inventory), meta/eval_step
-FORMAT_VERSION = 3
+# every chunk written (a chunk inventory), meta/eval_step; 4 added data/frame_age_s
+FORMAT_VERSION = 4
 OLDEST_READABLE_VERSION = 2
+CHECKSUMS_SINCE = 3  # the first format with chunk checksums and a chunk inventory
+# What each format added, for the writer's refusal of an older store ("written without ...")
+FORMAT_ADDED: dict[int, str] = {3: "chunk checksums", 4: "camera frame ages (data/frame_age_s)"}
 STORE_NAME = "episodes.zarr"
 
 STEP_CHUNK = 4096  # steps per chunk for small per-step items
@@ -130,12 +138,15 @@ META_FIELDS: dict[str, str] = {
 }
 META_FILL: dict[str, int] = {"eval_step": -1}  # fill values other than 0
 FIELDS_SINCE: dict[str, int] = {"eval_step": 3}  # meta fields a format-2 store lacks (read as their fill)
+STEP_FIELDS_SINCE: dict[str, int] = {"frame_age_s": 4}  # step fields older stores lack (read as their fill)
+STEP_FILL: dict[str, float] = {"frame_age_s": float("nan")}  # fill values other than 0
 
 LAYOUT_DESCRIPTION = (
     "robot_rl episode log. data/<field>: per-step arrays of all episodes concatenated on axis 0 "
     "(action, policy_action, reward, terminated, truncated, intervention, episode_id, step, "
     "timestamp, success, reward_source [0 task, 1 classifier, 2 human], grasp_penalty, "
-    "success_probability [NaN without a reward classifier], observation/<key>). "
+    "success_probability [NaN without a reward classifier], frame_age_s [seconds between the capture of the "
+    "camera frame the observation holds and the step; NaN when unknown], observation/<key>). "
     "meta/episode_ends[E]: exclusive end index of each episode in the step arrays; "
     "episode e is steps [episode_ends[e-1], episode_ends[e]) with episode_ends[-1] = 0. "
     "meta/<field>[E]: source [0 demo, 1 online, 2 intervention, 3 eval], success, length, "
@@ -219,6 +230,16 @@ def meta_fields(version: int) -> dict[str, str]:
     return {k: v for k, v in META_FIELDS.items() if FIELDS_SINCE.get(k, 0) <= version}
 
 
+def step_fields(version: int) -> dict[str, str]:
+    """The per-step fields (``data/<name>``, observations aside) a store of format ``version`` has."""
+    return {k: v for k, v in STEP_FIELDS.items() if STEP_FIELDS_SINCE.get(k, 0) <= version}
+
+
+def step_fill(name: str, dtype: Any) -> np.ndarray:
+    """The fill value of step field ``name`` (what a store without it reads as), as a 0-d array."""
+    return np.full((), STEP_FILL.get(name, 0), np.dtype(dtype))
+
+
 def shard_steps(item_bytes: int) -> int:
     """Steps per shard for a large per-step item of ``item_bytes`` bytes."""
     return int(np.clip(SHARD_TARGET_BYTES // item_bytes, 1, MAX_SHARD_STEPS))
@@ -233,7 +254,7 @@ def _chunking(
 ) -> dict[str, Any]:
     """Chunk/shard/codec arguments for an array of items of ``item_shape`` along axis 0.
 
-    ``checksum`` appends the crc32c codec after the compressor (format 3; on the inner chunks of a
+    ``checksum`` appends the crc32c codec after the compressor (format 3 and later; on the inner chunks of a
     shard, whose index carries its own crc32c). ``per_shard`` overrides the steps per shard.
     """
     item_bytes = int(np.prod(item_shape, dtype=np.int64)) * dtype.itemsize
@@ -247,7 +268,7 @@ def _chunking(
     }
 
 
-def _create(group: zarr.Group, name: str, item_shape: tuple[int, ...], dtype: Any, rows: int, fill: int = 0) -> None:
+def _create(group: zarr.Group, name: str, item_shape: tuple[int, ...], dtype: Any, rows: int, fill: float = 0) -> None:
     dtype = np.dtype(dtype)
     group.create_array(
         name,
@@ -271,7 +292,7 @@ def file_rows(arr: zarr.Array) -> int:
 
 
 def has_checksums(arr: zarr.Array) -> bool:
-    """Whether every (inner) chunk of ``arr`` ends with a crc32c (format 3)."""
+    """Whether every (inner) chunk of ``arr`` ends with a crc32c (format 3 and later)."""
     codecs = arr.metadata.codecs
     if codecs and isinstance(codecs[0], ShardingCodec):
         codecs = codecs[0].codecs
@@ -330,7 +351,7 @@ def _shard_index_layout(arr: zarr.Array) -> tuple[tuple[int, ...], str] | None:
 def verify_chunk_file(
     store_root: str, arr: zarr.Array, index: int, key: str, rows: int
 ) -> list[tuple[int, int, str, str]]:
-    """Check one chunk or shard file of a format-3 array without decoding it: the crc32c of the chunk,
+    """Check one chunk or shard file of a format-3 (or later) array without decoding it: the crc32c of the chunk,
     or of the shard index and of every inner chunk holding one of the rows ``[0, rows)``.
 
     Returns ``(row_start, row_stop, kind, detail)`` for each damaged row range (kind ``missing`` or
@@ -394,7 +415,7 @@ def read_error_detail(err: BaseException) -> str:
 class _CheckedStore(LocalStore):
     """A LocalStore that refuses to read a missing chunk file holding committed rows.
 
-    zarr reads a missing chunk as the fill value; in a format-3 log every chunk covering committed
+    zarr reads a missing chunk as the fill value; in a format-3 (or later) log every chunk covering committed
     rows exists, so a missing one is damage (deleted after the inventory, or mid-append) and must not
     read, or be rewritten, as zeros. ``required[array path] = [rows per file, committed rows]``.
     """
@@ -602,7 +623,7 @@ class EpisodeLogWriter:
         meta = root.create_group("meta")
         for name, dtype in STEP_FIELDS.items():
             shape = (self.action_dim,) if name in ("action", "policy_action") else ()
-            _create(data, name, shape, dtype, STEP_CHUNK)
+            _create(data, name, shape, dtype, STEP_CHUNK, STEP_FILL.get(name, 0))
         for key, (shape, dtype) in self.obs_spec.items():
             _create(data, f"observation/{key}", shape, dtype, STEP_CHUNK)
             _create(meta, f"last_observation/{key}", shape, dtype, EPISODE_CHUNK)
@@ -638,9 +659,10 @@ class EpisodeLogWriter:
         # Validate everything before modifying anything: a damaged store must stay byte-identical.
         log = EpisodeLog(self.path)  # format, chunk inventory, index consistency, array lengths
         if log.format_version < FORMAT_VERSION:
+            lacks = " and ".join(what for v, what in FORMAT_ADDED.items() if v > log.format_version)
             raise EpisodeLogError(
                 f"episode log {self.path} has format {log.format_version} (written by an older robot_rl, without "
-                f"chunk checksums), which this robot_rl reads but does not append to: convert it with "
+                f"{lacks}), which this robot_rl reads but does not append to: convert it with "
                 f"`robot-rl salvage-log {self.path} out=<new store>` and use the new store"
             )
         if log.obs_spec != self.obs_spec:
@@ -789,6 +811,7 @@ class EpisodeLogWriter:
             "reward_source": np.array([int(RewardSource(t.reward_source)) for t in steps], np.uint8),
             "grasp_penalty": np.array([t.grasp_penalty for t in steps], np.float32),
             "success_probability": np.array([t.success_probability for t in steps], np.float32),
+            "frame_age_s": np.array([t.frame_age_s for t in steps], np.float32),
         }
         for key, (_, dtype) in self.obs_spec.items():
             rows[f"observation/{key}"] = np.stack([np.asarray(t.observation[key], dtype) for t in steps])
@@ -986,10 +1009,12 @@ def _get_array(path: str, root: zarr.Group, name: str) -> zarr.Array:
 class EpisodeLog:
     """Read-only view of the committed episodes of an episode log (a snapshot; see ``refresh``).
 
-    Opening a format-3 store takes a chunk inventory: a missing chunk file, an index that is not
+    Opening a format-3 (or later) store takes a chunk inventory: a missing chunk file, an index that is not
     strictly increasing or an array shorter than the committed rows raises ``EpisodeLogError``. A chunk
     that fails its checksum raises ``EpisodeLogError`` when ``episode``, ``transitions``,
-    ``episode_meta`` or ``read`` reach it. Format-2 stores (no checksums) are read as they are.
+    ``episode_meta`` or ``read`` reach it. Format-2 stores (no checksums) are read as they are. A step
+    field newer than the store's format (``frame_age_s`` of a format-2 or 3 store) reads as its fill value
+    (NaN) everywhere: ``read``, ``episode``, ``transitions``, ``array``.
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
@@ -1008,7 +1033,7 @@ class EpisodeLog:
 
     def refresh(self) -> None:
         """Re-read the commit record to see episodes appended since opening (and take the inventory again)."""
-        checked = self.format_version >= 3
+        checked = self.format_version >= CHECKSUMS_SINCE
         ends_arr = _get_array(self.path, self._root, "meta/episode_ends")
         count = ends_arr.shape[0]
         if checked:
@@ -1017,7 +1042,8 @@ class EpisodeLog:
         if len(ends) and (ends[0] <= 0 or np.any(np.diff(ends) <= 0)):
             raise _corrupt(self.path, "meta/episode_ends is not strictly increasing")
         steps = int(ends[-1]) if len(ends) else 0
-        names = [f"data/{n}" for n in STEP_FIELDS] + [f"data/observation/{k}" for k in self.obs_spec]
+        present = step_fields(self.format_version)
+        names = [f"data/{n}" for n in present] + [f"data/observation/{k}" for k in self.obs_spec]
         arrays: dict[str, zarr.Array] = {}
         for name in names:  # opened after episode_ends, so at least as long as it says
             arr = _get_array(self.path, self._root, name)
@@ -1034,6 +1060,8 @@ class EpisodeLog:
             for name, arr in arrays.items():
                 self._take_inventory(self._store_name(name), arr, len(ends) if name.startswith("meta/") else steps)
         self._ends_arr = ends_arr
+        # step fields newer than the store: {name: dtype}, read as their fill value
+        self._absent = {n: np.dtype(d) for n, d in STEP_FIELDS.items() if n not in present}
         self._ends = ends
         self._starts = np.concatenate([[0], ends[:-1]]).astype(np.int64)
         self._arrays = arrays
@@ -1094,8 +1122,10 @@ class EpisodeLog:
     def read(self, name: str, rows: Any = slice(None)) -> np.ndarray:
         """Checked read of committed rows of ``data/<name>`` (a step field such as ``observation/state``)
         or ``meta/<field>``; ``rows``: a slice, an int or row indices (relative to the committed rows)."""
-        if name not in self._arrays:
-            raise EpisodeLogError(f"episode log {self.path} has no array {name!r}; choose from {list(self._arrays)}")
+        if name not in self._arrays and name not in self._absent:
+            raise EpisodeLogError(
+                f"episode log {self.path} has no array {name!r}; choose from {[*self._arrays, *self._absent]}"
+            )
         limit = self._rows_of(name)
         if isinstance(rows, slice):
             rows = slice(*rows.indices(limit))
@@ -1107,12 +1137,17 @@ class EpisodeLog:
             rows = np.asarray(rows, np.int64)
             if len(rows) and (rows.min() < 0 or rows.max() >= limit):
                 raise IndexError(f"rows out of range: {name} has {limit} committed rows")
+        if name in self._absent:  # a field newer than the store's format
+            fill = step_fill(name, self._absent[name])
+            if isinstance(rows, int):
+                return fill[()]
+            return np.full(len(range(limit)[rows]) if isinstance(rows, slice) else len(rows), fill)
         return self._read_array(self._store_name(name), self._arrays[name], rows)
 
     def verify_checksums(self) -> None:
         """Check the crc32c of every chunk (every inner chunk and index of a shard) holding committed rows,
-        without decoding; raises ``EpisodeLogError`` naming the first damaged one. Format 3 only."""
-        if self.format_version < 3:
+        without decoding; raises ``EpisodeLogError`` naming the first damaged one. Format 3 and later."""
+        if self.format_version < CHECKSUMS_SINCE:
             return
         for name, arr, rows in self._all_arrays():
             if not has_checksums(arr):
@@ -1168,14 +1203,23 @@ class EpisodeLog:
         was opened raises ``EpisodeLogError``, but a checksum mismatch raises zarr's own error: ``read``
         turns it into a one-line ``EpisodeLogError``.
         """
+        if name in self._absent:  # a field newer than the store's format: its fill value, from memory
+            dtype = self._absent[name]
+            return zarr.create_array(
+                store=zarr.storage.MemoryStore(),
+                shape=(self.num_steps,),
+                dtype=dtype,
+                chunks=(STEP_CHUNK,),
+                fill_value=step_fill(name, dtype)[()],
+            )
         if name not in self._arrays or name.startswith("meta/"):
             raise EpisodeLogError(f"episode log {self.path} has no step array {name!r}; choose from {self.step_fields}")
         return self._arrays[name]
 
     @property
     def step_fields(self) -> list[str]:
-        """Names of the per-step arrays (``data/`` relative)."""
-        return [n for n in self._arrays if not n.startswith("meta/")]
+        """Names of the per-step arrays (``data/`` relative), those the store's format predates included."""
+        return [n for n in self._arrays if not n.startswith("meta/")] + list(self._absent)
 
     def episode_meta(self) -> dict[str, np.ndarray]:
         """Per-episode arrays: ``episode_ends``, ``source``, ``success``, ``length``, ... (length E).
@@ -1258,6 +1302,8 @@ class EpisodeLog:
             if everything:
                 return self.read(name, slice(0, t))
             if len(steps) == 0:
+                if name in self._absent:
+                    return np.zeros(0, self._absent[name])
                 arr = self._arrays[name]
                 return np.zeros((0, *arr.shape[1:]), arr.dtype)
             if contiguous:

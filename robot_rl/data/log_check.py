@@ -1,11 +1,13 @@
 """Check and salvage zarr episode logs (the commands ``robot-rl check-log`` and ``robot-rl salvage-log``
 are in robot_rl/commands/).
 
-``check_log`` reads every chunk of every array over the committed rows (formats 2 and 3) and reports
+``check_log`` reads every chunk of every array over the committed rows (formats 2, 3 and 4) and reports
 what is damaged and which episodes that touches. ``salvage_log`` copies every intact episode into a new
-format-3 store (which also converts a format-2 store). Both work on stores that ``EpisodeLog`` refuses:
+format-4 store (which also converts a format-2 or format-3 store; a field the old format lacks is written
+as its fill value: ``meta/eval_step`` -1, ``data/frame_age_s`` NaN). Both work on stores that
+``EpisodeLog`` refuses:
 
-- a chunk file that is missing (format 3 writes every chunk, so absence is damage), fails its crc32c,
+- a chunk file that is missing (format 3 and later write every chunk, so absence is damage), fails its crc32c,
   is truncated or does not decode: the rows it holds are lost, and with them the episodes they belong to
   (an episode is intact when every step row, its meta row and its last observation read back);
 - an array whose ``zarr.json`` is missing or unreadable: its metadata is rebuilt from the layout rules
@@ -35,7 +37,9 @@ import zarr
 from zarr.storage import LocalStore, MemoryStore, StorePath
 
 from robot_rl.data.episode_log import (
+    CHECKSUMS_SINCE,
     EPISODE_CHUNK,
+    FIELDS_SINCE,
     FORMAT_NAME,
     FORMAT_VERSION,
     INCONSISTENT,
@@ -47,6 +51,8 @@ from robot_rl.data.episode_log import (
     SHORT_SHAPE,
     STEP_CHUNK,
     STEP_FIELDS,
+    STEP_FIELDS_SINCE,
+    STEP_FILL,
     STORE_NAME,
     UNREADABLE,
     EpisodeLogError,
@@ -60,6 +66,7 @@ from robot_rl.data.episode_log import (
     meta_fields,
     read_error_detail,
     salvage_hint,
+    step_fields,
     verify_chunk_file,
 )
 
@@ -202,11 +209,17 @@ class _Inspection:
                 "the action bounds (set to [-1, 1]) and the run's config are lost"
             )
         self.version = version if version is not None else self._guess_version()
-        if self.version < FORMAT_VERSION:
+        if self.version < CHECKSUMS_SINCE:
             self.notes.append(
                 f"format {self.version}: no chunk checksums and all-zero chunks were not written, so "
                 f"damage inside a chunk or a deleted chunk may go unnoticed; salvage-log converts it"
             )
+        for name, since in STEP_FIELDS_SINCE.items():
+            if since > self.version:
+                self.notes.append(
+                    f"format {self.version}: no data/{name} (read as {_fill_text(STEP_FILL.get(name, 0))}); "
+                    f"salvage-log converts it to format {FORMAT_VERSION}"
+                )
 
     def _read_meta_json(self, name: str) -> Any:
         try:
@@ -215,11 +228,21 @@ class _Inspection:
             return None
 
     def _guess_version(self) -> int:
+        """The format of a store whose root zarr.json is lost: no checksums mean format 2; with them, the
+        latest format whose added step field (``STEP_FIELDS_SINCE``) has a directory, else 3."""
         for name in (ENDS, "data/reward", "data/step", "meta/length"):
             arr = self._read_meta_json(name)
             if arr is not None:
-                return FORMAT_VERSION if has_checksums(arr) else OLDEST_READABLE_VERSION
-        return FORMAT_VERSION
+                if not has_checksums(arr):
+                    return OLDEST_READABLE_VERSION
+                break
+        else:
+            return FORMAT_VERSION
+        version = CHECKSUMS_SINCE
+        for name, since in sorted(STEP_FIELDS_SINCE.items(), key=lambda item: item[1]):
+            if since > version and os.path.isdir(os.path.join(self.path, "data", name)):
+                version = since
+        return version
 
     def _discover_obs_spec(self) -> ObsSpec:
         spec: ObsSpec = {}
@@ -254,7 +277,7 @@ class _Inspection:
             self.action_spec = {"shape": [dim], "dtype": "float32", "low": [-1.0] * dim, "high": [1.0] * dim}
         dim = self.action_spec["shape"][0]
         out: dict[str, tuple[tuple[int, ...], np.dtype, str]] = {}
-        for name, dtype in STEP_FIELDS.items():
+        for name, dtype in step_fields(self.version).items():
             out[f"data/{name}"] = ((dim,) if name in ("action", "policy_action") else (), np.dtype(dtype), "data")
         for key, (shape, dtype) in self.obs_spec.items():
             out[f"data/observation/{key}"] = (shape, dtype, "data")
@@ -303,13 +326,14 @@ class _Inspection:
             if item_bytes >= LARGE_ITEM_BYTES and a.shards is not None and sib_bytes == item_bytes:
                 per_shard = int(a.shards[0])
                 break
-        fill = META_FILL.get(name.split("/", 1)[1], 0) if group == "meta" else 0
+        fields = META_FILL if group == "meta" else STEP_FILL
+        fill = fields.get(name.split("/", 1)[1], 0)
         template = zarr.create_array(
             store=MemoryStore(),
             shape=(0, *shape),
             dtype=dtype,
             fill_value=np.full((), fill, dtype)[()],
-            **_chunking(shape, dtype, rows, checksum=self.version >= 3, per_shard=per_shard),
+            **_chunking(shape, dtype, rows, checksum=self.version >= CHECKSUMS_SINCE, per_shard=per_shard),
         )
         length = max([a.shape[0] for n, a in siblings] + [0])
         metadata = template.metadata.update_shape((length, *shape))
@@ -328,7 +352,7 @@ class _Inspection:
             self._problem(
                 name, SHORT_SHAPE, f"{name} has {arr.shape[0]} rows < committed {rows}", rows=(limit, rows), axis=axis
             )
-        checked = self.version >= 3 and has_checksums(arr)
+        checked = self.version >= CHECKSUMS_SINCE and has_checksums(arr)
         per_file = file_rows(arr)
         for index, key in chunk_files(arr, limit):
             found = verify_chunk_file(self.path, arr, index, key, limit) if checked else []
@@ -548,6 +572,9 @@ class _Inspection:
     def episode_rows(self, e: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         start, stop = int(self.starts[e]), int(self.ends[e])
         rows = {n[len("data/") :]: self.arrays[n][start:stop] for n, (_, _, g) in self.expected.items() if g == "data"}
+        for field, dtype in STEP_FIELDS.items():
+            if field not in rows:  # a field the store's format lacks
+                rows[field] = np.full(stop - start, STEP_FILL.get(field, 0), dtype)
         meta_row: dict[str, np.ndarray] = {}
         for n, (_, _, g) in self.expected.items():
             if g == "meta" and n != ENDS:
@@ -571,6 +598,11 @@ class _Inspection:
             "intact_episodes": list(self.intact),
             "notes": list(self.notes),
         }
+
+
+def _fill_text(value: float) -> str:
+    """A fill value as a note says it: ``-1``, ``NaN``."""
+    return "NaN" if value != value else str(value)
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
@@ -597,7 +629,7 @@ def check_log(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def salvage_log(path: str | os.PathLike, out: str | os.PathLike) -> dict[str, Any]:
-    """Copy every intact episode of the store at ``path`` into a new format-3 store at ``out``.
+    """Copy every intact episode of the store at ``path`` into a new store of the current format (4) at ``out``.
 
     Episode ids are renumbered as ``EpisodeLogWriter.copy_episodes`` does; ``out`` must not exist and is
     built aside and renamed into place (complete or absent). Returns ``{"source", "out", "format_version",
@@ -642,7 +674,10 @@ def salvage_log(path: str | os.PathLike, out: str | os.PathLike) -> dict[str, An
     lost = list(inspection.damaged)
     notes = list(inspection.notes)
     if inspection.version < FORMAT_VERSION:
-        notes.append(f"converted from format {inspection.version} to {FORMAT_VERSION} (eval_step set to -1)")
+        version = inspection.version
+        filled = [f"{n} set to {_fill_text(META_FILL.get(n, 0))}" for n, v in FIELDS_SINCE.items() if v > version]
+        filled += [f"{n} set to {_fill_text(STEP_FILL.get(n, 0))}" for n, v in STEP_FIELDS_SINCE.items() if v > version]
+        notes.append(f"converted from format {inspection.version} to {FORMAT_VERSION} ({', '.join(filled)})")
     return {
         "source": source,
         "out": out,

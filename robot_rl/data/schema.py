@@ -52,6 +52,7 @@ class Transition:
     grasp_penalty: float = 0.0
     success_probability: float = float("nan")  # the reward classifier's output; NaN without one
     label: EpisodeLabel = EpisodeLabel.NONE  # a person's episode label, on the step it ended the episode
+    frame_age_s: float = float("nan")  # age of the camera frame the observation holds (s); NaN when unknown
     extras: dict = field(default_factory=dict)
 
 
@@ -111,8 +112,9 @@ def count_takeovers(intervention: np.ndarray) -> int:
 # ---- per-step fields, defined once ---------------------------------------------------------------------
 # The Transition attributes stored per step besides observations, with the dtypes of the zarr episode log
 # (`data/<name>`; action and policy_action are [A]). This is the on-disk format: never change a dtype or a
-# name here. robot_rl/data/episode_log.py stores exactly these; robot_rl/runtime/wire.py sends these less
-# episode_id (a chunk's header names its episode) plus the step's label.
+# name here; a new field is a new episode-log format version (episode_log.FORMAT_VERSION, STEP_FIELDS_SINCE).
+# robot_rl/data/episode_log.py stores exactly these; robot_rl/runtime/wire.py sends these less episode_id (a
+# chunk's header names its episode) plus the step's label.
 STEP_FIELDS: dict[str, np.dtype] = {
     name: np.dtype(dtype)
     for name, dtype in {
@@ -129,6 +131,7 @@ STEP_FIELDS: dict[str, np.dtype] = {
         "reward_source": np.uint8,
         "grasp_penalty": np.float32,
         "success_probability": np.float32,
+        "frame_age_s": np.float32,  # camera frame age (s), NaN when unknown; since episode-log format 4
     }.items()
 }
 LABEL_DTYPE = np.dtype(np.uint8)  # an EpisodeLabel: per episode in the log (meta/label), per step on the wire

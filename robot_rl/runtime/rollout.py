@@ -48,6 +48,7 @@ def env_step(env: gym.Env, observation: Observation, action: np.ndarray, episode
         grasp_penalty=float(fields.grasp_penalty),
         success_probability=float(fields.success_probability),
         label=fields.label,
+        frame_age_s=float(fields.frame_age_s),
     )
 
 

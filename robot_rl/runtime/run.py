@@ -173,6 +173,7 @@ def logged_transitions(episode: dict[str, np.ndarray], keys: list[str]) -> list[
             success=bool(episode["success"][t]),
             reward_source=RewardSource(int(episode["reward_source"][t])),
             grasp_penalty=float(episode["grasp_penalty"][t]),
+            frame_age_s=float(episode["frame_age_s"][t]),
         )
         for t in range(len(episode["reward"]))
     ]

@@ -12,11 +12,12 @@ chunk of an episode: the actor's observation space and action size).
 Anyone on the DDS domain can publish, so decoding is strict: `decode_chunk` checks the archive
 before reading it (size, member count, declared array sizes, no object arrays, no compression that
 could expand without bound), then every header field's type and range, every array's dtype kind and
-shape, the enum values, finiteness (`success_probability` may be NaN: no classifier) and the action
-range. Whatever fails raises `WireError` with a one-line reason and a `kind` for counting
-(`WIRE_ERROR_KINDS`). `check_spec` checks a spec's structure, `spec_mismatch` compares two specs and
-`check_chunk` checks decoded steps against the run's spec. `RejectCounter` counts rejected network
-input by kind and logs it rate-limited (the learner and the robot bridge use it).
+shape, the enum values, finiteness (`success_probability` may be NaN: no classifier; `frame_age_s`
+may be NaN: unknown, and is never negative) and the action range. Whatever fails raises `WireError`
+with a one-line reason and a `kind` for counting (`WIRE_ERROR_KINDS`). `check_spec` checks a spec's
+structure, `spec_mismatch` compares two specs and `check_chunk` checks decoded steps against the
+run's spec. `RejectCounter` counts rejected network input by kind and logs it rate-limited (the
+learner and the robot bridge use it).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ STEP_FIELDS: dict[str, np.dtype] = {
 }
 MAX_PAYLOAD_BYTES = 8 << 20  # a chunk is cut at ~4 MiB of frames (remote_actor); one big frame may add as much
 MAX_HEADER_BYTES = 1 << 20
-MAX_ARRAYS = 256  # members of one archive (13 step fields + 2 per observation key + the header)
+MAX_ARRAYS = 256  # members of one archive (14 step fields + 2 per observation key + the header)
 MAX_CHUNK_STEPS = 100_000
 MAX_OBS_KEYS = 32
 MAX_OBS_ELEMENTS = 1 << 24  # elements of one observation entry (a 4k RGB frame is 25M: too big anyway)
@@ -318,6 +319,11 @@ def _check_arrays(arrays: dict[str, np.ndarray], max_steps: int) -> tuple[int, l
     known = probability[~np.isnan(probability)]
     if known.size and (known.min() < 0.0 or known.max() > 1.0):
         raise WireError("chunk success_probability holds values outside [0, 1]", "range")
+    age = arrays["frame_age_s"]
+    if np.isinf(age).any():
+        raise WireError("chunk frame_age_s holds infinite values (NaN means unknown)", "nonfinite")
+    if (age < 0).any():  # NaN compares False: unknown ages pass
+        raise WireError("chunk frame_age_s holds negative values", "range")
     for name in ("action", "policy_action"):
         if np.abs(arrays[name]).max() > 1.0 + ACTION_TOLERANCE:
             raise WireError(f"chunk {name} holds values outside [-1, 1]", "range")
@@ -361,6 +367,7 @@ def decode_chunk(
                 grasp_penalty=float(fields["grasp_penalty"][i]),
                 success_probability=float(fields["success_probability"][i]),
                 label=EpisodeLabel(int(fields["label"][i])),
+                frame_age_s=float(fields["frame_age_s"][i]),
             )
         )
     return header, steps
