@@ -394,7 +394,12 @@ class SerialRobot(Robot):
 
     def close(self) -> None:
         """Disarm (torque off, LeRobot's behaviour on disconnect) unless `disarm_on_close` is false; close
-        the link; stop the sim rig."""
+        the link; stop the sim rig. A shared robot closes when its last user does."""
+        if getattr(self, "_users", 0) > 1:
+            self._users -= 1
+            return
+        if SerialRobot._open.get(self.port) is self:
+            del SerialRobot._open[self.port]
         link = getattr(self, "link", None)
         if link is not None and link.is_open:
             try:
