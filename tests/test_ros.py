@@ -186,6 +186,30 @@ def test_ros_robot_runs_robot_env_unchanged_and_obeys_arm_and_estop(ros):
         robot.close()
 
 
+def test_bridge_runs_the_serial_robot_unchanged(ros):
+    """robot_bridge over `robot=serial` (the firmware in the loop on the SO-101 rig): the actor's RosRobot
+    takes the arm from the bridge and the scripted expert lifts the cube through DDS, pyserial and the firmware."""
+    from robot_rl.envs.robot_env import RobotEnv
+    from robot_rl.robots.ros import RosRobot
+    from robot_rl.runtime.rollout import run_episode
+    from robot_rl.tasks import make_expert, make_task
+
+    nodes, probe = ros
+    nodes.start(
+        "bridge", "bridge", "mode:=lockstep", "start_armed:=true", "overrides:=[robot=serial]", namespace="/arm5"
+    )
+    robot = RosRobot("/arm5", timeout=60.0)
+    try:
+        assert robot.arm.name == "so101" and robot.joint_names[0] == "shoulder_pan"
+        env = RobotEnv(robot, make_task("pick_cube"), seed=3)
+        expert = make_expert(env, noise=0.0, rng=np.random.default_rng(0))
+        results = [run_episode(env, expert.act, seed=s) for s in range(2)]
+        assert all(r.success for r in results), [r.length for r in results]
+        assert probe.set_bool("/arm5/estop", True).success  # the bridge's e-stop stops the serial arm too
+    finally:
+        robot.close()
+
+
 def test_ros_robot_refuses_stale_observations(ros):
     import signal
 

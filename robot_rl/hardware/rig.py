@@ -117,7 +117,7 @@ class SimRig:
 
     def __init__(
         self,
-        model_path: str | os.PathLike,
+        model_path: str | os.PathLike | None,
         servo_names: tuple[str, ...],
         seed: int = 0,
         tick_hz: int = 200,
@@ -131,7 +131,8 @@ class SimRig:
         opening is its chord), else the value maps linearly. `seed`: the plant's hidden calibration.
         `bus_timeout_us`: how long the firmware waits for a servo's reply; a Python plant on a busy machine
         answers far later than a servo's microseconds, so the rig allows 20 ms (the firmware's own default, 3 ms,
-        suits real servos)."""
+        suits real servos). `model_path` None: no plant, the firmware's own servo-bus emulator (benchmarks of
+        the link and the firmware alone)."""
         self.servo_names = tuple(servo_names)
         self.object_body = object_body
         self.workdir = Path(tempfile.mkdtemp(prefix="robot_rl-rig-"))
@@ -149,11 +150,16 @@ class SimRig:
             plant_args += ["--bus", str(self.workdir / "bus"), "--side", str(self.workdir / "side")]
             plant_args += ["--seed", str(seed), "--object", object_body, "--gripper-open", str(gripper_open)]
             plant_args += ["--gripper-jaw-length", str(jaw_length)]
-            self._plant = _Process(plant_args, "plant ready", 60.0, env)
-            fw_args = [str(binary), "--link", str(self.link_path), "--bus", str(self.workdir / "bus")]
+            bus = "emulator"
+            if model_path is not None:
+                self._plant = _Process(plant_args, "plant ready", 60.0, env)
+                bus = str(self.workdir / "bus")
+            fw_args = [str(binary), "--link", str(self.link_path), "--bus", bus]
             fw_args += ["--joints", str(len(self.servo_names)), "--tick-hz", str(int(tick_hz))]
             fw_args += ["--control-dir", str(self.control_dir), "--bus-timeout-us", str(int(bus_timeout_us))]
             self._firmware = _Process(fw_args, "robot_fw ready", 20.0)
+            if model_path is None:
+                return
             self.plant = PlantClient(self.workdir / "side")
             self._servos = self.plant.servos()
         except BaseException:

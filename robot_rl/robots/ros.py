@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from robot_rl.robots.arms import get_arm
 from robot_rl.robots.base import Robot, RobotState, RobotUnavailable
 from robot_rl.ros import contract
 from robot_rl.ros.frames import StampedSets, image_to_array, stamp_seconds, to_stamp
@@ -93,6 +94,7 @@ class RosRobot(Robot):
             self.joint_names = list(status["joint_names"])
             self.camera_names = tuple(status["cameras"])
             self.object_names = tuple(status["objects"])
+            self.arm = get_arm(status["arm"]) if status.get("arm") else None  # tasks take per-arm defaults
             # sensor topics as reliable as the bridge publishes them (a lock-stepped one: every frame counts);
             # a lock-stepped bridge publishes its first frame on reset()
             self._subscribe(bool(status.get("reliable_sensors")))

@@ -168,6 +168,11 @@ class SerialRobot(Robot):
 
     # ------------------------------------------------------------------ set-up
     @property
+    def home_tcp_pos(self) -> np.ndarray:
+        """The TCP position at the arm model's home posture."""
+        return self.kinematics.home_tcp_pos.copy()
+
+    @property
     def servo_names(self) -> tuple[str, ...]:
         """The servos in bus order: the arm joints, then the gripper."""
         return servo_joints(self.arm.arm_joints)

@@ -128,10 +128,14 @@ class RobotBridge(Node):
         robot_cfg = OmegaConf.to_container(cfg.robot, resolve=True)
         robot_name = robot_cfg.pop("name", "mujoco")
         if robot_name == "ros":
-            raise ValueError("robot_bridge cannot wrap robot=ros (a client of a bridge, not a robot): use robot=mujoco")
+            raise ValueError(
+                "robot_bridge cannot wrap robot=ros (a client of a bridge, not a robot): use robot=mujoco or serial"
+            )
         self.robot = make_robot(robot_name, **robot_cfg)
         task_cfg = OmegaConf.to_container(cfg.task, resolve=True)
         self.task = make_task(task_cfg.pop("name"), **task_cfg)
+        if hasattr(self.task, "bind"):
+            self.task.bind(self.robot)  # per-arm task defaults (cube area, start TCP) from the robot's arm model
         self.reset_tcp = np.asarray(getattr(self.task, "start_tcp", self.robot.home_tcp_pos), float)
         # by default what the task observes: its cameras at its image size, its object
         self.cameras = cameras or list(getattr(self.task, "cameras", []))
@@ -161,7 +165,9 @@ class RobotBridge(Node):
             self.robot.orientation_limits = np.asarray(self.task.rotation_limits, dtype=np.float64).copy()
         rot_scale = float(getattr(self.task, "rotation_scale", 0.0))
         self.max_tcp_angular_speed = max_tcp_angular_speed or SPEED_MARGIN * math.sqrt(3) * rot_scale / self.dt
-        self.joint_names = [f"joint{i + 1}" for i in range(len(self.robot.read_state().joint_pos))]
+        arm = getattr(self.robot, "arm", None)
+        n_joints = len(self.robot.read_state().joint_pos)
+        self.joint_names = list(arm.arm_joints) if arm is not None else [f"joint{i + 1}" for i in range(n_joints)]
         self.gripper = -1.0
         self.stamp = 0.0  # stamp of the newest published observation
         self.pending: dict[str, object] = {}  # lockstep: the twist and the gripper command for self.stamp
@@ -218,6 +224,7 @@ class RobotBridge(Node):
             "rotation": self.rotation,
             "cameras": self.cameras,
             "objects": self.objects,
+            "arm": getattr(getattr(self.robot, "arm", None), "name", None),  # the actor's task binds to it
         }
         self.pub_status.publish(String(data=json.dumps(status)))
 
