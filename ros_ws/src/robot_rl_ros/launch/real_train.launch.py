@@ -12,14 +12,19 @@ Nothing moves until the operator arms the bridge and activates the actor:
     ros2 service call /robot/actor/activate std_srvs/srv/SetBool "{data: true}"
 
 and `ros2 service call /robot/estop std_srvs/srv/SetBool "{data: true}"` stops it (latched).
-`robot` names the robot the bridge drives: mujoco (the sim run in real time, like hardware) is the
-only one today; the serial robot joins later. `teleop:=false` leaves the teleop node out, e.g. to
-run it on the operator's machine (`ros2 run robot_rl_ros teleop --ros-args -p device:=keyboard`).
+`robot` names the robot the bridge drives: mujoco (the sim run in real time, like hardware) or serial
+(an arm on bus servos behind robot_rl's firmware: `port`, `model`, `arm_id` and `calibration` say which;
+`port:=sim` runs the firmware in the loop on a MuJoCo plant):
+
+    ros2 launch robot_rl_ros real_train.launch.py robot:=serial port:=/dev/ttyUSB0 arm_id:=left
+
+`teleop:=false` leaves the teleop node out, e.g. to run it on the operator's machine
+(`ros2 run robot_rl_ros teleop --ros-args -p device:=keyboard`).
 """
 
 from launch import LaunchDescription
-from launch.conditions import IfCondition
-from launch.substitutions import LaunchConfiguration
+from launch.conditions import IfCondition, UnlessCondition
+from launch.substitutions import LaunchConfiguration, PythonExpression
 
 from robot_rl_ros.launch_common import argument, learner, node, reward_classifier
 
@@ -34,8 +39,23 @@ def generate_launch_description():
     classifier = LaunchConfiguration("classifier")
     demos = LaunchConfiguration("demos")
     robot_namespace = LaunchConfiguration("robot_namespace")
+    port = LaunchConfiguration("port")
+    model = LaunchConfiguration("model")
+    arm_id = LaunchConfiguration("arm_id")
+    calibration = LaunchConfiguration("calibration")
 
     bridge_params = {"overrides": [["robot=", robot], ["task=", task]]}
+    serial_params = {
+        "overrides": [
+            "robot=serial",
+            ["task=", task],
+            ["robot.port=", port],
+            ["robot.model=", model],
+            ["robot.id=", arm_id],
+            ["robot.calibration=", calibration],
+        ]
+    }
+    serial = PythonExpression(['"', robot, '" == "serial"'])
     return LaunchDescription(
         [
             argument("robot"),
@@ -47,7 +67,24 @@ def generate_launch_description():
             argument("classifier"),
             argument("demos"),
             argument("robot_namespace", description="namespace of the robot bridge, the actor and the teleop topic"),
-            node("robot_bridge", "real_bridge.yaml", bridge_params, namespace=robot_namespace),
+            argument("port", "/dev/ttyUSB0", "robot:=serial: the firmware's serial port (sim: firmware in the loop)"),
+            argument("model", "so101", "robot:=serial: the arm model (sim/<model>_pick_cube.xml)"),
+            argument("arm_id", "default", "robot:=serial: the arm's name in its calibration file"),
+            argument("calibration", "", "robot:=serial: calibration file (default: robot-rl calibrate's for arm_id)"),
+            node(
+                "robot_bridge",
+                "real_bridge.yaml",
+                bridge_params,
+                namespace=robot_namespace,
+                condition=UnlessCondition(serial),
+            ),
+            node(
+                "robot_bridge",
+                "real_bridge.yaml",
+                serial_params,
+                namespace=robot_namespace,
+                condition=IfCondition(serial),
+            ),
             node(
                 "actor",
                 "real_actor.yaml",

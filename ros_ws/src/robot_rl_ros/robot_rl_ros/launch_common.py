@@ -17,7 +17,7 @@ PACKAGE = "robot_rl_ros"
 # may give its own default or description
 ARGUMENTS = {
     "task": ("pick_cube", "task config (configs/task)"),
-    "robot": ("mujoco", "robot config the bridge drives (configs/robot): mujoco today"),
+    "robot": ("mujoco", "robot config the bridge drives (configs/robot): mujoco | serial"),
     "steps": ("15000", "online env steps to train"),
     "robot_namespace": ("/robot", "namespace of the robot bridge and the actor"),
     "classifier": (
