@@ -252,3 +252,65 @@ def test_bad_ports_and_calibrations_are_one_line_errors(tmp_path, capsys) -> Non
         SerialRobot(port="/dev/ttyUSB97", calibration=str(good))
     with pytest.raises(UserError, match="arm 'panda'|not 'panda'"):
         load_calibration(good, "panda", ("a",))
+
+
+def test_a_bench_arm_takes_images_from_its_cameras(tmp_path) -> None:
+    """A serial port that is not the rig (here the rig's firmware, addressed by its port path as a bench
+    arm is): images come from OpenCV cameras (a video file stands in for the USB camera), their age is
+    logged with each step, and a task that needs object poses names what is missing."""
+    import cv2
+
+    from robot_rl.envs.robot_env import RobotEnv
+    from robot_rl.hardware.calibration import servo_joints
+    from robot_rl.hardware.rig import SimRig
+    from robot_rl.robots.arms import get_arm
+    from robot_rl.robots.kinematics import resolve_model_path
+    from robot_rl.tasks import make_task
+
+    video = tmp_path / "front.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 30, (160, 120))
+    for i in range(60):
+        writer.write(np.full((120, 160, 3), (i * 4) % 255, np.uint8))
+    writer.release()
+    arm = get_arm("so101")
+    with SimRig(
+        resolve_model_path(default=arm.mjcf),
+        servo_joints(arm.arm_joints),
+        gripper_open=0.906,
+        jaw_length=arm.gripper_jaw_length,
+    ) as rig:
+        setup = SerialRobot(port="sim")  # only to write the bench's calibration file
+        cal = setup.calibration
+        setup.close()
+        path = tmp_path / "cal.json"
+        from robot_rl.hardware.calibration import Calibration
+
+        Calibration(
+            cal.arm,
+            "bench",
+            tuple(
+                type(j)(j.name, sid, direction, offset, j.pos_min, j.pos_max)
+                for j, (sid, offset, direction) in zip(cal.joints, rig.true_calibration(), strict=True)
+            ),
+        ).save(path)
+        robot = SerialRobot(
+            port=str(rig.link_path),
+            calibration=str(path),
+            render_size=(48, 64),
+            cameras={"front": {"source": str(video)}, "wrist": {"source": str(video)}},
+        )
+        try:
+            assert not hasattr(robot, "object_pos")  # no tracker on a bench
+            with pytest.raises(UserError, match="object_pos"):
+                RobotEnv(robot, make_task("pick_cube")).reset()
+            image = robot.render("wrist", 48, 64)
+            assert image.shape == (48, 64, 3)
+            robot.reset()
+            robot.apply_action(np.zeros(3), -1.0)
+            robot.render("front", 48, 64)
+            robot.render("wrist", 48, 64)
+            assert 0.0 <= robot.frame_age_s() < 0.25
+            with pytest.raises(ValueError, match="render_size"):
+                robot.render("front", 32, 32)
+        finally:
+            robot.close()

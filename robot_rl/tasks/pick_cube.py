@@ -33,6 +33,7 @@ from collections.abc import Sequence
 import gymnasium as gym
 import numpy as np
 
+from robot_rl.config import UserError
 from robot_rl.robots.arms import PANDA, ArmModel
 from robot_rl.robots.base import Robot
 from robot_rl.tasks.base import Expert, Task
@@ -55,9 +56,10 @@ STATE_LABELS = (
 
 def _require_objects(robot: Robot) -> None:
     if not hasattr(robot, "object_pos"):
-        raise TypeError(
+        raise UserError(
             f"pick_cube needs the cube's position (object_pos); {type(robot).__name__} has none: use "
-            "MujocoRobot, or RosRobot with a bridge that publishes objects/cube/pose"
+            "MujocoRobot, SerialRobot on the sim rig (robot.port=sim), or RosRobot with a bridge that publishes "
+            "objects/cube/pose; on a bench without a tracker, score with a reward classifier (reward.classifier)"
         )
 
 
