@@ -30,3 +30,15 @@ def gl() -> None:
     )
     if "GL_OK" not in res.stdout:
         pytest.skip(f"no OpenGL backend for offscreen rendering: {res.stderr.strip().splitlines()[-1:]}")
+
+
+@pytest.fixture(scope="session")
+def fw_binary():
+    """The host build of the firmware (make -C firmware host); skipped where make or a C compiler is missing."""
+    from robot_rl.config import UserError
+    from robot_rl.hardware.rig import host_firmware
+
+    try:
+        return host_firmware()
+    except UserError as err:
+        pytest.skip(str(err))

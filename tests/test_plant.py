@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import serial
-from firmware_proc import Firmware, PlantProc, build_firmware
+from firmware_proc import Firmware, PlantProc
 
 from robot_rl.hardware import plant as PL
 from robot_rl.hardware import protocol as P
@@ -276,12 +276,6 @@ def test_render(tmp_path, gl) -> None:
 
 
 # ---------------------------------------------------------------------- firmware in the loop
-@pytest.fixture(scope="module")
-def fw_binary(tmp_path_factory):
-    binary, why = build_firmware(tmp_path_factory.mktemp("fw_build"))
-    if binary is None:
-        pytest.skip(why)
-    return binary
 
 
 def test_firmware_in_the_loop(tmp_path, fw_binary) -> None:

@@ -326,19 +326,11 @@ def test_latency_timer_warning(monkeypatch, tmp_path, peer, caplog) -> None:
 
 
 # ---------------------------------------------------------------------- against the real firmware
-from firmware_proc import Firmware, build_firmware  # noqa: E402
+from firmware_proc import Firmware  # noqa: E402
 
 from robot_rl.hardware.firmware import CommandRefused, FirmwareClient, JointConfig  # noqa: E402
 
 N_JOINTS = 6
-
-
-@pytest.fixture(scope="module")
-def fw_binary(tmp_path_factory):
-    binary, why = build_firmware(tmp_path_factory.mktemp("fw_build"))
-    if binary is None:
-        pytest.skip(why)
-    return binary
 
 
 @pytest.fixture

@@ -67,8 +67,9 @@ def _die_with_parent() -> None:
         _PRCTL(1, int(signal.SIGTERM))
 
 
-class _Process:
-    """A child process whose output lines are collected by a thread."""
+class ChildProcess:
+    """A child process (dying with this one) whose output lines a thread collects; the constructor returns
+    once a line contains `ready`, and raises UserError with its last lines when it does not come."""
 
     def __init__(self, args: list[str], ready: str, timeout: float, env: dict | None = None) -> None:
         self.name = Path(args[0]).name if args[0] != sys.executable else args[2]
@@ -84,25 +85,40 @@ class _Process:
         self.lines: list[str] = []
         self._seen = threading.Condition()
         threading.Thread(target=self._pump, daemon=True, name=f"rig-{self.name}").start()
+        self.ready = self.wait_for(ready, timeout)
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for(self, text: str, timeout: float) -> str:
+        """The first output line containing `text`, waiting up to `timeout` s for it."""
+
+        def seen() -> str | None:
+            return next((line for line in self.lines if text in line), None)
+
         with self._seen:
-            if not self._seen.wait_for(
-                lambda: any(ready in line for line in self.lines) or self.proc.poll() is not None, timeout
-            ):
-                self.stop()
-                raise UserError(f"{self.name} did not start within {timeout:g} s: {' | '.join(self.lines[-5:])}")
-        if self.proc.poll() is not None:
-            raise UserError(f"{self.name} exited at start ({self.proc.returncode}): {' | '.join(self.lines[-5:])}")
+            self._seen.wait_for(lambda: seen() is not None or self.proc.poll() is not None, timeout)
+            line = seen()
+        if line is None:
+            self.stop()
+            raise UserError(
+                f"{self.name}: no '{text}' within {timeout:g} s (exit {self.proc.poll()}): "
+                f"{' | '.join(self.lines[-5:])}"
+            )
+        return line
 
     def _pump(self) -> None:
         for line in self.proc.stdout:
             with self._seen:
                 self.lines.append(line.rstrip())
-                del self.lines[:-200]
+                del self.lines[:-500]
                 self._seen.notify_all()
         with self._seen:
             self._seen.notify_all()
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float = 5.0) -> int | None:
+        """SIGTERM, then SIGKILL after `timeout` s; the exit status."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -110,6 +126,7 @@ class _Process:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+        return self.proc.returncode
 
 
 class SimRig:
@@ -152,12 +169,12 @@ class SimRig:
             plant_args += ["--gripper-jaw-length", str(jaw_length)]
             bus = "emulator"
             if model_path is not None:
-                self._plant = _Process(plant_args, "plant ready", 60.0, env)
+                self._plant = ChildProcess(plant_args, "plant ready", 60.0, env)
                 bus = str(self.workdir / "bus")
             fw_args = [str(binary), "--link", str(self.link_path), "--bus", bus]
             fw_args += ["--joints", str(len(self.servo_names)), "--tick-hz", str(int(tick_hz))]
             fw_args += ["--control-dir", str(self.control_dir), "--bus-timeout-us", str(int(bus_timeout_us))]
-            self._firmware = _Process(fw_args, "robot_fw ready", 20.0)
+            self._firmware = ChildProcess(fw_args, "robot_fw ready", 20.0)
             if model_path is None:
                 return
             self.plant = PlantClient(self.workdir / "side")
