@@ -107,7 +107,7 @@ class Backend(IntEnum):
 # State flags (STATE.flags bits)
 FLAG_ESTOP_INPUT = 0x01  # the e-stop input is pressed now
 FLAG_TORQUE = 0x02  # actuators powered
-FLAG_WATCHDOG = 0x04  # the watchdog tripped and no valid command has come since
+FLAG_WATCHDOG = 0x04  # the watchdog tripped and no valid command or heartbeat has come since
 FLAG_CLAMPED = 0x08  # the last command was clamped by a limit
 FLAG_REJECTED = 0x10  # the last command was rejected (not armed, non-finite, wrong count)
 
