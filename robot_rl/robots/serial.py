@@ -46,7 +46,7 @@ from robot_rl.hardware.calibration import (
     servo_joints,
 )
 from robot_rl.hardware.firmware import FirmwareClient, FirmwareError, JointConfig
-from robot_rl.hardware.link import LinkError, LinkLost, SerialLink
+from robot_rl.hardware.link import LinkError, SerialLink
 from robot_rl.robots.arms import get_arm
 from robot_rl.robots.base import Robot, RobotState, RobotUnavailable
 from robot_rl.robots.kinematics import ArmKinematics, resolve_model_path
@@ -130,7 +130,15 @@ class SerialRobot(Robot):
         self.disarm_on_close = bool(disarm_on_close)
         self.render_size = tuple(render_size)
 
-        self.rig = None
+        self.rig = self.cameras = self.link = None
+        try:
+            self._open_all(id, calibration, baud, cameras, max_frame_age, rig)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open_all(self, arm_id, calibration, baud, cameras, max_frame_age, rig) -> None:
+        """Start the rig (port=sim), load the calibration, start the cameras, connect and arm."""
         if self.port == SIM_PORT:
             from robot_rl.hardware.rig import SimRig
 
@@ -145,9 +153,8 @@ class SerialRobot(Robot):
             self.calibration = self.rig_calibration() if calibration is None else self._load(calibration)
         else:
             link_port = self.port
-            self.calibration = self._load(calibration or default_path(self.arm.name, id))
+            self.calibration = self._load(calibration or default_path(self.arm.name, arm_id))
         self.max_frame_age = float(max_frame_age)
-        self.cameras = None
         self._frame_ages: list[float] = []
         if cameras:
             from robot_rl.hardware.camera import CameraSet
@@ -158,13 +165,9 @@ class SerialRobot(Robot):
         self.last_state: protocol.State | None = None
         self._q_target = np.zeros(self.n_servos)
         self.tcp_target = self.kinematics.home_tcp_pos.copy()
-        try:
-            if self.cameras is not None:
-                self.cameras.start(wait_first=5.0)
-            self.connect()
-        except BaseException:
-            self.close()
-            raise
+        if self.cameras is not None:
+            self.cameras.start(wait_first=5.0)
+        self.connect()
 
     # ------------------------------------------------------------------ set-up
     @property
@@ -235,6 +238,11 @@ class SerialRobot(Robot):
         state = self.firmware.heartbeat()
         if state.mode in (protocol.Mode.ESTOP, protocol.Mode.FAULT):
             raise RobotUnavailable(self._latched_reason(state))
+        if state.mode == protocol.Mode.ARMED and self.last_state is not None:
+            self._update(state)  # back after a lost link: armed and holding with this process's configuration
+            self._q_target = self._measured_q().copy()
+            self.tcp_target = self.read_tcp()
+            return
         if state.mode == protocol.Mode.ARMED:
             self.firmware.disarm()  # configuration needs the arm disarmed
         self.firmware.configure(self.watchdog_ms, self.stop_action)
@@ -294,11 +302,15 @@ class SerialRobot(Robot):
             tcp_pos=pos, tcp_vel=jac[:3] @ qd[:-1], gripper_opening=opening, joint_pos=q[:-1], joint_vel=qd[:-1]
         )
 
-    def _command(self, q: np.ndarray) -> protocol.State:
+    def _talk(self, request) -> protocol.State:
+        """`request()`'s STATE, checked (`_update`); a link that is lost or silent is RobotUnavailable."""
         try:
-            return self._update(self.firmware.command(q))
-        except LinkLost as err:
-            raise RobotUnavailable(f"serial link {self.port} lost: {err}; the arm holds (firmware watchdog)") from None
+            return self._update(request())
+        except LinkError as err:
+            raise RobotUnavailable(f"serial link {self.port}: {err}; the arm holds (firmware watchdog)") from None
+
+    def _command(self, q: np.ndarray) -> protocol.State:
+        return self._talk(lambda: self.firmware.command(q))
 
     def _stream(self, q_from: np.ndarray, q_to: np.ndarray, n: int) -> None:
         """Send `n` commands interpolating q_from -> q_to, one every 1/command_hz."""
@@ -336,10 +348,7 @@ class SerialRobot(Robot):
         return self._robot_state()
 
     def read_state(self) -> RobotState:
-        try:
-            self._update(self.firmware.heartbeat())
-        except LinkLost as err:
-            raise RobotUnavailable(f"serial link {self.port} lost: {err}") from None
+        self._talk(self.firmware.heartbeat)
         return self._robot_state()
 
     def reset(self, tcp_pos: np.ndarray | None = None) -> RobotState:
@@ -347,11 +356,9 @@ class SerialRobot(Robot):
         when None) with the home orientation, gripper open; reconnects and re-arms first when needed."""
         if tcp_pos is not None and not np.all(np.isfinite(np.asarray(tcp_pos, dtype=np.float64))):
             raise ValueError(f"reset tcp_pos {np.asarray(tcp_pos).tolist()} is not finite: nothing moved")
-        if not self.link.is_open:
-            self.reconnect()
         try:
             state = self.firmware.heartbeat()
-        except LinkLost:
+        except LinkError:  # lost (or closed after a loss): wait for the port, then connect again
             self.reconnect()
             state = self.firmware.heartbeat()
         if state.mode in (protocol.Mode.ESTOP, protocol.Mode.FAULT):
