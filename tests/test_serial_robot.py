@@ -23,7 +23,6 @@ from robot_rl.robots.base import RobotUnavailable
 from robot_rl.robots.serial import SerialRobot
 
 pytestmark = pytest.mark.timeout(300)
-TICK_S = 1 / 200  # the firmware's control tick on the rig
 
 
 @pytest.fixture
@@ -93,7 +92,7 @@ def test_watchdog_stops_the_arm_within_one_period(slow_robot) -> None:
         trip = next((f for f in robot.link.drain_faults() if f.code == P.Fault.WATCHDOG), None)
     seen = time.monotonic() - last
     assert trip is not None, "no watchdog report within 1 s of silence"
-    assert trip.detail <= 100 + 1000 * TICK_S + 1  # the firmware's own clock: one period, plus a tick
+    assert trip.detail <= 100  # the firmware's own clock: within one period
     assert seen <= 0.100 + 0.03  # as the host saw it (pty and scheduling included)
     at_trip = truth(robot)[0]
     time.sleep(0.3)
@@ -104,6 +103,23 @@ def test_watchdog_stops_the_arm_within_one_period(slow_robot) -> None:
     assert state.mode == P.Mode.ARMED and state.flags & P.FLAG_TORQUE
     assert fw.counters()["watchdog_trips"] >= 1
     robot.apply_action(np.zeros(3), -1.0)  # the next command resumes from where it held
+
+
+def test_watchdog_torque_off_disarms() -> None:
+    robot = SerialRobot(port="sim", stop_action="torque_off")
+    try:
+        robot.reset()
+        robot.apply_action(np.zeros(3), -1.0)
+        time.sleep(0.25)  # silence: more than one watchdog period
+        state = robot.firmware.heartbeat()
+        assert state.mode == P.Mode.DISARMED and not state.flags & P.FLAG_TORQUE
+        assert not any(s["torque"] for s in robot.rig.plant.servos())
+        with pytest.raises(RobotUnavailable, match="disarmed"):
+            robot.apply_action(np.zeros(3), -1.0)
+        robot.reset()  # re-arms from where the arm is
+        assert robot.firmware.heartbeat().mode == P.Mode.ARMED
+    finally:
+        robot.close()
 
 
 def test_estop_latches_until_cleared_after_release(robot) -> None:

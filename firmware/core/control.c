@@ -425,8 +425,11 @@ void control_tick(control_t *c)
     check_faults(c);
     if (c->mode != MODE_ARMED)
         return;
+    /* Trip at the last tick before the period ends (the next one would be late): the arm stops within
+     * watchdog_ms of the last valid command, never a tick after it. */
     uint32_t since = now - c->last_valid_ms;
-    if (!c->wd_tripped && since >= c->watchdog_ms) {
+    uint32_t tick_ms = (uint32_t)(c->dt * 1000.0f + 0.5f);
+    if (!c->wd_tripped && since + tick_ms > c->watchdog_ms) {
         c->wd_tripped = true;
         c->counters[CNT_WATCHDOG]++;
         send_fault(c, FAULT_WATCHDOG, 0xFF, since);
