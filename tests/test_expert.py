@@ -6,6 +6,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
+from robot_rl.config import UserError
 from robot_rl.data.schema import EpisodeLabel, RewardSource, StepInfo
 from robot_rl.envs import RobotEnv, make_pick_cube_env
 from robot_rl.tasks import PickCubeTask, make_task
@@ -145,7 +146,7 @@ def test_task_needs_privileged_cube_state() -> None:
     class Bare:  # a robot without object_pos / set_object_pose
         pass
 
-    with pytest.raises(TypeError, match="MujocoRobot"):
+    with pytest.raises(UserError, match="MujocoRobot"):  # one line naming the robots that track the cube
         PickCubeTask().reset(Bare(), np.random.default_rng(0))  # type: ignore[arg-type]
 
 
