@@ -361,10 +361,8 @@ class SerialRobot(Robot):
         except LinkError:  # lost (or closed after a loss): wait for the port, then connect again
             self.reconnect()
             state = self.firmware.heartbeat()
-        if state.mode in (protocol.Mode.ESTOP, protocol.Mode.FAULT):
-            raise RobotUnavailable(self._latched_reason(state))
         if state.mode != protocol.Mode.ARMED:
-            self._arm()
+            self.connect()  # configure (a rebooted board forgot it) and arm; a latched e-stop or fault raises
         else:
             self._update(state)
         self._frame_ages.clear()
