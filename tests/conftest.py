@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering, before any test module imports mujoco
+
 GL_PROBE = """
 import mujoco
 m = mujoco.MjModel.from_xml_string("<mujoco><worldbody><geom size='1'/></worldbody></mujoco>")
