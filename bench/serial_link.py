@@ -32,7 +32,7 @@ from robot_rl.hardware.firmware import FirmwareClient, JointConfig  # noqa: E402
 from robot_rl.hardware.link import SerialLink  # noqa: E402
 from robot_rl.hardware.rig import SimRig  # noqa: E402
 from robot_rl.robots.arms import get_arm  # noqa: E402
-from robot_rl.robots.kinematics import resolve_model_path  # noqa: E402
+from robot_rl.robots.serial import sim_rig  # noqa: E402
 
 
 def percentiles(values_s: list[float]) -> dict[str, float]:
@@ -122,11 +122,9 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--bus", choices=("emulator", "plant"), default="emulator")
     args = parser.parse_args()
-    arm_model = get_arm("so101")
-    names = servo_joints(arm_model.arm_joints)
-    model = resolve_model_path(default=arm_model.mjcf) if args.bus == "plant" else None
+    names = servo_joints(get_arm("so101").arm_joints)
     results: dict = {"bus": args.bus, "machine": f"{platform.machine()}, {os.cpu_count()} cores", "rates": {}}
-    with SimRig(model, names) as rig, SerialLink(rig.link_path) as link:
+    with sim_rig("so101", plant=args.bus == "plant") as rig, SerialLink(rig.link_path) as link:
         fw = FirmwareClient(link)
         q = arm(fw, rig, len(names))
         for rate in (100.0, 500.0):

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
+from cli_proc import robot_rl as run_cli
 
 from robot_rl.data.episode_log import EpisodeLog
 from robot_rl.data.schema import EpisodeSource
@@ -29,12 +30,8 @@ FAST = [
 
 
 def robot_rl(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, "-m", "robot_rl.cli", *args], capture_output=True, text=True, timeout=timeout
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"robot-rl {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
+    """robot-rl, failing the test on a non-zero exit unless `check=False`."""
+    return run_cli(*args, check=check, timeout=timeout)
 
 
 @pytest.fixture(scope="module")

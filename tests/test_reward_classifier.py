@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 import zarr
+from cli_proc import robot_rl as run_cli
 
 from robot_rl.agents.encoders import EncoderConfig
 from robot_rl.cli import main
@@ -41,12 +42,8 @@ TINY = EncoderConfig(channels=8, strides=[2, 2], spatial_features=2, bottleneck=
 
 
 def robot_rl(*args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.run(
-        [sys.executable, "-m", "robot_rl.cli", *args], capture_output=True, text=True, timeout=600, env=env, cwd=REPO
-    )
-    assert proc.returncode == 0, f"robot-rl {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
-    return proc
+    """robot-rl on one thread, failing the test on a non-zero exit."""
+    return run_cli(*args, check=True, env={"OMP_NUM_THREADS": "1"}, timeout=600)
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_proc import robot_rl
 from fs_faults import remount, tmpfs
 
 from robot_rl.data.episode_log import EpisodeLog, EpisodeLogWriter
@@ -31,16 +32,6 @@ FAST = [
     "runtime.log_every=100",
     "num_demos=2",
 ]
-
-
-def robot_rl(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "robot_rl.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
 
 
 def one_line_error(proc: subprocess.CompletedProcess, message: str) -> None:

@@ -277,10 +277,8 @@ def test_a_bench_arm_takes_images_from_its_cameras(tmp_path) -> None:
     import cv2
 
     from robot_rl.envs.robot_env import RobotEnv
-    from robot_rl.hardware.calibration import servo_joints
-    from robot_rl.hardware.rig import SimRig
-    from robot_rl.robots.arms import get_arm
-    from robot_rl.robots.kinematics import resolve_model_path
+    from robot_rl.robots.kinematics import ArmKinematics
+    from robot_rl.robots.serial import rig_calibration, sim_rig
     from robot_rl.tasks import make_task
 
     video = tmp_path / "front.avi"
@@ -288,27 +286,8 @@ def test_a_bench_arm_takes_images_from_its_cameras(tmp_path) -> None:
     for i in range(60):
         writer.write(np.full((120, 160, 3), (i * 4) % 255, np.uint8))
     writer.release()
-    arm = get_arm("so101")
-    with SimRig(
-        resolve_model_path(default=arm.mjcf),
-        servo_joints(arm.arm_joints),
-        gripper_open=0.906,
-        jaw_length=arm.gripper_jaw_length,
-    ) as rig:
-        setup = SerialRobot(port="sim")  # only to write the bench's calibration file
-        cal = setup.calibration
-        setup.close()
-        path = tmp_path / "cal.json"
-        from robot_rl.hardware.calibration import Calibration
-
-        Calibration(
-            cal.arm,
-            "bench",
-            tuple(
-                type(j)(j.name, sid, direction, offset, j.pos_min, j.pos_max)
-                for j, (sid, offset, direction) in zip(cal.joints, rig.true_calibration(), strict=True)
-            ),
-        ).save(path)
+    with sim_rig("so101") as rig:
+        path = rig_calibration(ArmKinematics("so101"), rig).save(tmp_path / "cal.json")  # as calibrate writes it
         robot = SerialRobot(
             port=str(rig.link_path),
             calibration=str(path),

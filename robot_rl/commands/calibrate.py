@@ -36,6 +36,7 @@ from robot_rl.hardware.calibration import (
 from robot_rl.hardware.firmware import FirmwareClient, JointConfig
 from robot_rl.robots.arms import get_arm
 from robot_rl.robots.kinematics import ArmKinematics
+from robot_rl.robots.serial import servo_ranges
 
 CONFIG = "calibrate"
 TURN = math.radians(30)  # how far step 2 turns each joint
@@ -94,9 +95,7 @@ def calibrate(cfg: DictConfig) -> tuple[Calibration, Path]:
     """Run the three steps (module docstring) and save the calibration; returns it and its path."""
     arm = get_arm(cfg.robot.model)
     names = servo_joints(arm.arm_joints)
-    kin = ArmKinematics(arm)
-    lo, hi = kin.joint_limits
-    model_ranges = [*zip(lo.tolist(), hi.tolist(), strict=True), tuple(arm.gripper_joint_range)]
+    model_ranges = servo_ranges(ArmKinematics(arm))
     with ExitStack() as stack:
         fw, port, rig = open_firmware(cfg, stack)
         hand: Person = RigHand(rig) if rig is not None else Person()

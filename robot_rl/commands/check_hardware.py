@@ -35,12 +35,9 @@ def open_firmware(cfg: DictConfig, stack: ExitStack) -> tuple[FirmwareClient, st
     port = str(robot["port"])
     rig = None
     if port == "sim":
-        from robot_rl.hardware.calibration import servo_joints
-        from robot_rl.robots.arms import get_arm
-        from robot_rl.robots.kinematics import resolve_model_path
+        from robot_rl.robots.serial import sim_rig
 
-        arm = get_arm(robot["model"])
-        rig = stack.enter_context(SimRig(resolve_model_path(default=arm.mjcf), servo_joints(arm.arm_joints)))
+        rig = stack.enter_context(sim_rig(robot["model"]))
         path = str(rig.link_path)
     else:
         path = port

@@ -29,7 +29,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco loads: its OpenGL backend is chosen then
 
@@ -47,13 +47,52 @@ from robot_rl.hardware.calibration import (
 )
 from robot_rl.hardware.firmware import FirmwareClient, FirmwareError, JointConfig
 from robot_rl.hardware.link import LinkError, SerialLink
-from robot_rl.robots.arms import get_arm
+from robot_rl.robots.arms import ArmModel, get_arm, gripper_joint_from_opening
 from robot_rl.robots.base import Robot, RobotState, RobotUnavailable
 from robot_rl.robots.kinematics import ArmKinematics, resolve_model_path
+
+if TYPE_CHECKING:
+    from robot_rl.hardware.rig import SimRig
 
 SIM_PORT = "sim"
 RESET_TOL = 0.02  # rad (and rad/s): a reset is done when every arm joint is this close to its goal, and still
 RESET_SETTLE_S = 3.0  # after the move, how long the arm may take to get there
+
+
+def sim_rig(arm: ArmModel | str, plant: bool = True, **options) -> SimRig:
+    """The simulated rig of `arm`: the host firmware with its servos, the arm's joints then the gripper, on a
+    MuJoCo plant of the arm's model (the gripper mapped as the arm maps it), or with `plant=False` on the
+    firmware's own servo-bus emulator. `options`: SimRig's (seed, tick_hz, bus_timeout_us)."""
+    from robot_rl.hardware.rig import SimRig
+
+    arm = get_arm(arm)
+    return SimRig(
+        resolve_model_path(default=arm.mjcf) if plant else None,
+        servo_joints(arm.arm_joints),
+        gripper_open=gripper_joint_from_opening(arm, arm.max_opening),
+        jaw_length=arm.gripper_jaw_length,
+        **options,
+    )
+
+
+def servo_ranges(kinematics: ArmKinematics) -> list[tuple[float, float]]:
+    """Each servo's range in the arm model (rad), in bus order: the joints' limits (just inside the hard
+    ones), then the gripper joint's range."""
+    lo, hi = kinematics.joint_limits
+    return [*zip(lo.tolist(), hi.tolist(), strict=True), tuple(kinematics.arm.gripper_joint_range)]
+
+
+def rig_calibration(kinematics: ArmKinematics, rig: SimRig) -> Calibration:
+    """A sim rig's arm as `robot-rl calibrate` would measure it: the plant's hidden offsets and directions,
+    the model's ranges."""
+    arm = kinematics.arm
+    joints = tuple(
+        JointCalibration(name, servo_id, direction, offset, lo, hi)
+        for name, (servo_id, offset, direction), (lo, hi) in zip(
+            servo_joints(arm.arm_joints), rig.true_calibration(), servo_ranges(kinematics), strict=True
+        )
+    )
+    return Calibration(arm.name, "sim", joints)
 
 
 class SerialRobot(Robot):
@@ -140,15 +179,7 @@ class SerialRobot(Robot):
     def _open_all(self, arm_id, calibration, baud, cameras, max_frame_age, rig) -> None:
         """Start the rig (port=sim), load the calibration, start the cameras, connect and arm."""
         if self.port == SIM_PORT:
-            from robot_rl.hardware.rig import SimRig
-
-            self.rig = SimRig(
-                resolve_model_path(default=self.arm.mjcf),
-                self.servo_names,
-                gripper_open=self.kinematics.gripper_joint_from_opening(self.arm.max_opening),
-                jaw_length=self.arm.gripper_jaw_length,
-                **(rig or {}),
-            )
+            self.rig = sim_rig(self.arm, **(rig or {}))
             link_port = self.rig.link_path
             self.calibration = self.rig_calibration() if calibration is None else self._load(calibration)
         else:
@@ -184,22 +215,9 @@ class SerialRobot(Robot):
     def n_servos(self) -> int:
         return len(self.servo_names)
 
-    def model_limits(self) -> list[tuple[float, float]]:
-        """Each servo's range in the arm model (rad): the joints' limits (just inside the hard ones), then the
-        gripper joint's range."""
-        lo, hi = self.kinematics.joint_limits
-        return [*zip(lo.tolist(), hi.tolist(), strict=True), tuple(self.arm.gripper_joint_range)]
-
     def rig_calibration(self) -> Calibration:
-        """The sim rig's arm as `robot-rl calibrate` would measure it: the plant's hidden offsets and
-        directions, the model's limits."""
-        joints = tuple(
-            JointCalibration(name, servo_id, direction, offset, lo, hi)
-            for name, (servo_id, offset, direction), (lo, hi) in zip(
-                self.servo_names, self.rig.true_calibration(), self.model_limits(), strict=True
-            )
-        )
-        return Calibration(self.arm.name, "sim", joints)
+        """The sim rig's arm as `robot-rl calibrate` would measure it."""
+        return rig_calibration(self.kinematics, self.rig)
 
     def _load(self, path: str | os.PathLike) -> Calibration:
         return load_calibration(Path(path).expanduser(), self.arm.name, self.servo_names)
