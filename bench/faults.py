@@ -42,6 +42,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO))
 
+from cli_proc import robot_rl  # noqa: E402
+
 from robot_rl.data.episode_log import EpisodeLog  # noqa: E402
 
 TRAIN = [
@@ -61,14 +63,7 @@ LAST_KILL = "write:summary.json"  # fires only at the end of a run: the last kil
 
 
 def cli(*args: str, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "robot_rl.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-        cwd=REPO,
-    )
+    return robot_rl(*args, env=env, timeout=timeout)
 
 
 def comparable(run: Path) -> dict:
