@@ -22,6 +22,7 @@ class InterventionWrapper(gym.Wrapper):
       - SUCCESS: reward 1, terminated, `success=True`, `reward_source` HUMAN;
       - FAILURE: reward 0, truncated, `success=False` (no absorbing state: the critic still bootstraps);
       - DISCARD: truncated; the runner keeps the episode in the log, marked, and out of training.
+    A device's `end_episode` (a reset asked for) truncates the episode, unlabelled.
     StepInfo's `label` carries the label on that step.
     """
 
@@ -48,7 +49,7 @@ class InterventionWrapper(gym.Wrapper):
         elif label == EpisodeLabel.FAILURE:  # overrules a task or classifier success on the same step
             reward, terminated, truncated = 0.0, False, True
             step.success, step.reward_source = False, RewardSource.HUMAN
-        elif label == EpisodeLabel.DISCARD:
+        elif label == EpisodeLabel.DISCARD or command.end_episode:
             truncated = truncated or not terminated
         step.label = label
         return observation, float(reward), bool(terminated), bool(truncated), info

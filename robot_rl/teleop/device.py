@@ -19,12 +19,14 @@ class DeviceCommand:
     `active`: the person wants control this step (their action replaces the policy's).
     `label`: an episode label pressed since the last read, reported once (edge, not level).
     `buttons`: names of the buttons held now (for display and logging).
+    `end_episode`: the person asked to end the episode now (truncated, unlabelled) and reset.
     """
 
     action: np.ndarray
     active: bool = False
     label: EpisodeLabel = EpisodeLabel.NONE
     buttons: frozenset[str] = field(default_factory=frozenset)
+    end_episode: bool = False
 
 
 def idle_command() -> DeviceCommand:
