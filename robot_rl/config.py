@@ -68,8 +68,23 @@ def config_dir() -> Path:
     return Path(os.environ.get("ROBOT_RL_CONFIG_DIR", Path(__file__).resolve().parents[1] / "configs"))
 
 
+SWITCHES = ("console",)  # groups with an `enabled` key that `<group>=true|false` turns on or off
+
+
+def switch_overrides(overrides: list[str]) -> list[str]:
+    """`console=true` -> `console.enabled=true` (hydra takes a group's value as the name of a file)."""
+    out = []
+    for o in overrides:
+        key, _, value = o.partition("=")
+        if key in SWITCHES and value.lower() in ("true", "false"):
+            o = f"{key}.enabled={value.lower()}"
+        out.append(o)
+    return out
+
+
 def compose(config_name: str, overrides: list[str]) -> DictConfig:
     """Compose a config with hydra's compose API (not @hydra.main, which clashes with --ros-args)."""
+    overrides = switch_overrides(overrides)
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.errors import HydraException, MissingConfigException

@@ -3,11 +3,14 @@ the in-process sim, or ros, a robot bridge over ROS 2) or gym (any gymnasium env
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import gymnasium as gym
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from robot_rl.envs.intervention import InterventionWrapper
+from robot_rl.teleop.device import TeleopDevice
 
 ROBOT_TASKS = ("pick_cube", "pick_cube_vision")  # tasks for a Robot: the in-process sim or a ROS bridge
 TASKS = (*ROBOT_TASKS, "gym")
@@ -33,10 +36,16 @@ def make_env(cfg: DictConfig, seed: int | None = None) -> gym.Env:
     raise ValueError(f"unknown task '{name}': choose one of {', '.join(TASKS)}")
 
 
-def make_actor_env(cfg: DictConfig, seed: int, rng: np.random.Generator):
+def make_actor_env(
+    cfg: DictConfig,
+    seed: int,
+    rng: np.random.Generator,
+    device_factory: Callable[[gym.Env], TeleopDevice] | None = None,
+):
     """The env the actor trains in: the task env, with the reward classifier (`reward.classifier`)
     and a teleop device (`teleop.device`) wrapped around it when configured. With a classifier a sim
-    task runs with `reward=dense`, so that only the classifier (not the sim's ground truth) ends episodes."""
+    task runs with `reward=dense`, so that only the classifier (not the sim's ground truth) ends episodes.
+    `device_factory(env)` makes the teleop device instead (the console's page: `teleop=console`)."""
     reward_cfg = cfg.get("reward") or {}
     if reward_cfg.get("classifier") and "reward" in cfg.task:
         cfg = cfg.copy()
@@ -51,7 +60,9 @@ def make_actor_env(cfg: DictConfig, seed: int, rng: np.random.Generator):
     teleop = OmegaConf.to_container(cfg.teleop, resolve=True) if cfg.get("teleop") else {}
     name = teleop.pop("device", None)
     if name:
-        if name == "sim_operator":  # watches the sim it runs in
+        if device_factory is not None:
+            device = device_factory(env)
+        elif name == "sim_operator":  # watches the sim it runs in
             from robot_rl.teleop.sim_operator import SimulatedOperator
 
             device = SimulatedOperator(env, rng=rng, **teleop)

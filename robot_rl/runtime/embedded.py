@@ -22,6 +22,7 @@ import torch
 from omegaconf import DictConfig
 
 from robot_rl.config import check_device, log
+from robot_rl.console.session import open_console
 from robot_rl.data.schema import EpisodeSource
 from robot_rl.envs.factory import make_actor_env, make_env
 from robot_rl.envs.intervention import InterventionWrapper
@@ -59,14 +60,24 @@ def train(cfg: DictConfig) -> dict:
     check_device(cfg.device)
     with TrainingRun(cfg, rt) as run, ExitStack() as envs:
         torch.set_num_threads(rt.torch_threads)
-        env = make_actor_env(cfg, run.seed, run.rng)
+        console = open_console(cfg)  # the web page, when console=true or teleop=console
+        if console is not None:
+            envs.callback(console.close)
+        page = console.device_for if console is not None and cfg.teleop.device == "console" else None
+        env = make_actor_env(cfg, run.seed, run.rng, device_factory=page)
         envs.callback(env.close)  # a hardware robot disarms and lets go of its port
         eval_env = make_env(cfg, seed=run.seed + 10_000)  # the task's own success, no person: the truth
         envs.callback(eval_env.close)
+        expert_env = env.env if isinstance(env, InterventionWrapper) else env
+        if console is not None:  # the page guards every env that moves the robot (e-stop, arm, hold)
+            env = console.gate(env)
+            eval_env, expert_env = console.gate(eval_env, "eval", person=False), console.gate(expert_env, person=False)
         run.setup(env.observation_space, int(env.action_space.shape[0]))
+        if console is not None:
+            run.sinks.add(console.sink)
         learner, writer = run.learner, run.writer
         run.resume()
-        run.collect_demos(env.env if isinstance(env, InterventionWrapper) else env)
+        run.collect_demos(expert_env)
         run.start_clock()
         if run.pending_eval():
             eval_round(run, eval_env)

@@ -32,6 +32,9 @@ class Sinks:
     def __init__(self, sinks: Iterable[Sink] = ()) -> None:
         self.sinks = list(sinks)
 
+    def add(self, sink: Sink) -> None:
+        self.sinks.append(sink)
+
     def emit(self, event: RunEvent) -> None:
         for sink in self.sinks:
             sink.emit(event)
