@@ -149,7 +149,7 @@ class RobotHub:
             self._drop_holder()
 
     def _drop_holder(self) -> None:
-        self.holder, self._teleop = None, None
+        self.holder, self._teleop, self._last_seq = None, None, -1  # a page's seq counts from its lease
         if self.driving and self.on_silence == "hold":
             self.holding = True
         self.driving = False
