@@ -53,12 +53,15 @@ class ConsoleEnv(gym.Wrapper):
         realtime: bool = False,
         fps: float = 15.0,
         render_size: tuple[int, int] = (128, 128),
+        camera_feed: bool = False,
     ) -> None:
+        """`camera_feed`: the robot's real cameras reach the hub by a CameraFeed (frames are not sent from here)."""
         super().__init__(env)
         self.hub, self.mode, self.realtime = hub, mode, bool(realtime)
         self.render_period = 1.0 / float(fps) if fps > 0 else float("inf")
         self.render_size = tuple(int(s) for s in render_size)
         self.robot = getattr(env.unwrapped, "robot", None)
+        self.camera_feed = bool(camera_feed)
         self.episode = -1
         self.step_index = 0
         self.episode_return = 0.0
@@ -130,6 +133,8 @@ class ConsoleEnv(gym.Wrapper):
             view["gripper_max"] = float(getattr(self.robot, "gripper_max_opening", np.nan))
             view["joints"] = joint_view(self.robot, np.asarray(state.joint_pos, np.float64))
         self.hub.publish(**view)
+        if self.camera_feed:
+            return
         images = {k[len("image/") :]: v for k, v in observation.items() if k.startswith("image/")}
         if images:
             for camera, rgb in images.items():

@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from robot_rl.config import log, typed
 from robot_rl.console.device import ConsoleDevice
 from robot_rl.console.env import ConsoleEnv
+from robot_rl.console.feed import CameraFeed
 from robot_rl.console.hub import Console, RobotHub
 from robot_rl.console.server import ConsoleServer
 from robot_rl.data.schema import ResetEvent, RunEvent, StepEvent
@@ -86,6 +87,7 @@ class ConsoleSession:
             RobotHub(robot_name, max_silence_s=c.max_silence_s, on_silence=c.on_silence, armed=armed)
         )
         self.sink = ConsoleSink(self.console, self.hub)
+        self.feed: CameraFeed | None = None
         self.server = ConsoleServer(self.console, c.host, c.port, c.token, log=log).start()
         if not armed:
             log(f"[console] the robot starts disarmed: arm it from the console ({self.server.url})")
@@ -93,7 +95,10 @@ class ConsoleSession:
     def gate(self, env: gym.Env, mode: str = "policy", person: bool = True) -> ConsoleEnv:
         """`env` guarded by the console (e-stop, arm, hold) and reported to it; in real time when a person
         may drive it (`person`) and `console.realtime` says so."""
-        return ConsoleEnv(env, self.hub, mode, self.realtime and person, self.fps, self.render_size)
+        cameras = getattr(env.unwrapped, "robot", None) and getattr(env.unwrapped.robot, "cameras", None)
+        if cameras and self.feed is None:  # real cameras reach the page at their own rate
+            self.feed = CameraFeed(self.hub, cameras).start()
+        return ConsoleEnv(env, self.hub, mode, self.realtime and person, self.fps, self.render_size, bool(cameras))
 
     def device_for(self, env: gym.Env) -> ConsoleDevice:
         """The page as the teleop device of `env` (its action size: 4, or 7 with rotation)."""
@@ -104,6 +109,8 @@ class ConsoleSession:
         return ConsoleDevice(self.hub)
 
     def close(self) -> None:
+        if self.feed is not None:
+            self.feed.close()
         self.server.close()
 
     def __enter__(self) -> ConsoleSession:

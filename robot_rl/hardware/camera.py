@@ -489,6 +489,14 @@ class Camera:
             self._unread = False
             return Frame(self._image, self._stamp, self._index, age)
 
+    def peek(self) -> Frame | None:
+        """The newest frame without taking it (a monitor's view: the drop counter still counts it as
+        unread for the consumer); None before the first."""
+        with self._cond:
+            if self._image is None:
+                return None
+            return Frame(self._image, self._stamp, self._index, time.monotonic() - self._stamp)
+
     def latest(self, max_age: float | None = None) -> tuple[np.ndarray, float]:
         """`(image, age_s)` of the newest frame; see `frame()` for `max_age` and errors."""
         frame = self.frame(max_age)
