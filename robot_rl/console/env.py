@@ -42,6 +42,16 @@ def joint_view(robot, q: np.ndarray) -> list[dict]:
     ]
 
 
+def classifier_threshold(env: gym.Env) -> float | None:
+    """The reward classifier's success threshold, from the first wrapper in the chain that has a classifier."""
+    while env is not None:
+        classifier = getattr(env, "classifier", None)
+        if classifier is not None:
+            return float(classifier.threshold)
+        env = getattr(env, "env", None)
+    return None
+
+
 class ConsoleEnv(gym.Wrapper):
     """See the module docstring. `mode`: what the page shows when nobody drives ("policy" or "eval")."""
 
@@ -58,7 +68,7 @@ class ConsoleEnv(gym.Wrapper):
         """`camera_feed`: the robot's real cameras reach the hub by a CameraFeed (frames are not sent from here)."""
         super().__init__(env)
         self.hub, self.mode, self.realtime = hub, mode, bool(realtime)
-        self.render_period = 1.0 / float(fps) if fps > 0 else float("inf")
+        self.render_period = 1.0 / float(fps) if fps > 0 else None  # None: never render for the page
         self.render_size = tuple(int(s) for s in render_size)
         self.robot = getattr(env.unwrapped, "robot", None)
         self.camera_feed = bool(camera_feed)
@@ -68,8 +78,7 @@ class ConsoleEnv(gym.Wrapper):
         self._next_tick = 0.0
         self._last_render = -float("inf")
         self.waits = 0  # times the loop waited for the person (e-stop, disarmed, holding)
-        threshold = getattr(getattr(env, "classifier", None), "threshold", None)
-        self.hub.publish(mode=mode, threshold=threshold)
+        self.hub.publish(mode=mode, threshold=classifier_threshold(env))
 
     # ------------------------------------------------------------------ the gate
     def _wait_until_allowed(self) -> bool:
@@ -142,7 +151,8 @@ class ConsoleEnv(gym.Wrapper):
             return
         now = time.monotonic()
         names = getattr(self.robot, "camera_names", ())
-        if names and hasattr(self.robot, "render") and now - self._last_render >= self.render_period:
+        due = self.render_period is not None and now - self._last_render >= self.render_period
+        if names and due and hasattr(self.robot, "render"):
             self._last_render = now
             for camera in names:
                 self.hub.publish_frame(camera, self.robot.render(camera, *self.render_size))
