@@ -46,7 +46,7 @@ class Pacer:
         if self._next > now:
             self.sleep(self._next - now)
             now = self._next
-        self._next = max(self._next + self.dt, now) if self._next else now + self.dt
+        self._next = max(self._next, now) + self.dt
 
 
 class RealTime(gym.Wrapper):
