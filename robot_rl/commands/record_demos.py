@@ -9,11 +9,13 @@ Two sources (`teleop=`):
     through an InterventionWrapper around a "policy" that holds the robot still (no motion, the gripper
     kept), so the robot moves only while the person drives; every step is logged (source DEMO, the
     intervention flag = the device was active). The episode ends when the person labels it on the device
-    (success / failure / discard), asks for a reset, when the task succeeds on its own, or at the task's
-    time limit. `keep=success` keeps the episodes labelled success (and, unlabelled, those the task scored
-    a success); `keep=all` keeps every episode with its label (a discarded one stays in the store, marked,
-    and is never trained on). A simulator keeps real time (one control step per control_dt) whenever a
-    person drives it, with or without the console.
+    (success / failure / discard), asks for a reset, when the task succeeds on its own, at the task's time
+    limit, or when the robot goes away (a lost link, a stale observation: it ends at its last step, as in
+    `train`; a failed reset is tried again; more than MAX_LOSSES in a row end the recording).
+    `keep=success` keeps the episodes labelled success (and, unlabelled, those the task scored a success);
+    `keep=all` keeps every episode with its label (a discarded one stays in the store, marked, and is never
+    trained on). A simulator keeps real time (one control step per control_dt) whenever a person drives it,
+    with or without the console. teleop=ros waits for the teleop node before the first episode.
 
 It stops after `episodes` kept episodes. Ctrl-C stops earlier: the kept episodes stay in the store, the one
 in progress is dropped, summary.json is written and the exit status is 130.
@@ -24,6 +26,7 @@ from __future__ import annotations
 import json
 import signal
 import threading
+import time
 from collections import Counter
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -47,6 +50,7 @@ from robot_rl.data.schema import (
 )
 from robot_rl.envs.factory import make_actor_env, make_env
 from robot_rl.envs.realtime import RealTime
+from robot_rl.robots.base import RobotUnavailable
 from robot_rl.runtime.rollout import EpisodeResult, env_step, run_episodes, summarize
 from robot_rl.runtime.run import LOG
 from robot_rl.runtime.run_dir import open_run_dir
@@ -54,6 +58,8 @@ from robot_rl.tasks import make_expert
 
 CONFIG = "record_demos"
 KEEP = ("success", "all")
+MAX_LOSSES = 3  # the robot lost (mid-episode or at the reset) more often in a row ends the recording, one line
+RETRY_S = 0.5  # the pause before the reset is tried again
 INTERRUPTED = 130  # the exit status after Ctrl-C (the shell's, for SIGINT)
 SCRIPTED_ERROR = "scripted demos need the simulator: pass teleop=<device> to record demos by hand"
 
@@ -191,11 +197,31 @@ def _open_env(cfg: DictConfig, seed: int, rng: np.random.Generator, stack: ExitS
     page = console.device_for if console is not None and device == "console" else None
     env = make_actor_env(cfg, seed, rng, device_factory=page)  # InterventionWrapper(task env, the device)
     stack.callback(env.close)  # restores the keyboard's terminal; a hardware robot disarms and lets go
+    teleop = env.device
     if console is not None:  # e-stop, arm and hold from the page; real time in the simulator
         env = console.gate(env)
     elif (cfg.get("robot") or {}).get("name", "mujoco") in SIM_ROBOTS:
         env = RealTime(env)  # a person cannot drive a simulator that runs ahead of the clock
-    return env, console
+    return env, teleop, console
+
+
+def await_remote_device(device, patience_s: float = 2.0, poll_s: float = 0.05) -> None:
+    """A device that hears from another process (teleop=ros: the teleop node) is heard from before the first
+    episode starts, so that a person never drives into a link that is not there yet; after `patience_s`
+    the wait says what it waits for (Ctrl-C stops it)."""
+    if not hasattr(device, "received"):
+        return
+    deadline = time.monotonic() + patience_s
+    while not device.received and time.monotonic() < deadline:
+        time.sleep(poll_s)
+    if device.received:
+        return
+    log(
+        f"[record-demos] waiting for the teleop node on {device.topic}: start it (ros_ws: robot_rl_ros teleop, "
+        "robot_namespace = teleop.namespace) or pick another teleop="
+    )
+    while not device.received:
+        time.sleep(poll_s)
 
 
 def record_by_hand(cfg: DictConfig, episodes: int, seed: int, keep: str) -> dict:
@@ -205,10 +231,10 @@ def record_by_hand(cfg: DictConfig, episodes: int, seed: int, keep: str) -> dict
     rng = np.random.default_rng(seed)
     results: list[EpisodeResult] = []
     labels: Counter[str] = Counter(dict.fromkeys(("success", "failure", "discard", "none"), 0))
-    finished = env_steps = 0
+    finished = env_steps = losses = 0
     interrupted = False
     with ExitStack() as stack:
-        env, console = _open_env(cfg, seed, rng, stack)
+        env, teleop, console = _open_env(cfg, seed, rng, stack)
         writer = stack.enter_context(_writer(cfg, out, env))
         write_atomic(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         act = hold_still(env)
@@ -217,14 +243,34 @@ def record_by_hand(cfg: DictConfig, episodes: int, seed: int, keep: str) -> dict
             f"{out / LOG} (keep={keep}); {HINTS[device]}; Ctrl-C stops (kept episodes stay)"
         )
         try:
+            await_remote_device(teleop)
             while len(results) < episodes:
-                observation, reset_info = env.reset(seed=int(rng.integers(2**31)))
+                try:
+                    observation, reset_info = env.reset(seed=int(rng.integers(2**31)))
+                except RobotUnavailable as err:  # a hiccup (a stale observation) or a robot that stays away
+                    losses += 1
+                    log(f"[record-demos] the reset before episode {finished + 1} failed: {err}")
+                    if losses > MAX_LOSSES:
+                        raise
+                    time.sleep(RETRY_S)
+                    continue
                 log(f"[record-demos] episode {finished + 1}: go ({len(results)}/{episodes} kept)")
-                steps = _drive(env, act, observation, writer)
+                steps, lost = _drive(env, act, observation, writer)
                 env_steps += len(steps)
+                if lost is not None:
+                    losses += 1
+                    log(f"[record-demos] the robot went away at step {len(steps)} of episode {finished + 1}: {lost}")
+                    if losses > MAX_LOSSES:
+                        raise lost
+                    if not steps:
+                        continue
+                else:
+                    losses = 0
                 with _held_interrupt():  # an episode is committed and reported whole
                     finished += 1
                     label, success, how = verdict(steps)
+                    if lost is not None:
+                        how += ", the robot went away"
                     labels[label.name.lower()] += 1
                     length, driven = len(steps), sum(t.intervention for t in steps)
                     if keep == "all" or success:
@@ -283,16 +329,25 @@ def _held_interrupt():
         raise KeyboardInterrupt
 
 
-def _drive(env: gym.Env, act, observation, writer: EpisodeLogWriter) -> list[Transition]:
-    """One episode as the person drives it, every step buffered in `writer` (committed by the caller)."""
+def _drive(
+    env: gym.Env, act, observation, writer: EpisodeLogWriter
+) -> tuple[list[Transition], RobotUnavailable | None]:
+    """One episode as the person drives it, every step buffered in `writer` (committed by the caller). A robot
+    that goes away (a lost link, a stale observation, an e-stop) ends it at its last executed step, truncated
+    (as `train` does), and is returned beside the steps."""
     steps: list[Transition] = []
     episode_id = writer.num_episodes
     while True:
-        transition = env_step(env, observation, act(observation), episode_id, len(steps))
+        try:
+            transition = env_step(env, observation, act(observation), episode_id, len(steps))
+        except RobotUnavailable as err:
+            if steps:
+                steps[-1].truncated = True  # the writer buffers these same transitions
+            return steps, err
         writer.add(transition)
         steps.append(transition)
         if transition.terminated or transition.truncated:
-            return steps
+            return steps, None
         observation = transition.next_observation
 
 
