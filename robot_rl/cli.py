@@ -13,7 +13,7 @@ USAGE = """usage: robot-rl <command> [key=value ...]
 
 commands:
   train             train a policy (actor + learner in one process); resumes when run_dir holds a run
-  record-demos      record scripted-expert demos in sim into <out>/episodes.zarr
+  record-demos      demos into <out>/episodes.zarr: scripted in sim, or by hand (teleop=keyboard|console|...)
   eval              evaluate a run's latest checkpoint: robot-rl eval run_dir=<dir> episodes=50
   record-labels     camera frames labelled success/failure into <out>/episodes.zarr (sim: ground truth)
   train-classifier  train a success classifier: robot-rl train-classifier data=<store> run_dir=<dir>

@@ -28,3 +28,18 @@ def robot_rl(
             f"robot-rl {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
         )
     return proc
+
+
+def start_robot_rl(*args: object, stdin=subprocess.DEVNULL, env: dict | None = None) -> subprocess.Popen:
+    """`python -m robot_rl.cli *args` started in the background, as `robot_rl` runs it: stdout and stderr
+    merged into one text pipe (line-buffered), `stdin` as given (e.g. a pseudo-terminal for the keyboard)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "robot_rl.cli", *map(str, args)],
+        stdin=stdin,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        cwd=REPO,
+    )

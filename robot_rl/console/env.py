@@ -22,6 +22,7 @@ import numpy as np
 
 from robot_rl.console.hub import RobotHub
 from robot_rl.data.schema import StepInfo
+from robot_rl.envs.realtime import Pacer, control_period
 
 POLL_S = 0.01
 
@@ -75,7 +76,7 @@ class ConsoleEnv(gym.Wrapper):
         self.episode = -1
         self.step_index = 0
         self.episode_return = 0.0
-        self._next_tick = 0.0
+        self.pacer = Pacer(control_period(env))
         self._last_render = -float("inf")
         self.waits = 0  # times the loop waited for the person (e-stop, disarmed, holding)
         self.hub.publish(mode=mode, threshold=classifier_threshold(env))
@@ -94,18 +95,8 @@ class ConsoleEnv(gym.Wrapper):
             time.sleep(POLL_S)
             why = self.hub.paused()
         self.hub.publish(paused="")
-        self._next_tick = 0.0
+        self.pacer.restart()
         return True
-
-    def _pace(self) -> None:
-        if not self.realtime:
-            return
-        dt = float(getattr(self.robot, "control_dt", 0.1))
-        now = time.monotonic()
-        if self._next_tick > now:
-            time.sleep(self._next_tick - now)
-            now = self._next_tick
-        self._next_tick = max(self._next_tick + dt, now) if self._next_tick else now + dt
 
     # ------------------------------------------------------------------ gym
     def reset(self, **kwargs: Any):
@@ -113,14 +104,15 @@ class ConsoleEnv(gym.Wrapper):
         observation, info = self.env.reset(**kwargs)
         self.episode += 1
         self.step_index, self.episode_return = 0, 0.0
-        self._next_tick = 0.0
+        self.pacer.restart()
         self.hub.publish(episode=self.episode, step=0, reward=0.0, episode_return=0.0, success=False)
         self._report(observation, None)
         return observation, info
 
     def step(self, action: np.ndarray):
         waited = self._wait_until_allowed()
-        self._pace()
+        if self.realtime:
+            self.pacer.wait()
         observation, reward, terminated, truncated, info = self.env.step(action)
         self.step_index += 1
         self.episode_return += float(reward)

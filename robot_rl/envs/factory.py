@@ -60,15 +60,19 @@ def make_actor_env(
     teleop = OmegaConf.to_container(cfg.teleop, resolve=True) if cfg.get("teleop") else {}
     name = teleop.pop("device", None)
     if name:
-        if device_factory is not None:
-            device = device_factory(env)
-        elif name == "sim_operator":  # watches the sim it runs in
-            from robot_rl.teleop.sim_operator import SimulatedOperator
+        try:
+            if device_factory is not None:
+                device = device_factory(env)
+            elif name == "sim_operator":  # watches the sim it runs in
+                from robot_rl.teleop.sim_operator import SimulatedOperator
 
-            device = SimulatedOperator(env, rng=rng, **teleop)
-        else:
-            from robot_rl.teleop.devices import make_device
+                device = SimulatedOperator(env, rng=rng, **teleop)
+            else:
+                from robot_rl.teleop.devices import make_device
 
-            device = make_device(name, **teleop)
+                device = make_device(name, **teleop)
+        except BaseException:  # no device (unplugged, no terminal): let go of the robot before the error
+            env.close()
+            raise
         env = InterventionWrapper(env, device)
     return env
