@@ -36,6 +36,7 @@ EXECUTABLES = {  # console script -> module
     "learner": "robot_rl_ros.learner",
     "reward_classifier": "robot_rl_ros.reward_classifier",
     "teleop": "robot_rl_ros.teleop",
+    "console": "robot_rl_ros.console",
 }
 UNKNOWN = object()  # a value this static evaluation cannot compute (e.g. a PythonExpression)
 
@@ -496,6 +497,18 @@ def test_node_modules_declare_parameters():
     assert {"overrides", "training_namespace", "weights_period_s", "exit_when_done"} <= set(node_parameters("learner"))
     assert {"classifier", "robot_namespace"} <= set(node_parameters("reward_classifier"))
     assert {"device", "overrides", "robot_namespace", "rate_hz"} <= set(node_parameters("teleop"))
+    console = node_parameters("console")
+    assert {
+        "host",
+        "port",
+        "token",
+        "on_silence",
+        "max_silence_s",
+        "rate_hz",
+        "training_namespace",
+        "robot_namespaces",
+    } <= set(console)
+    assert console["port"] is int and console["rate_hz"] is float and console["robot_namespaces"] is list
 
 
 @pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)

@@ -140,6 +140,11 @@ class RobotHub:
         self.notices.append((level, text))
         self.notice_count += 1
 
+    def notice(self, level: str, text: str) -> None:
+        """A notice for every page (the transport's: a refused service call, a lost learner)."""
+        with self._lock:
+            self._notice(level, text)
+
     # ------------------------------------------------------------------ lease
     def _expire(self, now: float) -> None:
         """Revoke a silent holder's lease (under the lock)."""
@@ -354,6 +359,8 @@ class Telemetry:
         self.interventions: deque[list] = deque(maxlen=max_points)
         self.updates: deque[list] = deque(maxlen=max_points)
         self.episodes: deque[dict] = deque(maxlen=max_rows)
+        # a label's event comes before its episode's EpisodeEnd (it is emitted on the episode's last step)
+        self._labels: dict[int, str] = {}
 
     def emit(self, event: RunEvent, robot: str = "") -> None:
         with self._lock:
@@ -378,15 +385,19 @@ class Telemetry:
                         "success": event.success,
                         "interventions": event.interventions,
                         "intervention_steps": event.intervention_steps,
-                        "label": "discard" if event.discarded else "",
+                        "label": self._labels.pop(event.episode, "discard" if event.discarded else ""),
                         "robot": robot or event.actor,
                     }
                 )
             elif isinstance(event, LabelEvent):
                 name = EpisodeLabel(event.label).name.lower()
-                for row in self.episodes:
-                    if row["episode"] == event.episode:
-                        row["label"] = name
+                rows = [row for row in self.episodes if row["episode"] == event.episode]
+                for row in rows:
+                    row["label"] = name
+                if not rows:  # its EpisodeEnd is still to come
+                    self._labels[event.episode] = name
+                    while len(self._labels) > 100:
+                        del self._labels[next(iter(self._labels))]
             else:
                 return
             self.version += 1

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+import typing
+from dataclasses import MISSING, dataclass, field, fields
 from enum import IntEnum
 
 import numpy as np
@@ -260,3 +262,96 @@ RunEvent = (
     | EvalEvent
     | LearnerStats
 )
+
+RUN_EVENTS: dict[str, type] = {
+    cls.__name__: cls
+    for cls in (
+        StepEvent,
+        ResetEvent,
+        InterventionStart,
+        InterventionEnd,
+        LabelEvent,
+        EStopEvent,
+        EpisodeEnd,
+        EvalEvent,
+        LearnerStats,
+    )
+}
+MAX_EVENT_TEXT = 256  # the longest string field a decoded event may carry (an actor id, an e-stop reason)
+
+
+# ---- run events as JSON (the ROS learner's `events` topic; anything that carries events as text) -----------
+# {"kind": <class name>, <field>: <value>, ...}: enums by their lower-case name ("online", "success"), a
+# non-finite float as null (standard JSON has no NaN), everything else as is.
+
+
+def event_to_json(event: RunEvent) -> dict:
+    """A run event as a JSON-ready dict (see above)."""
+    out: dict = {"kind": type(event).__name__}
+    for f in fields(event):
+        value = getattr(event, f.name)
+        if isinstance(value, IntEnum):
+            value = value.name.lower()
+        elif isinstance(value, np.generic):
+            value = value.item()
+        if isinstance(value, float) and not math.isfinite(value):
+            value = None
+        out[f.name] = value
+    return out
+
+
+def event_from_json(data: object) -> RunEvent:
+    """The run event `event_to_json` made, checked field by field (it may come from the network): a
+    ValueError names the first thing wrong (unknown kind, a missing or unexpected field, a wrong type)."""
+    if not isinstance(data, dict):
+        raise ValueError(f"a run event is a JSON object, not {type(data).__name__}")
+    kind = data.get("kind")
+    cls = RUN_EVENTS.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        raise ValueError(f"unknown run event kind {str(kind)[:40]!r}: one of {', '.join(RUN_EVENTS)}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in fields(cls)}
+    unexpected = sorted(set(data) - names - {"kind"})
+    if unexpected:
+        raise ValueError(f"{kind}: unexpected field(s) {[u[:40] for u in unexpected[:5]]}")
+    values = {}
+    for f in fields(cls):
+        if f.name not in data:
+            if f.default is MISSING:
+                raise ValueError(f"{kind}: missing field {f.name!r}")
+            continue
+        values[f.name] = _event_field(kind, f.name, hints[f.name], data[f.name])
+    return cls(**values)
+
+
+def _event_field(kind: str, name: str, hint, value):
+    where = f"{kind}.{name}"
+    optional = type(None) in typing.get_args(hint)
+    if optional:
+        if value is None:
+            return None
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if isinstance(hint, type) and issubclass(hint, IntEnum):
+        try:
+            return hint[str(value).upper()]
+        except KeyError:
+            raise ValueError(f"{where}={str(value)[:40]!r}: one of {', '.join(m.name.lower() for m in hint)}") from None
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{where} must be true or false, not {type(value).__name__}")
+        return value
+    if hint is int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError(f"{where} must be an integer, not {type(value).__name__}")
+        return value
+    if hint is float:
+        if value is None:
+            return float("nan")
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise ValueError(f"{where} must be a number, not {type(value).__name__}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str) or len(value) > MAX_EVENT_TEXT:
+            raise ValueError(f"{where} must be a string of at most {MAX_EVENT_TEXT} characters")
+        return value
+    raise ValueError(f"{where}: no JSON form for {hint}")  # a field type this codec does not know yet

@@ -18,8 +18,8 @@ class Endpoint:
     name: str  # relative topic or service name ("{camera}" / "{object}" are filled in per robot)
     type: str  # ROS interface type, e.g. "sensor_msgs/msg/JointState"
     qos: str  # "sensor" (best effort, depth 5; reliable when the bridge is lock-stepped), "command"
-    # (reliable, depth 10), "latched" (reliable, transient local, depth 1), "stream" (reliable, keep all)
-    # or "service"
+    # (reliable, depth 10), "latched" (reliable, transient local, depth 1), "stream" (reliable, keep all),
+    # "events" (reliable, depth 100) or "service"
     source: str  # who publishes / serves
     sinks: str  # who subscribes / calls
     meaning: str
@@ -81,7 +81,7 @@ ROBOT_STATUS = Endpoint(
     "robot_bridge",
     "RosRobot",
     "JSON: armed, estop, mode, reliable_sensors, control_dt, workspace, gripper_max_opening, joint_names, "
-    "cameras, objects",
+    "joint_limits, cameras, objects",
 )
 CMD_TWIST = Endpoint(
     "cmd/tcp_twist",
@@ -143,9 +143,10 @@ TELEOP = Endpoint(
     "teleop/command",
     "sensor_msgs/msg/Joy",
     "command",
-    "teleop",
+    "teleop, console",
     "actor",
-    "axes: action in [-1, 1] (x, y, z, gripper); buttons: [active, label (0 none, 1 success, 2 failure, 3 discard)]",
+    "axes: action in [-1, 1] (x, y, z, gripper); buttons: [active, label (0 none, 1 success, 2 failure, 3 discard, "
+    "4 end the episode now)]; header.frame_id: the sender",
 )
 
 # --- actor <-> learner (training namespace) -----------------------------------------------------
@@ -187,7 +188,16 @@ ACTOR_STATUS = Endpoint(
     "command",
     "actor",
     "monitoring",
-    "JSON heartbeat: active, learner_ok, weights version, env steps, episodes",
+    "JSON heartbeat: active, state, learner_ok, weights version, env steps, episodes, robot_namespace, "
+    "the episode in progress (episode_step, episode_return, intervention)",
+)
+EVENTS = Endpoint(
+    "events",
+    "std_msgs/msg/String",
+    "events",
+    "learner",
+    "console",
+    "JSON: one run event (robot_rl.data.schema.event_to_json: kind and fields), every kind but per-step ones",
 )
 
 ROBOT_ENDPOINTS = (
@@ -207,7 +217,7 @@ ROBOT_ENDPOINTS = (
     SUCCESS_PROBABILITY,
     TELEOP,
 )
-LEARNING_ENDPOINTS = (TRANSITIONS, POLICY_WEIGHTS, LEARNER_STATUS, ACTIVATE, ACTOR_STATUS)
+LEARNING_ENDPOINTS = (TRANSITIONS, POLICY_WEIGHTS, LEARNER_STATUS, ACTIVATE, ACTOR_STATUS, EVENTS)
 ALL_ENDPOINTS = ROBOT_ENDPOINTS + LEARNING_ENDPOINTS
 
 GRIPPER_JOINT = "gripper"
@@ -226,6 +236,8 @@ def qos(kind: str, reliable_sensors: bool = False):
         return QoSProfile(depth=5, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
     if kind == "command":
         return QoSProfile(depth=10, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
+    if kind == "events":  # a burst per committed episode fits; a reader that falls behind never blocks the writer
+        return QoSProfile(depth=100, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
     if kind == "stream":  # keep all: a burst (an actor flushing its kept episodes) must not drop any
         return QoSProfile(depth=100, history=HistoryPolicy.KEEP_ALL, reliability=ReliabilityPolicy.RELIABLE)
     if kind == "latched":
@@ -235,7 +247,7 @@ def qos(kind: str, reliable_sensors: bool = False):
             reliability=ReliabilityPolicy.RELIABLE,
             durability=DurabilityPolicy.TRANSIENT_LOCAL,
         )
-    raise ValueError(f"unknown QoS kind {kind!r}: one of sensor, command, stream, latched")
+    raise ValueError(f"unknown QoS kind {kind!r}: one of sensor, command, events, stream, latched")
 
 
 def join(namespace: str, name: str) -> str:

@@ -124,6 +124,12 @@ class RemoteActor:
         self._pending_weights: tuple[int, dict[str, np.ndarray]] | None = None
         self.episodes = 0  # episodes finished (their index in this actor's stream)
         self.steps = 0  # online env steps finished
+        # the episode in progress (read by status() from another thread: plain assignments)
+        self.episode_source: EpisodeSource | None = None  # None between episodes
+        self.episode_step = 0  # steps taken in it
+        self.episode_return = 0.0
+        self.intervention = False  # a person drove its last step
+        self.robot_namespace = str((cfg.get("robot") or {}).get("namespace", ""))
         frame_bytes = sum(int(np.prod(box.shape)) * np.dtype(box.dtype).itemsize for box in space.spaces.values())
         self.chunk_steps = max(1, MAX_CHUNK_BYTES // max(frame_bytes, 1))
 
@@ -159,10 +165,21 @@ class RemoteActor:
             return policy(observation)
 
         steps: list[Transition] = []
+
+        def on_step(transition: Transition) -> None:
+            steps.append(transition)
+            self.episode_step = len(steps)
+            self.episode_return += transition.reward
+            self.intervention = transition.intervention
+
+        self.episode_source = source
+        self.episode_step, self.episode_return, self.intervention = 0, 0.0, False
         try:
-            result = run_episode(self.env, act, int(self.rng.integers(2**31)), self.episodes, steps.append)
+            result = run_episode(self.env, act, int(self.rng.integers(2**31)), self.episodes, on_step)
         except _Abandoned:
             return None
+        finally:
+            self.episode_source = None
         if source == EpisodeSource.DEMO and not result.success:
             return [], result  # a failed demo is not a demo
         chunks = [
@@ -267,6 +284,11 @@ class RemoteActor:
             "outbox": len(self.outbox),
             "dropped_episodes": self.dropped,
             "success_recent": sum(self.successes) / len(self.successes) if self.successes else 0.0,
+            "robot_namespace": self.robot_namespace,
+            "episode_source": None if self.episode_source is None else self.episode_source.name.lower(),
+            "episode_step": self.episode_step,
+            "episode_return": self.episode_return,
+            "intervention": self.intervention,
         }
 
     def _expert_act(self):

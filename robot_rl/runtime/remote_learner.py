@@ -94,7 +94,8 @@ class _Pending:
 class RemoteLearner:
     """See the module docstring. Thread-safe `ingest` (transport callbacks); `work` runs on one thread."""
 
-    def __init__(self, cfg: DictConfig, log=print, limits: IngestLimits | None = None) -> None:
+    def __init__(self, cfg: DictConfig, log=print, limits: IngestLimits | None = None, sinks=()) -> None:
+        """`sinks`: the transport's event sinks, beside the `logger` config's (the ROS node's `events`)."""
         self.cfg = cfg
         self.rt = check_train_config(cfg)
         self.log = log
@@ -114,7 +115,8 @@ class RemoteLearner:
         self.weights_version = -1  # the last version handed out by weights()
         self.lock = threading.Lock()
         self.eval_env = None
-        self.run = TrainingRun(cfg, self.rt, who="learner", log=log)  # held until close(): the run directory's owner
+        # held until close(): the run directory's owner
+        self.run = TrainingRun(cfg, self.rt, who="learner", log=log, extra_sinks=sinks)
         self.run_dir = self.run.run_dir
         try:
             self.pinned, task_max_steps = self._local_spec(cfg)  # None: a robot this learner cannot build

@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +61,7 @@ from robot_rl.runtime.learner import PRIOR_SOURCES, Learner
 from robot_rl.runtime.plots import plot_learning_curve
 from robot_rl.runtime.rollout import run_episode
 from robot_rl.runtime.run_dir import RunLock, open_run_dir, remove_stale_temps
-from robot_rl.runtime.sinks import Sinks, make_sinks
+from robot_rl.runtime.sinks import Sink, Sinks, make_sinks
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "episodes.zarr"
@@ -188,9 +188,16 @@ class TrainingRun:
     action_dim)` validates and opens the directory once the observation spec is known."""
 
     def __init__(
-        self, cfg: DictConfig, rt: RuntimeConfig, who: str = "train", log: Callable[[str], None] = log
+        self,
+        cfg: DictConfig,
+        rt: RuntimeConfig,
+        who: str = "train",
+        log: Callable[[str], None] = log,
+        extra_sinks: Iterable[Sink] = (),
     ) -> None:
+        """`extra_sinks`: sinks beside the `logger` config's (a transport's, e.g. the ROS learner's events)."""
         self.cfg, self.rt, self.who, self.print = cfg, rt, who, log
+        self.extra_sinks = list(extra_sinks)
         self.seed, self.steps = int(cfg.seed), int(cfg.steps)
         self.run_dir = open_run_dir(cfg.run_dir)
         self._lock = RunLock(self.run_dir).__enter__()  # one owner of the run directory until close()
@@ -278,6 +285,7 @@ class TrainingRun:
             who=self.who,
             config=OmegaConf.to_container(self.cfg, resolve=True),
         )
+        self.sinks.sinks.extend(self.extra_sinks)
 
     def close(self) -> None:
         """Flush the sinks and release the run directory."""

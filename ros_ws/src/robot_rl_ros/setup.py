@@ -23,7 +23,7 @@ setup(
     zip_safe=True,
     maintainer="robot_rl maintainers",
     maintainer_email="robot_rl@example.com",
-    description="ROS 2 nodes of robot_rl: robot bridge, actor, learner, reward classifier, teleop",
+    description="ROS 2 nodes of robot_rl: robot bridge, actor, learner, reward classifier, teleop, web console",
     license="Apache-2.0",
     tests_require=["pytest"],
     entry_points={
@@ -33,6 +33,7 @@ setup(
             "learner = robot_rl_ros.learner:main",
             "reward_classifier = robot_rl_ros.reward_classifier:main",
             "teleop = robot_rl_ros.teleop:main",
+            "console = robot_rl_ros.console:main",
         ],
     },
 )

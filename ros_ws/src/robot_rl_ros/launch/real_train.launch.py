@@ -1,6 +1,6 @@
 """Train on a robot with a person in the loop: a free-running robot bridge (disarmed), one actor
 (holds when the learner is lost; the person intervenes through teleop=ros), the learner, the teleop
-node [, the reward classifier when `classifier` is set].
+node [, the reward classifier when `classifier` is set] [, the web console when `console` is true].
 
     ros2 launch robot_rl_ros real_train.launch.py device:=spacemouse
     ros2 launch robot_rl_ros real_train.launch.py task:=pick_cube_vision \
@@ -20,13 +20,18 @@ and `ros2 service call /robot/estop std_srvs/srv/SetBool "{data: true}"` stops i
 
 `teleop:=false` leaves the teleop node out, e.g. to run it on the operator's machine
 (`ros2 run robot_rl_ros teleop --ros-args -p device:=keyboard`).
+
+`console:=true` starts the web console (open the URL it prints): cameras, state, the run's curves,
+hold-to-intervene, labels, reset (ends the episode; the actor resets the robot), arm and a latched
+e-stop. It and the teleop node may both drive: the actor takes whichever is active. From another
+machine: `console_host:=0.0.0.0 console_token:=auto`, or keep the loopback and tunnel with ssh -L.
 """
 
 from launch import LaunchDescription
 from launch.conditions import IfCondition, UnlessCondition
 from launch.substitutions import LaunchConfiguration, PythonExpression
 
-from robot_rl_ros.launch_common import argument, learner, node, reward_classifier
+from robot_rl_ros.launch_common import argument, console, learner, node, reward_classifier
 
 
 def generate_launch_description():
@@ -71,6 +76,10 @@ def generate_launch_description():
             argument("model", "so101", "robot:=serial: the arm model (sim/<model>_pick_cube.xml)"),
             argument("arm_id", "default", "robot:=serial: the arm's name in its calibration file"),
             argument("calibration", "", "robot:=serial: calibration file (default: robot-rl calibrate's for arm_id)"),
+            argument("console"),
+            argument("console_host"),
+            argument("console_port"),
+            argument("console_token"),
             node(
                 "robot_bridge",
                 "real_bridge.yaml",
@@ -117,5 +126,11 @@ def generate_launch_description():
                 condition=IfCondition(teleop),
             ),
             reward_classifier(classifier, robot_namespace),
+            console(
+                LaunchConfiguration("console"),
+                LaunchConfiguration("console_host"),
+                LaunchConfiguration("console_port"),
+                LaunchConfiguration("console_token"),
+            ),
         ]
     )

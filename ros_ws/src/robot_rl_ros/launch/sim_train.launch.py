@@ -1,5 +1,5 @@
 """Train in simulation over ROS 2: a lock-stepped MuJoCo robot bridge, one actor, the learner
-[, the reward classifier when `classifier` is set].
+[, the reward classifier when `classifier` is set] [, the web console when `console` is true].
 
     ros2 launch robot_rl_ros sim_train.launch.py
     ros2 launch robot_rl_ros sim_train.launch.py task:=pick_cube steps:=5000 seed:=1
@@ -10,12 +10,17 @@ The bridge starts armed and the actor active (sim: nothing physical can get hurt
 keeps the actor waiting for `<robot_namespace>/actor/activate`). The actor records `num_demos`
 scripted demos first, then acts with the learner's newest weights; the learner stops after `steps`
 online env steps and writes summary.json in `run_dir` (a second launch on the same run_dir resumes).
+
+`console:=true` also starts the web console (open the URL it prints: cameras, state, the run's curves,
+arm and e-stop) and has the actor take the console's teleop commands (teleop=ros): a person can take
+over, label and end episodes. The lock-stepped sim runs as fast as the actor, faster than real time; to
+drive it at a robot's pace use real_train.launch.py robot:=mujoco console:=true.
 """
 
 from launch import LaunchDescription
-from launch.substitutions import LaunchConfiguration
+from launch.substitutions import LaunchConfiguration, PythonExpression
 
-from robot_rl_ros.launch_common import argument, learner, node, reward_classifier
+from robot_rl_ros.launch_common import argument, console, learner, node, reward_classifier
 
 
 def generate_launch_description():
@@ -28,6 +33,9 @@ def generate_launch_description():
     num_demos = LaunchConfiguration("num_demos")
     demos = LaunchConfiguration("demos")
     activate = LaunchConfiguration("activate")
+    with_console = LaunchConfiguration("console")
+    # the actor reads the console's teleop commands when the console runs
+    teleop_device = PythonExpression(['"ros" if "', with_console, '".lower() == "true" else "none"'])
 
     # hydra overrides: each item a list (concatenated into one string); a bare substitution in the
     # list would make launch_ros join the whole list into a single string
@@ -55,6 +63,10 @@ def generate_launch_description():
             argument("num_demos", "20", "scripted demos the actor records before it trains"),
             argument("demos", description="zarr store (or run directory) whose demo episodes the learner copies"),
             argument("activate", "true", "start the actor active (false: call <robot_namespace>/actor/activate)"),
+            argument("console"),
+            argument("console_host"),
+            argument("console_port"),
+            argument("console_token"),
             node("robot_bridge", "sim_bridge.yaml", bridge_params, namespace=robot_namespace),
             node(
                 "actor",
@@ -66,6 +78,8 @@ def generate_launch_description():
                         ["task=", task],
                         ["seed=", seed],
                         ["reward.classifier=", classifier],
+                        ["teleop=", teleop_device],
+                        ["++teleop.namespace=", robot_namespace],
                     ],
                     "num_demos": num_demos,
                     "start_active": activate,
@@ -83,5 +97,11 @@ def generate_launch_description():
                 ]
             ),
             reward_classifier(classifier, robot_namespace, reliable_sensors=True),
+            console(
+                with_console,
+                LaunchConfiguration("console_host"),
+                LaunchConfiguration("console_port"),
+                LaunchConfiguration("console_token"),
+            ),
         ]
     )

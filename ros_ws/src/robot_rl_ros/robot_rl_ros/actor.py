@@ -79,7 +79,7 @@ class ActorNode(Node):
         )
         self.pub_status = self.create_publisher(String, contract.ACTOR_STATUS.name, contract.qos("command"))
         self.create_service(SetBool, contract.ACTIVATE.name, self.on_activate)
-        self.create_timer(0.5, self.publish_status)
+        self.create_timer(0.2, self.publish_status)  # 5 Hz: the console shows the episode's step from it
         self.String, self.Bytes = String, UInt8MultiArray
         self.thread = start_worker(self, self.control_loop, "actor_loop")
         self.get_logger().info(

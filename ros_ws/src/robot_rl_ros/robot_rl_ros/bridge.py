@@ -168,6 +168,13 @@ class RobotBridge(Node):
         arm = getattr(self.robot, "arm", None)
         n_joints = len(self.robot.read_state().joint_pos)
         self.joint_names = list(arm.arm_joints) if arm is not None else [f"joint{i + 1}" for i in range(n_joints)]
+        kin = getattr(self.robot, "kin", None) or getattr(self.robot, "kinematics", None)  # sim | serial
+        ranges = getattr(kin, "joint_range", None)
+        self.joint_limits = (
+            [[float(lo), float(hi)] for lo, hi in zip(*ranges)]
+            if ranges is not None and len(ranges[0]) == n_joints
+            else None
+        )
         self.gripper = -1.0
         self.stamp = 0.0  # stamp of the newest published observation
         self.pending: dict[str, object] = {}  # lockstep: the twist and the gripper command for self.stamp
@@ -221,6 +228,7 @@ class RobotBridge(Node):
             "workspace": [lo.tolist(), hi.tolist()],
             "gripper_max_opening": self.robot.gripper_max_opening,
             "joint_names": self.joint_names,
+            "joint_limits": self.joint_limits,  # [[low, high], ...] rad per joint; null when the robot has no model
             "rotation": self.rotation,
             "cameras": self.cameras,
             "objects": self.objects,

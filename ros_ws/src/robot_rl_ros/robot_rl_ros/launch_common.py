@@ -10,6 +10,7 @@ from launch.actions import DeclareLaunchArgument
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PythonExpression
 from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
 
 PACKAGE = "robot_rl_ros"
 
@@ -28,6 +29,10 @@ ARGUMENTS = {
         ),
     ),
     "demos": ("", "zarr store (or run directory) of recorded demos the learner copies"),
+    "console": ("false", "start the web console (cameras, state, curves, driving, labels, e-stop)"),
+    "console_host": ("127.0.0.1", "address the console listens on (other than the loopback: set console_token)"),
+    "console_port": ("8765", "the console's port (0: any free port; the URL is printed)"),
+    "console_token": ("", "the console's token: '' (loopback only), auto (generate one), or a secret of >= 16 chars"),
 }
 
 
@@ -83,4 +88,25 @@ def reward_classifier(classifier, robot_namespace, reliable_sensors=False):
     )
 
 
-__all__ = ["ARGUMENTS", "LaunchConfiguration", "argument", "config", "is_set", "learner", "node", "reward_classifier"]
+def console(enabled, host, port, token):
+    """The web console node, started when `enabled` is true (no namespace: it finds every robot bridge;
+    the token is typed as a string even when empty)."""
+    return node(
+        "console",
+        "console.yaml",
+        {"host": host, "port": port, "token": ParameterValue(token, value_type=str)},
+        condition=IfCondition(enabled),
+    )
+
+
+__all__ = [
+    "ARGUMENTS",
+    "LaunchConfiguration",
+    "argument",
+    "config",
+    "console",
+    "is_set",
+    "learner",
+    "node",
+    "reward_classifier",
+]

@@ -4,9 +4,10 @@ Episodes arrive on `<training_namespace>/transitions` and go to the zarr log (`r
 and the replay buffers; one learner update per online env step received (as the embedded runner);
 checkpoints every `runtime.checkpoint_every` env steps; weights on `policy_weights` (reliable,
 transient local: a late-joining actor gets the latest) at most every `weights_period_s`; status on
-`learner_status` at 10 Hz and whenever it has caught up. A restart on the same run_dir resumes from
-its checkpoint and log. With `exit_when_done` it stops after the config's `steps` online env steps,
-writing summary.json. The learning logic is robot_rl.runtime.remote_learner.
+`learner_status` at 10 Hz and whenever it has caught up; the run's events (episode ends, labels, eval
+rounds, learner stats; not per-step ones) as JSON on `events` (robot_rl.ros.events.RosEventSink). A
+restart on the same run_dir resumes from its checkpoint and log. With `exit_when_done` it stops after
+the config's `steps` online env steps, writing summary.json. The learning logic is robot_rl.runtime.remote_learner.
 
 Whatever arrives on `transitions` is untrusted (anyone on the domain can publish): a payload over the
 size limit or arriving while the inbox is full is dropped before it is copied; the rest is validated
@@ -35,6 +36,7 @@ class LearnerNode(Node):
         super().__init__("learner")
         from std_msgs.msg import String, UInt8MultiArray
 
+        from robot_rl.ros.events import RosEventSink
         from robot_rl.runtime.remote_learner import IngestLimits, RemoteLearner
 
         cfg = node_config(self)
@@ -54,7 +56,8 @@ class LearnerNode(Node):
         self.create_subscription(
             UInt8MultiArray, contract.join(ns, contract.TRANSITIONS.name), self.on_chunk, contract.qos("stream")
         )
-        self.core = RemoteLearner(cfg, log=lambda msg: self.get_logger().info(msg), limits=limits)
+        self.events = RosEventSink(self, ns)  # the run's events for the console (and any monitor)
+        self.core = RemoteLearner(cfg, log=lambda msg: self.get_logger().info(msg), limits=limits, sinks=[self.events])
         self.String, self.Bytes = String, UInt8MultiArray
         self.pub_weights = self.create_publisher(
             UInt8MultiArray, contract.join(ns, contract.POLICY_WEIGHTS.name), contract.qos("latched")

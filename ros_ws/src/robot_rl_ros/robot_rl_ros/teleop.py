@@ -1,9 +1,10 @@
 """teleop: a person's teleop device on the ROS 2 contract (robot_rl/ros/contract.py, TELEOP).
 
 Reads the device `rate_hz` times a second and publishes sensor_msgs/Joy on
-`<robot_namespace>/teleop/command` (header stamp = now; axes = the action x, y, z, gripper in [-1, 1];
-buttons = [active, label]). The actor reads it with `teleop=ros` (robot_rl.teleop.ros.RosTeleopDevice),
-possibly on another machine. A missing or lost device ends the node with a one-line error (status 2).
+`<robot_namespace>/teleop/command` (header stamp = now, frame_id = this node's name; axes = the action
+x, y, z, gripper in [-1, 1]; buttons = [active, label]). The actor reads it with `teleop=ros`
+(robot_rl.teleop.ros.RosTeleopDevice), possibly on another machine. A missing or lost device ends the
+node with a one-line error (status 2).
 
 Parameters: device (spacemouse | gamepad | keyboard, with its configs/teleop/<device>.yaml), overrides
 (hydra, e.g. ['teleop.speed=0.5']), robot_namespace (default /robot), rate_hz (default 20), tty (the
@@ -64,6 +65,7 @@ class Teleop(Node):
             raise ValueError(f"teleop rate_hz={rate}: must be > 0")
         self.device, self.fd = open_device(name, string_list(self, "overrides"), tty)
         self.topic = contract.join(namespace, contract.TELEOP.name)
+        self.sender = self.get_fully_qualified_name()
         self.pub = self.create_publisher(Joy, self.topic, contract.qos(contract.TELEOP.qos))
         self.create_timer(1.0 / rate, self.tick)
         self.get_logger().info(f"{name} -> {self.topic} at {rate:g} Hz")
@@ -72,6 +74,7 @@ class Teleop(Node):
         command = self.device.read()  # a DeviceError (the device is gone) ends the node in run_node
         msg = self.Joy()
         msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.frame_id = self.sender  # several senders (this node, the console) do not fight
         msg.axes = [float(a) for a in command.action]
         msg.buttons = [int(bool(command.active)), int(command.label)]
         self.pub.publish(msg)
