@@ -421,3 +421,99 @@ def test_console_node_bad_parameters_end_it_with_one_line(tmp_path, params, mess
         assert "Traceback" not in log
     finally:
         nodes.stop_all()
+
+
+def test_console_page_in_a_browser_supervises_a_ros_training_robot(tmp_path, gl, monkeypatch):
+    """The page itself (headless chromium) against the console node, bridge, actor and learner over DDS."""
+    from tests.browser import chrome, hold_key, key_down, key_up, set_pad, skip_without_chromium, stub_gamepad
+    from tests.console_page import click, confirm_clear_estop, open_page, robot_state, wait_images_change
+
+    skip_without_chromium()
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    run_dir = tmp_path / "run"
+    with ros_session(DOMAIN, tmp_path) as (nodes, probe), chrome() as d:
+        nodes.start(
+            "bridge",
+            "bridge",
+            "mode:=free",
+            "cameras:=[front]",
+            "overrides:=['robot.render_size=[48,64]']",
+            namespace=NS,
+        )
+        nodes.start(
+            "learner",
+            "learner",
+            f"overrides:=[run_dir={run_dir}, steps=100000, task.max_steps=100, runtime.learning_starts=100000, "
+            "agent.compile=false, runtime.torch_threads=1, logger.tensorboard=false]",
+        )
+        nodes.start(
+            "actor",
+            "actor",
+            f"overrides:=[robot=ros, robot.namespace={NS}, robot.timeout=30.0, task.max_steps=100, teleop=ros, "
+            f"teleop.namespace={NS}]",
+            "num_demos:=0",
+            "start_active:=true",
+            "learner_timeout_s:=5.0",
+            namespace=NS,
+        )
+        nodes.start("console", "console", "port:=0")
+        probe.watch(f"{NS}/status", "latched")
+        port = wait_until(lambda: console_port(nodes), 60, "the console's URL", nodes)
+        url = f"http://127.0.0.1:{port}/"
+        open_page(d, url)
+        main_window = d.current_window_handle
+        view = lambda: robot_state(d, NS)  # noqa: E731
+        wait_until(lambda: view().get("tcp"), 60, "the robot on the page", nodes)
+        wait_images_change(d, NS, "front")
+
+        click(d, "take")
+        wait_until(lambda: view().get("lease") == "you", 10, "the lease", nodes)
+        click(d, "arm")
+        probe.wait_for(f"{NS}/status", lambda s: s["armed"], 10, "the bridge armed from the page")
+        wait_until(lambda: view()["mode"] == "policy" and view()["step"] > 3, 60, "the actor acting", nodes)
+
+        x0 = view()["tcp"][0]
+        key_down(d, " ", "w")
+        wait_until(lambda: view()["mode"] == "person", 5, "the person driving", nodes)
+        time.sleep(1.0)
+        key_up(d, "w", " ")
+        assert view()["tcp"][0] - x0 > 0.03, "Space + W moves the TCP +x"
+        click(d, "label-success")
+        log = wait_until(lambda: (lg := committed(run_dir)) and lg.num_episodes >= 1 and lg, 30, "a commit", nodes)
+        labelled = np.flatnonzero(log.episode_meta()["label"] == EpisodeLabel.SUCCESS)
+        assert len(labelled) == 1
+        episode = log.episode(int(labelled[0]))
+        assert (episode["action"][episode["intervention"]][:, 0] > 0).sum() >= 5  # the page's +x, logged
+
+        click(d, "estop")
+        probe.wait_for(f"{NS}/status", lambda s: s["estop"] and not s["armed"], 10, "the bridge e-stopped")
+        click(d, "arm")
+        wait_until(lambda: "clear it first" in d.find_element("id", "notices").text, 10, "arm refused", nodes)
+        assert not probe.latest[f"{NS}/status"]["armed"]
+        confirm_clear_estop(d)
+        probe.wait_for(f"{NS}/status", lambda s: not s["estop"] and not s["armed"], 10, "the e-stop cleared")
+        click(d, "arm")
+        probe.wait_for(f"{NS}/status", lambda s: s["armed"], 10, "the bridge armed again")
+        wait_until(lambda: view()["mode"] == "policy", 30, "the actor acting again", nodes)
+
+        stub_gamepad(d)  # LB + left stick down: -x
+        x0 = view()["tcp"][0]
+        set_pad(d, axes=[0.0, 1.0, 0.0, 0.0], pressed={4: True})
+        wait_until(lambda: view()["mode"] == "person", 5, "the pad driving", nodes)
+        time.sleep(1.0)
+        set_pad(d, axes=[0.0, 0.0, 0.0, 0.0], pressed={4: False})
+        assert x0 - view()["tcp"][0] > 0.03, "the pad's stick moves the TCP -x"
+
+        click(d, "release")  # a second tab drives, then is closed mid take-over
+        d.switch_to.new_window("tab")
+        open_page(d, url, 10)
+        key_down(d, " ", "a")
+        wait_until(lambda: view()["mode"] == "person", 5, "the second tab driving", nodes)
+        d.close()
+        closed = time.monotonic()
+        d.switch_to.window(main_window)
+        key_up(d, "a", " ")
+        wait_until(lambda: view()["mode"] != "person", 2, "control back with the policy", nodes)
+        assert time.monotonic() - closed < 0.3  # the page's view lags by up to one 50 ms state message
+        hold_key(d, "w", 0.1)  # keys without the dead-man move nothing
+        assert view()["mode"] != "person"
