@@ -145,6 +145,21 @@ def test_pacer_ticks_on_a_fixed_grid_and_restarts_after_a_late_step():
         Pacer(0.0)
 
 
+def test_pacer_runs_a_step_early_when_woken_and_keeps_the_rate():
+    now = [100.0]
+    ticks = []
+
+    def woken_after_20_ms(s):  # the console's sleep: a key press arrives 20 ms into the wait
+        now[0] += min(s, 0.02)
+
+    pacer = Pacer(0.1, clock=lambda: now[0], sleep=woken_after_20_ms)
+    for _ in range(4):
+        pacer.wait()
+        ticks.append(round(now[0] - 100.0, 6))
+    assert ticks == [0.0, 0.02, 0.04, 0.06]  # each woken 20 ms in: the step runs then, not at the tick
+    assert pacer._next == pytest.approx(100.4)  # but the schedule still allows one step per period
+
+
 def test_keyboard_on_the_sim_keeps_the_success_and_drops_the_failure(tmp_path):
     out = tmp_path / "demos"
     with Recording(f"out={out}", "teleop=keyboard", "episodes=1", *SHORT) as rec:

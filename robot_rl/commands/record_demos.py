@@ -173,7 +173,7 @@ def record_scripted(cfg: DictConfig, episodes: int, seed: int, keep: str) -> dic
         rng = np.random.default_rng(seed)
         expert = make_expert(env, noise=float(cfg.expert_noise), rng=rng)
         if console is not None:
-            env = console.gate(env, person=False)
+            env = console.gate(env, "demo", person=False)
         writer = stack.enter_context(_writer(cfg, out, env))
         write_atomic(out / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         rule = (lambda r: r.success) if keep == "success" else None

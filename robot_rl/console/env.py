@@ -5,7 +5,9 @@ Each step it
     disarmed, or holding after the person went silent): the robot is told to `stop()` once, the page
     shows why, and the step runs when the person arms (or takes over) again. An episode that waited ends
     at that step (truncated): the world may have changed meanwhile;
-  - keeps real time when `realtime` (a person cannot drive a simulator that runs ahead of the clock);
+  - keeps real time when `realtime` (a person cannot drive a simulator that runs ahead of the clock),
+    starting a step early when the person's command changes (a key press acts at once, not at the next
+    10 Hz tick; the step after it waits a whole period, so the rate stays real time);
   - then steps the wrapped env (whose InterventionWrapper, when there is one, reads the person's command
     now, after any wait, never before it);
   - reports the robot's state, the step and the camera frames to the hub: the observation's images, or,
@@ -65,8 +67,10 @@ class ConsoleEnv(gym.Wrapper):
         fps: float = 15.0,
         render_size: tuple[int, int] = (128, 128),
         camera_feed: bool = False,
+        page_drives: bool = False,
     ) -> None:
-        """`camera_feed`: the robot's real cameras reach the hub by a CameraFeed (frames are not sent from here)."""
+        """`camera_feed`: the robot's real cameras reach the hub by a CameraFeed (frames are not sent from here);
+        `page_drives`: the page is this env's teleop device (its key presses start a paced step early)."""
         super().__init__(env)
         self.hub, self.mode, self.realtime = hub, mode, bool(realtime)
         self.render_period = 1.0 / float(fps) if fps > 0 else None  # None: never render for the page
@@ -76,7 +80,7 @@ class ConsoleEnv(gym.Wrapper):
         self.episode = -1
         self.step_index = 0
         self.episode_return = 0.0
-        self.pacer = Pacer(control_period(env))
+        self.pacer = Pacer(control_period(env), sleep=hub.wait_for_input if page_drives else time.sleep)
         self._last_render = -float("inf")
         self.waits = 0  # times the loop waited for the person (e-stop, disarmed, holding)
         self.hub.publish(mode=mode, threshold=classifier_threshold(env))

@@ -127,6 +127,7 @@ class RobotHub:
         self.armed = bool(armed)
         self.estopped = False
         self.estop_reason = ""
+        self._input = threading.Event()  # set when the person's command changed since the loop read it
         self._labels: deque[EpisodeLabel] = deque()
         self._end_episode = False
         self.view = RobotView()
@@ -209,8 +210,11 @@ class RobotHub:
             vec[: len(a)] = np.clip(a, -1.0, 1.0)
             speed = float(np.clip(np.nan_to_num(speed, nan=0.0), 0.0, 1.0))
             vec[:-1] *= speed  # the gripper is not scaled
+            old = self._teleop
             self._teleop = _Teleop(now, int(seq), bool(active), vec)
             self.holding = False  # a page in control again: the hold ends
+            if old is None or old.active != bool(active) or (active and not np.array_equal(old.action, vec)):
+                self._input.set()
 
     def label(self, client: str, name: str) -> None:
         if name not in LABELS:
@@ -263,9 +267,14 @@ class RobotHub:
                 self.estop_reason = ""
 
     # ------------------------------------------------------------------ the control loop's side
+    def wait_for_input(self, timeout: float) -> None:
+        """Sleep up to `timeout` s; return early when the person's command changed since the last read."""
+        self._input.wait(timeout)
+
     def read_command(self) -> DeviceCommand:
         """The person's command now (see the module docstring); labels and reset are edges."""
         with self._lock:
+            self._input.clear()
             now = self.clock()
             self._expire(now)
             label = self._labels.popleft() if self._labels else EpisodeLabel.NONE

@@ -9,7 +9,7 @@ Server -> page
       once, after the socket opens.
   {"type": "state", "t": float, "client": str, "robots": {robot: RobotView}}
       every STATE_PERIOD_S. RobotView: {
-        "lease": "you" | "other" | "free",  "mode": "policy" | "person" | "holding" | "eval" | "idle",
+        "lease": "you" | "other" | "free",  "mode": "policy" | "person" | "holding" | "eval" | "demo" | "idle",
         "armed": bool, "estop": bool, "estop_reason": str, "paused": str (why the loop waits, "" when running),
         "episode": int, "step": int, "reward": float, "return": float, "success": bool,
         "success_probability": float | null, "threshold": float | null,
@@ -52,7 +52,7 @@ CAMERA_FPS = 30.0  # most frames per second per camera sent to a page
 JPEG_QUALITY = 80
 
 LABELS = ("success", "failure", "discard")
-MODES = ("policy", "person", "holding", "eval", "idle")
+MODES = ("policy", "person", "holding", "eval", "demo", "idle")
 ON_SILENCE = ("policy", "hold")
 PAGE_COMMANDS = ("lease", "teleop", "label", "reset", "arm", "estop", "clear_estop", "ping")
 

@@ -75,6 +75,7 @@ class ConsoleSession:
         c = typed(cfg.console, ConsoleConfig, "console")
         teleop = cfg.get("teleop") or {}
         human = teleop.get("device") in HUMAN_DEVICES
+        self.page_drives = teleop.get("device") == "console"
         robot = cfg.get("robot") or {}
         sim = robot.get("name", "mujoco") in SIM_ROBOTS or cfg.task.get("name") == "gym"
         self.realtime = _flag(c.realtime, human and sim, "realtime")
@@ -98,7 +99,10 @@ class ConsoleSession:
         cameras = getattr(env.unwrapped, "robot", None) and getattr(env.unwrapped.robot, "cameras", None)
         if cameras and self.feed is None:  # real cameras reach the page at their own rate
             self.feed = CameraFeed(self.hub, cameras).start()
-        return ConsoleEnv(env, self.hub, mode, self.realtime and person, self.fps, self.render_size, bool(cameras))
+        drives = person and self.page_drives
+        return ConsoleEnv(
+            env, self.hub, mode, self.realtime and person, self.fps, self.render_size, bool(cameras), drives
+        )
 
     def device_for(self, env: gym.Env) -> ConsoleDevice:
         """The page as the teleop device of `env` (its action size: 4, or 7 with rotation)."""

@@ -23,11 +23,13 @@ def control_period(env: gym.Env, default: float = 0.1) -> float:
 
 
 class Pacer:
-    """`wait()` once per step returns at most once per `dt` seconds of wall time.
+    """`wait()` once per step returns at most once per `dt` seconds of wall time, on average.
 
     Ticks are scheduled on a fixed grid, so a short sleep overshoot does not accumulate; a step that ran
     late (the loop fell behind, or waited for a person) restarts the grid at now instead of rushing the
     following steps to catch up. `restart()` (at a reset, after a pause) lets the next step run at once.
+    A `sleep` that returns early (the console's: when the person's command changed) runs that step early
+    and the one after it a whole period after its own tick: no more steps than the wall clock allows.
     """
 
     def __init__(
@@ -45,7 +47,7 @@ class Pacer:
         now = self.clock()
         if self._next > now:
             self.sleep(self._next - now)
-            now = self._next
+            now = min(self.clock(), self._next)
         self._next = max(self._next, now) + self.dt
 
 

@@ -71,7 +71,10 @@ def train(cfg: DictConfig) -> dict:
         expert_env = env.env if isinstance(env, InterventionWrapper) else env
         if console is not None:  # the page guards every env that moves the robot (e-stop, arm, hold)
             env = console.gate(env)
-            eval_env, expert_env = console.gate(eval_env, "eval", person=False), console.gate(expert_env, person=False)
+            eval_env, expert_env = (
+                console.gate(eval_env, "eval", person=False),
+                console.gate(expert_env, "demo", person=False),
+            )
         run.setup(env.observation_space, int(env.action_space.shape[0]))
         if console is not None:
             run.sinks.add(console.sink)
