@@ -472,3 +472,64 @@ def test_page_reconnects_after_the_server_drops(page):
         what="the page to reconnect",
     )
     wait_for(lambda: "DISCONNECTED" not in text(page, "connection"), what="the banner to clear")
+
+
+def test_hiding_the_page_gives_control_back(page):
+    from selenium.webdriver.common.keys import Keys
+
+    hub, loop, d = page.hub, page.loop, page.driver
+    key_down(d, Keys.SPACE, "w")
+    try:
+        wait_for(lambda: loop.snapshot()["active"], timeout=0.3, what="driving")
+        lost = hub.counters["lease_lost_silent"]
+        # the tab goes to the background (what the browser reports when the person switches tabs)
+        page.js(
+            "Object.defineProperty(document, 'visibilityState', {configurable: true, get: () => 'hidden'});"
+            "document.dispatchEvent(new Event('visibilitychange'));"
+        )
+        wait_for(lambda: hub.holder is None, timeout=0.1, what="the hidden page to give the lease back")
+        wait_for(lambda: not loop.snapshot()["active"], timeout=0.1, what="the loop back with the policy")
+        assert hub.counters["lease_lost_silent"] == lost, "handed back, not lost to silence"
+        time.sleep(0.1)  # a hidden page sends nothing: no heartbeat takes the lease again
+        assert hub.holder is None
+    finally:
+        release_keys(d)
+
+
+def test_several_robots_tabs_token_and_rotation_keys(rig):
+    """Two robots (one 7-dim) behind a token: tabs switch cameras and driving, the E-STOP stops both."""
+    from selenium.webdriver.common.keys import Keys
+
+    d = rig.driver
+    left, right = RobotHub("left", action_dim=4), RobotHub("right", action_dim=7)
+    left.publish_frame("top", np.full((64, 64, 3), 90, np.uint8))
+    right.publish_frame("side", np.full((64, 64, 3), 160, np.uint8))
+    token = "console-test-token-0123456789"
+    server = ConsoleServer(Console({"left": left, "right": right}), "127.0.0.1", 0, token, log=lambda *_: None)
+    server.start()
+    try:
+        leave_page(d)
+        d.get(server.url)
+        wait_page_ready(d)
+        tabs = [b.get_attribute("data-robot") for b in d.find_elements("css selector", "#robots button")]
+        assert tabs == ["left", "right"]
+        wait_for(lambda: d.find_elements("css selector", 'canvas[data-camera="left/top"]'), what="left's camera")
+        d.find_element("css selector", '#robots button[data-robot="right"]').click()
+        wait_for(lambda: d.find_elements("css selector", 'canvas[data-camera="right/side"]'), what="right's camera")
+        assert not d.find_elements("css selector", 'canvas[data-camera="left/top"]')
+        assert "rot" in d.find_element("tag name", "body").get_attribute("class").split()
+
+        key_down(d, Keys.SPACE, "j", "u")  # yaw + roll on the selected (7-dim) robot
+        try:
+            command = wait_for(lambda: (c := right.read_command()).active and c, timeout=0.5, what="right driven")
+        finally:
+            release_keys(d)
+        assert command.action.shape == (7,) and command.action[5] > 0 and command.action[3] > 0
+        assert not command.action[:3].any() and left.holder is None
+
+        d.find_element("id", "estop").click()
+        wait_for(lambda: left.estopped and right.estopped, what="the e-stop on both robots")
+        assert page_errors(d) == []
+    finally:
+        leave_page(d)
+        server.close()
