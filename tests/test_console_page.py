@@ -14,11 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from robot_rl.console.hub import Console, RobotHub
-from robot_rl.console.server import ConsoleServer
-from robot_rl.data.schema import EpisodeEnd, EpisodeLabel, EpisodeSource, EvalEvent, LabelEvent, LearnerStats
-from tests.browser import (
+from browser import (
     chrome,
     console_stats,
     full_page_screenshot,
@@ -33,6 +29,10 @@ from tests.browser import (
     stub_gamepad,
     wait_for,
 )
+
+from robot_rl.console.hub import Console, RobotHub
+from robot_rl.console.server import ConsoleServer
+from robot_rl.data.schema import EpisodeEnd, EpisodeLabel, EpisodeSource, EvalEvent, LabelEvent, LearnerStats
 
 ROBOT = "arm"
 CAMERAS = ("front", "wrist")
