@@ -55,6 +55,7 @@ def chrome(width: int = WINDOW[0], height: int = WINDOW[1]) -> Iterator:
     for arg in ("--disable-background-timer-throttling", "--disable-renderer-backgrounding"):
         options.add_argument(arg)
     options.add_argument("--disable-backgrounding-occluded-windows")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # page errors: page_errors(driver)
     driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
     try:
         yield driver
@@ -62,15 +63,23 @@ def chrome(width: int = WINDOW[0], height: int = WINDOW[1]) -> Iterator:
         driver.quit()
 
 
-def wait_for(condition: Callable[[], object], timeout: float = 5.0, what: str = "condition", poll: float = 0.01):
-    """Poll `condition` until it returns a truthy value (returned) or fail after `timeout` seconds."""
+def wait_for(
+    condition: Callable[[], object],
+    timeout: float = 5.0,
+    what: str = "condition",
+    poll: float = 0.01,
+    context: Callable[[], object] | None = None,
+):
+    """Poll `condition` until it returns a truthy value (returned) or fail after `timeout` seconds; the
+    failure message adds `context()` (what the page showed, say) when given."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            extra = f"; {context()}" if context is not None else ""
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}{extra}")
         time.sleep(poll)
 
 
@@ -122,6 +131,22 @@ def key_up(driver, *keys: str) -> None:
     chain.perform()
 
 
+def release_keys(driver) -> None:
+    """Release every key WebDriver's input actions still hold (keyup events go to the current window)."""
+    from selenium.webdriver.remote.command import Command
+
+    driver.execute(Command.W3C_CLEAR_ACTIONS)
+
+
+def page_errors(driver, ignore: tuple[str, ...] = ()) -> list[str]:
+    """The page's uncaught errors and console.error lines since the last call (none ignored by `ignore`)."""
+    return [
+        entry["message"]
+        for entry in driver.get_log("browser")
+        if entry["level"] == "SEVERE" and not any(part in entry["message"] for part in ignore)
+    ]
+
+
 def stub_gamepad(driver) -> None:
     """Replace the page's Gamepad API by a settable stub (window.__pad); call after the page loaded."""
     driver.execute_script(GAMEPAD_STUB)
@@ -152,15 +177,22 @@ def full_page_screenshot(driver, path: str | os.PathLike) -> Path:
     """A PNG of the whole page, beyond the window's height (Chrome DevTools' captureBeyondViewport)."""
     import base64
 
-    size = driver.execute_script("return [document.documentElement.scrollWidth, document.documentElement.scrollHeight]")
-    shot = driver.execute_cdp_cmd(
-        "Page.captureScreenshot",
-        {
-            "format": "png",
-            "captureBeyondViewport": True,
-            "clip": {"x": 0, "y": 0, "width": size[0], "height": size[1], "scale": 1},
-        },
-    )
+    # without scrollbars: the page keeps its width when the capture makes the viewport as tall as the page
+    driver.execute_cdp_cmd("Emulation.setScrollbarsHidden", {"hidden": True})
+    try:
+        width, height = wait_for(
+            lambda: driver.execute_script(
+                "const e = document.documentElement;"
+                "return e.clientWidth === innerWidth && [e.scrollWidth, e.scrollHeight]"
+            ),
+            what="the page laid out without scrollbars",
+        )
+        clip = {"x": 0, "y": 0, "width": width, "height": height, "scale": 1}
+        shot = driver.execute_cdp_cmd(
+            "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": clip}
+        )
+    finally:
+        driver.execute_cdp_cmd("Emulation.setScrollbarsHidden", {"hidden": False})
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(base64.b64decode(shot["data"]))

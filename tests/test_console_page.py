@@ -15,22 +15,25 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from robot_rl.console.hub import Console, RobotHub
-from robot_rl.console.server import ConsoleServer
-from robot_rl.data.schema import EpisodeEnd, EpisodeLabel, EpisodeSource, EvalEvent, LabelEvent, LearnerStats
-from tests.browser import (
+from browser import (
     chrome,
     console_stats,
     full_page_screenshot,
     hold_key,
     key_down,
+    key_up,
     leave_page,
+    page_errors,
+    release_keys,
     set_pad,
     skip_without_chromium,
     stub_gamepad,
     wait_for,
 )
+
+from robot_rl.console.hub import Console, RobotHub
+from robot_rl.console.server import ConsoleServer
+from robot_rl.data.schema import EpisodeEnd, EpisodeLabel, EpisodeSource, EvalEvent, LabelEvent, LearnerStats
 
 ROBOT = "arm"
 CAMERAS = ("front", "wrist")
@@ -199,7 +202,9 @@ def rig():
 @pytest.fixture
 def page(rig):
     rig.open_page()
-    return rig
+    yield rig
+    # the page threw nothing (a socket refused while the server restarts is expected)
+    assert page_errors(rig.driver, ignore=("WebSocket connection",)) == []
 
 
 def canvas_digest(rig: Rig, camera: str) -> str:
@@ -209,6 +214,11 @@ def canvas_digest(rig: Rig, camera: str) -> str:
 
 def notices(rig: Rig) -> list[str]:
     return rig.js("return Array.from(document.querySelectorAll('#notices .notice')).map(li => li.textContent)")
+
+
+def page_context(rig: Rig) -> str:
+    """What the page and hub showed, for a failure message."""
+    return f"notices: {notices(rig)}; lease: {text(rig, 'lease')!r}; hub counters: {rig.hub.counters}"
 
 
 def text(rig: Rig, element_id: str) -> str:
@@ -316,7 +326,11 @@ def test_estop_latches_and_clearing_asks_first(page):
     assert "LATCHED" in text(page, "estop-banner")
 
     click(page, "arm")
-    wait_for(lambda: any("e-stop latched" in n for n in notices(page)), what="the refusal notice")
+    wait_for(
+        lambda: any("e-stop latched" in n for n in notices(page)),
+        what="the refusal notice",
+        context=lambda: page_context(page),
+    )
     assert not hub.armed and hub.estopped
     assert d.find_elements("css selector", "#notices .notice.error")
 
@@ -354,7 +368,11 @@ def test_second_page_only_views_but_can_stop(page):
     wait_for(lambda: hub.counters["teleop_refused"] > refused, what="the viewer's teleop to be refused")
     assert hub.holder == holder and not loop.snapshot()["active"]
     assert loop.snapshot()["tcp"][0] == pytest.approx(x0[0])
-    wait_for(lambda: any("holds control" in n or "take control first" in n for n in notices(page)), what="why")
+    wait_for(
+        lambda: any("holds control" in n or "take control first" in n for n in notices(page)),
+        what="why",
+        context=lambda: page_context(page),
+    )
 
     click(page, "estop")
     wait_for(lambda: hub.estopped, what="the viewer's e-stop")
@@ -387,7 +405,7 @@ def test_closing_the_tab_mid_intervention_hands_back(page):
     wait_for(lambda: hub.holder is None, timeout=0.2, what="the lease to be free")
     assert hub.counters["lease_lost_silent"] == lost, "the page handed back; it did not just go silent"
     d.switch_to.window(page.main)
-    d.execute(__import__("selenium.webdriver.remote.command", fromlist=["Command"]).Command.W3C_CLEAR_ACTIONS)
+    release_keys(d)  # WebDriver still counts Space and W as held
 
 
 def test_gamepad_dead_man_and_stick_drive(page):
@@ -412,6 +430,8 @@ def test_gamepad_dead_man_and_stick_drive(page):
 
 
 def test_curves_and_episode_table_then_screenshot(page):
+    from selenium.webdriver.common.keys import Keys
+
     d = page.driver
     wait_for(lambda: console_stats(d)["lastTelemetry"], what="telemetry")
     rows = d.find_elements("css selector", "#episodes tbody tr")
@@ -430,7 +450,12 @@ def test_curves_and_episode_table_then_screenshot(page):
     wait_for(lambda: text(page, "lease") == "you (in control)", what="the lease")
     for camera in CAMERAS:
         wait_for(lambda c=camera: page.js(FPS_TEXT, f"{ROBOT}/{c}")[0].isdigit(), what=f"{camera} fps shown")
-    path = full_page_screenshot(d, SCREENSHOT)
+    key_down(d, Keys.SPACE, "w")  # the picture shows a person driving
+    try:
+        wait_for(lambda: text(page, "driving") == "YOU ARE DRIVING", what="the driving indicator")
+        path = full_page_screenshot(d, SCREENSHOT)
+    finally:
+        key_up(d, "w", Keys.SPACE)
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20000
 
@@ -448,3 +473,64 @@ def test_page_reconnects_after_the_server_drops(page):
         what="the page to reconnect",
     )
     wait_for(lambda: "DISCONNECTED" not in text(page, "connection"), what="the banner to clear")
+
+
+def test_hiding_the_page_gives_control_back(page):
+    from selenium.webdriver.common.keys import Keys
+
+    hub, loop, d = page.hub, page.loop, page.driver
+    key_down(d, Keys.SPACE, "w")
+    try:
+        wait_for(lambda: loop.snapshot()["active"], timeout=0.3, what="driving")
+        lost = hub.counters["lease_lost_silent"]
+        # the tab goes to the background (what the browser reports when the person switches tabs)
+        page.js(
+            "Object.defineProperty(document, 'visibilityState', {configurable: true, get: () => 'hidden'});"
+            "document.dispatchEvent(new Event('visibilitychange'));"
+        )
+        wait_for(lambda: hub.holder is None, timeout=0.1, what="the hidden page to give the lease back")
+        wait_for(lambda: not loop.snapshot()["active"], timeout=0.1, what="the loop back with the policy")
+        assert hub.counters["lease_lost_silent"] == lost, "handed back, not lost to silence"
+        time.sleep(0.1)  # a hidden page sends nothing: no heartbeat takes the lease again
+        assert hub.holder is None
+    finally:
+        release_keys(d)
+
+
+def test_several_robots_tabs_token_and_rotation_keys(rig):
+    """Two robots (one 7-dim) behind a token: tabs switch cameras and driving, the E-STOP stops both."""
+    from selenium.webdriver.common.keys import Keys
+
+    d = rig.driver
+    left, right = RobotHub("left", action_dim=4), RobotHub("right", action_dim=7)
+    left.publish_frame("top", np.full((64, 64, 3), 90, np.uint8))
+    right.publish_frame("side", np.full((64, 64, 3), 160, np.uint8))
+    token = "console-test-token-0123456789"
+    server = ConsoleServer(Console({"left": left, "right": right}), "127.0.0.1", 0, token, log=lambda *_: None)
+    server.start()
+    try:
+        leave_page(d)
+        d.get(server.url)
+        wait_page_ready(d)
+        tabs = [b.get_attribute("data-robot") for b in d.find_elements("css selector", "#robots button")]
+        assert tabs == ["left", "right"]
+        wait_for(lambda: d.find_elements("css selector", 'canvas[data-camera="left/top"]'), what="left's camera")
+        d.find_element("css selector", '#robots button[data-robot="right"]').click()
+        wait_for(lambda: d.find_elements("css selector", 'canvas[data-camera="right/side"]'), what="right's camera")
+        assert not d.find_elements("css selector", 'canvas[data-camera="left/top"]')
+        assert "rot" in d.find_element("tag name", "body").get_attribute("class").split()
+
+        key_down(d, Keys.SPACE, "j", "u")  # yaw + roll on the selected (7-dim) robot
+        try:
+            command = wait_for(lambda: (c := right.read_command()).active and c, timeout=0.5, what="right driven")
+        finally:
+            release_keys(d)
+        assert command.action.shape == (7,) and command.action[5] > 0 and command.action[3] > 0
+        assert not command.action[:3].any() and left.holder is None
+
+        d.find_element("id", "estop").click()
+        wait_for(lambda: left.estopped and right.estopped, what="the e-stop on both robots")
+        assert page_errors(d) == []
+    finally:
+        leave_page(d)
+        server.close()

@@ -166,6 +166,8 @@ class RobotHub:
             self._expire(now)
             if self.holder not in (None, client):
                 raise Refused(f"{self.name}: another page holds control; it can give it back, or wait until it goes")
+            if self.holder != client:
+                self._last_seq = -1  # seqs are the holder's own: a new holder's count starts afresh
             self.holder, self._holder_seen = client, now
 
     def release_lease(self, client: str) -> None:

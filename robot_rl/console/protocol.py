@@ -33,7 +33,8 @@ Page -> server (every command names the robot it is for; e-stop applies to every
   {"type": "teleop", "robot": str, "seq": int, "active": bool, "action": [float], "speed": float}
       from the lease holder, every TELEOP_PERIOD_S while the page is visible (also when not active: it is
       the page's heartbeat). `action` in [-1, 1]: x, y, z, (rx, ry, rz,) gripper; `speed` in (0, 1] scales
-      the motion part. `seq` increases; an older or repeated seq is ignored.
+      the motion part. `seq` increases within a lease (each page counts its own: the hub starts afresh when
+      the lease changes hands); an older or repeated seq is ignored.
   {"type": "label", "robot": str, "label": "success"|"failure"|"discard"}
   {"type": "reset", "robot": str}                     end the episode now (truncated) and reset
   {"type": "arm", "robot": str, "on": bool}

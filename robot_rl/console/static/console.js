@@ -147,6 +147,7 @@
     S.actionDim = msg.action_dim || {};
     if (!S.robots.includes(S.selected)) S.selected = S.robots[0] || null;
     renderTabs();
+    renderCommand();
     renderConnection();
   }
 
@@ -181,9 +182,12 @@
     return view ? view.lease : 'free';
   }
 
+  // Take the lease; while the state catches up, a free lease counts as ours (another page's is asked
+  // for all the same: the console grants it when that page went silent, or says why not).
   function takeLease(robot) {
+    const wasFree = leaseOf(robot) === 'free';
     if (!robot || !send({ type: 'lease', robot, take: true })) return;
-    S.leaseOverride[robot] = { value: 'you', until: performance.now() + LEASE_GRACE_MS };
+    if (wasFree) S.leaseOverride[robot] = { value: 'you', until: performance.now() + LEASE_GRACE_MS };
   }
 
   // Hand back: stop driving first (active=false), then give the lease back.
@@ -266,7 +270,6 @@
       const active = robot === S.selected && deadmanHeld();
       sendTeleop(robot, active, active ? currentAction(robot) : zeros(robot));
     }
-    renderCommand();
   }
 
   // The input changed (key down/up, blur, gamepad): send at once rather than at the next tick.
@@ -599,6 +602,7 @@
     S.camerasShown = '';
     renderTabs();
     renderState();
+    renderCommand();
     renderTelemetry();
   }
 
@@ -864,12 +868,17 @@
     drawLegend(ctx, series, pad.l + 4, 11);
   }
 
+  // About n round tick values in [lo, hi].
   function niceTicks(lo, hi, n) {
     const step0 = (hi - lo) / n;
+    if (!(step0 > 0) || !Number.isFinite(step0)) return [];
     const mag = 10 ** Math.floor(Math.log10(step0));
-    const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= step0) || step0;
+    // the 1-2-5 step nearest (in ratio) to the plain one
+    const step = [1, 2, 5, 10].map((m) => m * mag)
+      .reduce((a, b) => (Math.abs(Math.log(b / step0)) < Math.abs(Math.log(a / step0)) ? b : a));
     const ticks = [];
-    for (let v = Math.ceil(lo / step) * step; v <= hi + 1e-9; v += step) ticks.push(v);
+    const first = Math.ceil(lo / step - 1e-9);
+    for (let k = first; k * step <= hi + step * 1e-9 && ticks.length < 50; k++) ticks.push(k * step);
     return ticks;
   }
 
