@@ -190,22 +190,29 @@ def main() -> None:
     parser.add_argument("--presses", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--parts", default="latency,fps,cost", help="comma-separated: latency, fps, cost")
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
     result: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} cores"}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        result["key_to_applied_ms"] = latency(tmp / "realtime", args.presses, realtime=True)
-        result["key_to_applied_ms_sim_unpaced"] = latency(tmp / "fast", args.presses, realtime=False)
-        result["fps_two_128x128"] = camera_fps(tmp, [(128, 128), (128, 128)], args.seconds)
-        result["fps_one_640x480"] = camera_fps(tmp, [(480, 640)], args.seconds)
-        result["training_cost"] = training_cost(tmp, args.steps)
+        if "latency" in parts:
+            result["key_to_applied_ms"] = latency(tmp / "realtime", args.presses, realtime=True)
+            result["key_to_applied_ms_sim_unpaced"] = latency(tmp / "fast", args.presses, realtime=False)
+        if "fps" in parts:
+            result["fps_two_128x128"] = camera_fps(tmp, [(128, 128), (128, 128)], args.seconds)
+            result["fps_one_640x480"] = camera_fps(tmp, [(480, 640)], args.seconds)
+        if "cost" in parts:
+            result["training_cost"] = training_cost(tmp, args.steps)
     print(f"machine: {result['machine']}")
     for key in ("key_to_applied_ms", "key_to_applied_ms_sim_unpaced"):
-        r = result[key]
-        print(f"{key:34s} p50 {r['p50']:6.1f} ms  p99 {r['p99']:6.1f} ms  max {r['max']:6.1f} ms  (n={r['n']})")
+        if key in result:
+            r = result[key]
+            print(f"{key:34s} p50 {r['p50']:6.1f} ms  p99 {r['p99']:6.1f} ms  max {r['max']:6.1f} ms  (n={r['n']})")
     for key in ("fps_two_128x128", "fps_one_640x480"):
-        print(f"{key:34s} " + ", ".join(f"{k}: {v} frames/s" for k, v in result[key].items()))
-    for name, r in result["training_cost"].items():
+        if key in result:
+            print(f"{key:34s} " + ", ".join(f"{k}: {v} frames/s" for k, v in result[key].items()))
+    for name, r in result.get("training_cost", {}).items():
         print(f"training, {name:34s} {r}")
     print(json.dumps(result))
 

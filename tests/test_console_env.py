@@ -102,3 +102,22 @@ def test_holding_after_the_person_went_silent(sim):
     hub.take_lease("page2")
     hub.teleop("page2", 1, False, [0, 0, 0, 0])
     assert done.wait(2.0)
+
+
+def test_an_estop_during_the_pacing_sleep_stops_the_step_it_delays(sim):
+    env, hub = sim
+    gated = ConsoleEnv(env, hub, realtime=True, fps=0)
+    gated.reset(seed=0)
+    gated.step(np.zeros(4, np.float32))  # the next step is due a control period from now
+    stepped = threading.Event()
+    thread = threading.Thread(
+        target=lambda: (gated.step(np.array([1, 0, 0, 0], np.float32)), stepped.set()), daemon=True
+    )
+    thread.start()
+    time.sleep(0.02)  # the step is in its pacing sleep
+    hub.estop("pressed mid-period")
+    assert not stepped.wait(0.4), "a step ran after the e-stop"
+    hub.take_lease("page")
+    hub.clear_estop()
+    hub.arm("page", True)
+    assert stepped.wait(2.0)

@@ -135,7 +135,9 @@ def test_console_supervises_a_training_run(tmp_path):
     held = steps_between(log, marks["hold"], marks["release"])
     driven = held[intervention[held]]
     assert len(driven) >= 5, f"only {len(driven)} intervention steps while the key was held"
-    assert np.all(action[driven, 0] > 0) and np.allclose(action[driven, 1:3], 0), "W is +x only"
+    # W is +x only (a step may fall between the dead-man's key and W's, or W's release and the dead-man's: zero)
+    assert np.all(action[driven, 0] >= 0) and np.allclose(action[driven, 1:3], 0), "W is +x only"
+    assert (action[driven, 0] > 0).sum() >= 5
     assert not np.allclose(action[driven], policy_action[driven]), "the human action, not the policy's, is logged"
     inner = driven[
         (driven + 1 < len(state)) & (episode_id[np.minimum(driven + 1, len(state) - 1)] == episode_id[driven])
@@ -152,7 +154,7 @@ def test_console_supervises_a_training_run(tmp_path):
 
     pad = steps_between(log, marks["pad"], marks["pad_end"])
     pad_driven = pad[intervention[pad]]
-    assert len(pad_driven) >= 3 and np.all(action[pad_driven, 0] > 0), "the pad's stick drives +x"
+    assert (action[pad_driven, 0] > 0).sum() >= 3 and np.all(action[pad_driven, 0] >= 0), "the pad's stick drives +x"
 
     late = steps_between(log, marks["closed"] + 0.2, marks["end"])
     assert len(late) > 0 and not intervention[late].any(), "a step after the tab closed (+200 ms) was still driven"

@@ -114,9 +114,9 @@ class ConsoleEnv(gym.Wrapper):
         return observation, info
 
     def step(self, action: np.ndarray):
-        waited = self._wait_until_allowed()
         if self.realtime:
             self.pacer.wait()
+        waited = self._wait_until_allowed()  # after the pacing sleep: right before the robot is commanded
         observation, reward, terminated, truncated, info = self.env.step(action)
         self.step_index += 1
         self.episode_return += float(reward)
