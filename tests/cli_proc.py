@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,3 +47,54 @@ def start_robot_rl(*args: object, stdin=subprocess.DEVNULL, env: dict | None = N
         env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         cwd=REPO,
     )
+
+
+class RobotRlProcess:
+    """`robot-rl *args` running in the background (`start_robot_rl`), its output lines collected as they come."""
+
+    def __init__(self, *args: object, stdin=subprocess.DEVNULL, env: dict | None = None) -> None:
+        self.args = [str(a) for a in args]
+        self.proc = start_robot_rl(*self.args, stdin=stdin, env=env)
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for(self, pattern: str, timeout: float = 60.0) -> re.Match:
+        """The first output line matching `pattern`; fails when the command exits or `timeout` passes first."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                if m := re.search(pattern, line):
+                    return m
+            if self.proc.poll() is not None and not self._reader.is_alive():
+                raise AssertionError(
+                    f"robot-rl {self.args[0]} exited ({self.proc.returncode}) before {pattern!r}:\n{self.output}"
+                )
+            time.sleep(0.02)
+        raise AssertionError(f"no {pattern!r} within {timeout:.0f} s:\n{self.output}")
+
+    def finish(self, timeout: float = 60.0) -> int:
+        """Wait for it to end by itself; its exit status."""
+        rc = self.proc.wait(timeout)
+        self._reader.join(5)
+        return rc
+
+    def stop(self, timeout: float = 60.0) -> int:
+        """Ctrl-C, as a person stops it; killed if it does not end within `timeout`."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._reader.join(timeout=5)
+        return self.proc.returncode

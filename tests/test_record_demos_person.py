@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_proc import robot_rl, start_robot_rl
+from cli_proc import RobotRlProcess, robot_rl
 
 from robot_rl.cli import main as cli_main
 from robot_rl.data.episode_log import EpisodeLog
@@ -36,7 +36,7 @@ SHORT = ["task.max_steps=60"]  # a forgotten label ends an episode in 6 s, not 1
 FORWARD, LEFT, UP = np.array([1, 0, 0, 0], np.float32), np.array([0, 1, 0, 0], np.float32), np.eye(4)[2]
 
 
-class Recording:
+class Recording(RobotRlProcess):
     """`robot-rl record-demos *args` in the background: its output lines as they come; with `tty`, its
     stdin is a pseudo-terminal the test types on."""
 
@@ -45,32 +45,9 @@ class Recording:
         stdin = None
         if tty:
             self.master, stdin = pty.openpty()
-        self.proc = start_robot_rl("record-demos", *args, stdin=stdin if tty else None, env=env)
+        super().__init__("record-demos", *args, stdin=stdin if tty else None, env=env)
         if tty:
             os.close(stdin)
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    @property
-    def output(self) -> str:
-        return "\n".join(self.lines)
-
-    def wait_for(self, pattern: str, timeout: float = 60.0) -> re.Match:
-        """The first output line matching `pattern`; fails when the command exits or `timeout` passes first."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for line in list(self.lines):
-                if m := re.search(pattern, line):
-                    return m
-            if self.proc.poll() is not None and not self._reader.is_alive():
-                raise AssertionError(f"record-demos exited ({self.proc.returncode}) before {pattern!r}:\n{self.output}")
-            time.sleep(0.02)
-        raise AssertionError(f"no {pattern!r} within {timeout:.0f} s:\n{self.output}")
 
     def type(self, keys: bytes) -> None:
         os.write(self.master, keys)
@@ -81,11 +58,6 @@ class Recording:
         while time.monotonic() < end:
             self.type(key)
             time.sleep(0.04)
-
-    def finish(self, timeout: float = 60.0) -> int:
-        rc = self.proc.wait(timeout)
-        self._reader.join(5)
-        return rc
 
     def close(self) -> None:
         if self.proc.poll() is None:

@@ -232,38 +232,44 @@ def committed(run_dir) -> EpisodeLog | None:
     return EpisodeLog(path) if path.exists() else None
 
 
+def start_training_robot(nodes: Nodes, run_dir, *console_params: str) -> None:
+    """A free-running sim bridge with a camera, the learner, an actor taking the console's teleop commands
+    (teleop=ros) and the console node on a free port."""
+    nodes.start(
+        "bridge",
+        "bridge",
+        "mode:=free",  # real time, as a robot: a person can drive it
+        "cameras:=[front]",  # a state task: the camera is only for the people watching
+        "overrides:=['robot.render_size=[48,64]']",
+        namespace=NS,
+    )
+    nodes.start(
+        "learner",
+        "learner",
+        f"overrides:=[run_dir={run_dir}, steps=100000, task.max_steps=100, runtime.learning_starts=100000, "
+        "agent.compile=false, runtime.torch_threads=1, logger.tensorboard=false]",
+    )
+    nodes.start(
+        "actor",
+        "actor",
+        f"overrides:=[robot=ros, robot.namespace={NS}, robot.timeout=30.0, task.max_steps=100, teleop=ros, "
+        f"teleop.namespace={NS}]",
+        "num_demos:=0",
+        "start_active:=true",
+        "learner_timeout_s:=5.0",
+        namespace=NS,
+    )
+    nodes.start("console", "console", "port:=0", *console_params)
+
+
 def test_console_node_drives_labels_resets_and_stops_a_training_robot(tmp_path, gl, monkeypatch):
     from PIL import Image
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     run_dir = tmp_path / "run"
     with ros_session(DOMAIN, tmp_path) as (nodes, probe):
-        nodes.start(
-            "bridge",
-            "bridge",
-            "mode:=free",  # real time, as a robot: a person can drive it
-            "cameras:=[front]",  # a state task: the camera is only for the people watching
-            "overrides:=['robot.render_size=[48,64]']",
-            namespace=NS,
-        )
-        nodes.start(
-            "learner",
-            "learner",
-            f"overrides:=[run_dir={run_dir}, steps=100000, task.max_steps=100, runtime.learning_starts=100000, "
-            "agent.compile=false, runtime.torch_threads=1, logger.tensorboard=false]",
-        )
-        nodes.start(
-            "actor",
-            "actor",
-            f"overrides:=[robot=ros, robot.namespace={NS}, robot.timeout=30.0, task.max_steps=100, teleop=ros, "
-            f"teleop.namespace={NS}]",
-            "num_demos:=0",
-            "start_active:=true",
-            "learner_timeout_s:=5.0",
-            namespace=NS,
-        )
         # a generous silence limit: two CPUs run five processes here, and the test is not about silence
-        nodes.start("console", "console", "port:=0", "max_silence_s:=1.0")
+        start_training_robot(nodes, run_dir, "max_silence_s:=1.0")
         probe.watch(f"{NS}/status", "latched")
         port = wait_until(lambda: console_port(nodes), 60, "the console's URL", nodes)
         page = Page(port, NS)
@@ -432,31 +438,7 @@ def test_console_page_in_a_browser_supervises_a_ros_training_robot(tmp_path, gl,
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     run_dir = tmp_path / "run"
     with ros_session(DOMAIN, tmp_path) as (nodes, probe), chrome() as d:
-        nodes.start(
-            "bridge",
-            "bridge",
-            "mode:=free",
-            "cameras:=[front]",
-            "overrides:=['robot.render_size=[48,64]']",
-            namespace=NS,
-        )
-        nodes.start(
-            "learner",
-            "learner",
-            f"overrides:=[run_dir={run_dir}, steps=100000, task.max_steps=100, runtime.learning_starts=100000, "
-            "agent.compile=false, runtime.torch_threads=1, logger.tensorboard=false]",
-        )
-        nodes.start(
-            "actor",
-            "actor",
-            f"overrides:=[robot=ros, robot.namespace={NS}, robot.timeout=30.0, task.max_steps=100, teleop=ros, "
-            f"teleop.namespace={NS}]",
-            "num_demos:=0",
-            "start_active:=true",
-            "learner_timeout_s:=5.0",
-            namespace=NS,
-        )
-        nodes.start("console", "console", "port:=0")
+        start_training_robot(nodes, run_dir)
         probe.watch(f"{NS}/status", "latched")
         port = wait_until(lambda: console_port(nodes), 60, "the console's URL", nodes)
         url = f"http://127.0.0.1:{port}/"
