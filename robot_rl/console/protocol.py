@@ -5,7 +5,7 @@ Text messages are JSON objects with a `type`; binary messages are camera frames.
 
 Server -> page
   {"type": "hello", "client": str, "robots": [str], "max_silence_s": float, "on_silence": "policy"|"hold",
-   "action_dim": {robot: 4|7}, "version": str}
+   "action_dim": {robot: 4|7}}
       once, after the socket opens.
   {"type": "state", "t": float, "client": str, "robots": {robot: RobotView}}
       every STATE_PERIOD_S. RobotView: {
@@ -15,7 +15,7 @@ Server -> page
         "success_probability": float | null, "threshold": float | null,
         "tcp": [x, y, z] | null, "gripper": float | null, "gripper_max": float | null,
         "joints": [{"name", "pos", "low", "high", "proximity"}]  (proximity: 0 mid-range .. 1 at a limit),
-        "cameras": [str], "applied_seq": int (the last teleop seq the robot executed), "fps": float}
+        "cameras": [str], "applied_seq": int (the last teleop seq the robot executed)}
   {"type": "telemetry", "evals": [[env_step, success_rate, mean_return]], "episodes": [EpisodeRow],
    "interventions": [[env_step, takeovers, intervention_steps, length]], "updates": [[env_step, updates_per_s]],
    "env_step": int}
