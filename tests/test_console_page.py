@@ -473,6 +473,12 @@ def test_page_reconnects_after_the_server_drops(page):
         what="the page to reconnect",
     )
     wait_for(lambda: "DISCONNECTED" not in text(page, "connection"), what="the banner to clear")
+    new_client = console_stats(d)["lastState"]["client"]
+    assert new_client != client and text(page, "connection").startswith("connected")
+    assert rig.hub.holder is None  # the old socket's lease did not survive the drop
+    click(page, "take")  # the reconnected page works: it takes control on the new server
+    wait_for(lambda: rig.hub.holder == new_client, what="the lease on the new socket")
+    wait_for(lambda: text(page, "lease") == "you (in control)", what="the page showing it is in control")
 
 
 def test_hiding_the_page_gives_control_back(page):
