@@ -70,6 +70,9 @@ def test_real_time_and_reports(sim):
     env, hub = sim
     gated = ConsoleEnv(env, hub, realtime=True, fps=15.0)
     gated.reset(seed=0)
+    assert not hub.latest_frames(), "nothing is rendered while no page is connected"
+    hub.console.pages = 1  # a page opens
+    gated.reset(seed=0)  # renders (the first render makes the GL context: outside the timed steps)
     t0 = time.monotonic()
     for _ in range(10):
         gated.step(np.zeros(4, np.float32))

@@ -147,7 +147,7 @@ class ConsoleEnv(gym.Wrapper):
             return
         now = time.monotonic()
         names = getattr(self.robot, "camera_names", ())
-        due = self.render_period is not None and now - self._last_render >= self.render_period
+        due = self.render_period is not None and now - self._last_render >= self.render_period and self.hub.watched
         if names and due and hasattr(self.robot, "render"):
             self._last_render = now
             for camera in names:

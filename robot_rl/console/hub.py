@@ -135,7 +135,13 @@ class RobotHub:
         self._frame_seq = 0
         self.notices: deque[tuple[str, str]] = deque(maxlen=50)  # (level, text) for every page
         self.notice_count = 0  # notices ever added (a page's cursor into `notices`)
+        self.console: Console | None = None  # set by Console.add_robot
         self.counters = {"lease_lost_silent": 0, "teleop_refused": 0, "stale_dropped": 0, "estops": 0}
+
+    @property
+    def watched(self) -> bool:
+        """A page is connected (a hub outside a Console counts as watched)."""
+        return self.console is None or self.console.pages > 0
 
     def _notice(self, level: str, text: str) -> None:
         self.notices.append((level, text))
@@ -434,9 +440,11 @@ class Console:
     def __init__(self, robots: dict[str, RobotHub] | None = None) -> None:
         self.robots: dict[str, RobotHub] = dict(robots or {})
         self.telemetry = Telemetry()
+        self.pages = 0  # pages connected now: nothing is rendered for nobody
 
     def add_robot(self, hub: RobotHub) -> RobotHub:
         self.robots[hub.name] = hub
+        hub.console = self
         return hub
 
     def robot(self, name: str) -> RobotHub:

@@ -197,6 +197,7 @@ class ConsoleServer:
             return
         await ws.accept()
         self.stats["pages"] += 1
+        self.console.pages += 1
         client = new_client_id()
         console = self.console
         await ws.send_json(
@@ -220,6 +221,7 @@ class ConsoleServer:
             pass
         finally:
             console.disconnect(client)
+            console.pages -= 1
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await sender
