@@ -14,7 +14,9 @@ USAGE = """usage: robot-rl <command> [key=value ...]
 commands:
   train             train a policy (actor + learner in one process); resumes when run_dir holds a run
   record-demos      demos into <out>/episodes.zarr: scripted in sim, or by hand (teleop=keyboard|console|...)
-  eval              evaluate a run's latest checkpoint: robot-rl eval run_dir=<dir> episodes=50
+  eval              evaluate a run's latest checkpoint: robot-rl eval run_dir=<dir> episodes=50 [video=N]
+  export            export a run's policy for deployment: robot-rl export run_dir=<dir> [format=onnx|torch]
+  deploy            run an exported policy through the safety layer: robot-rl deploy policy=<file> robot=<...>
   record-labels     camera frames labelled success/failure into <out>/episodes.zarr (sim: ground truth)
   train-classifier  train a success classifier: robot-rl train-classifier data=<store> run_dir=<dir>
   check-log         check an episode log, every chunk: robot-rl check-log <store> (exit 0 intact, 1 damaged)
@@ -31,6 +33,8 @@ COMMANDS = {
     "train": "train",
     "record-demos": "record_demos",
     "eval": "evaluate",
+    "export": "export",
+    "deploy": "deploy",
     "record-labels": "record_labels",
     "train-classifier": "train_classifier",
     "check-log": "check_log",

@@ -1,0 +1,1 @@
+"""Deployment: exported policies (no torch needed to run them) and the deployment runner."""
