@@ -42,6 +42,7 @@ COMMANDS = {
     "calibrate": "calibrate",
     "check-hardware": "check_hardware",
 }
+TRAIN_EXTRA = ("torch", "matplotlib", "tensorboard", "onnx", "onnxscript")  # what the `train` extra installs
 INTERRUPTED = "finished episodes are in the log, rerun to resume"
 
 
@@ -79,15 +80,24 @@ def main(argv: list[str] | None = None) -> int:
     if command not in COMMANDS:
         print(f"robot-rl: unknown command '{command}': choose one of {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
-    module = importlib.import_module(f"robot_rl.commands.{COMMANDS[command]}")
-    if module.CONFIG is None:  # positional arguments, e.g. check-log <store>
-        return module.main(command, args)
-    bad = [o for o in args if "=" not in o]
-    if bad:
-        print(f"robot-rl: '{bad[0]}' is not an override: write key=value (e.g. seed=1)", file=sys.stderr)
+    try:
+        module = importlib.import_module(f"robot_rl.commands.{COMMANDS[command]}")
+        if module.CONFIG is None:  # positional arguments, e.g. check-log <store>
+            return module.main(command, args)
+        bad = [o for o in args if "=" not in o]
+        if bad:
+            print(f"robot-rl: '{bad[0]}' is not an override: write key=value (e.g. seed=1)", file=sys.stderr)
+            return 2
+        return run_configured(command, module, args)
+    except ModuleNotFoundError as err:
+        if (err.name or "").split(".")[0] not in TRAIN_EXTRA:
+            raise
+        print(
+            f"robot-rl {command}: needs {err.name}, which this install lacks (an install for the robot computer "
+            f'runs robot-rl deploy): pip install "robot_rl[train]"',
+            file=sys.stderr,
+        )
         return 2
-    return run_configured(command, module, args)
-
 
 if __name__ == "__main__":
     sys.exit(main())

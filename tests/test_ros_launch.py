@@ -242,6 +242,7 @@ class LaunchFile:
                 self.names[node.targets[0].id] = node.value
         self.arguments: dict[str, ast.expr | None] = {}
         self.nodes: list[dict[str, ast.expr]] = []
+        self.processes: list[list[ast.expr]] = []  # ExecuteProcess command lines, e.g. robot-rl deploy ...
         self.shared = shared_imports(self.tree)
         for call in ast.walk(self.tree):
             if not isinstance(call, ast.Call):
@@ -269,6 +270,13 @@ class LaunchFile:
                 assert not node.args, f"{path.name}:{call.lineno}: pass Node arguments by keyword"
                 assert all(k.arg for k in node.keywords), f"{path.name}:{call.lineno}: no **kwargs in Node(...)"
                 self.nodes.append({k.arg: k.value for k in node.keywords} | {"lineno": call.lineno})
+            elif func == "ExecuteProcess":
+                cmd = self.resolve(next(k.value for k in node.keywords if k.arg == "cmd"))
+                items: list[ast.expr] = []
+                for item in cmd.elts:  # `*arguments` of a builder: its list, spliced in
+                    spliced = self.resolve(item.value) if isinstance(item, ast.Starred) else None
+                    items.extend(spliced.elts if spliced is not None else [item])
+                self.processes.append(items)
         # arguments read where it matters: LaunchConfigurations outside `name = ...` bindings, and
         # through the bindings those places load (a binding nothing loads does not count)
         self.used, live = self._scan(self.tree)
@@ -612,6 +620,10 @@ def test_hydra_overrides_compose_and_wire_the_nodes_together(path):
             continue
         cfg = compose("train", overrides)  # raises on an unknown group option or key
         composed.setdefault(executable, cfg)
+    for cmd in lf.processes:  # robot-rl <command> key=value ...: the policy's process (deploy)
+        words = [lf.evaluate(e) for e in cmd]
+        assert words[0] == "robot-rl" and words[1] in ("deploy",), f"{path.name}: unexpected process {words[:2]}"
+        composed["actor"] = compose(words[1], [w for w in words[2:] if isinstance(w, str)])
     assert "actor" in composed and "robot_bridge" in composed
     actor = composed["actor"]
     assert actor.robot.name == "ros", f"{path.name}: the actor needs robot=ros"
@@ -619,7 +631,8 @@ def test_hydra_overrides_compose_and_wire_the_nodes_together(path):
     assert namespaces == {actor.robot.namespace}, (
         f"{path.name}: actor robot.namespace {actor.robot.namespace} != bridge namespace {namespaces}"
     )
-    assert actor.task.name == composed["robot_bridge"].task.name
+    if "task" in actor:  # deploy takes its task from the policy file
+        assert actor.task.name == composed["robot_bridge"].task.name
     if "learner" in composed:
         assert composed["learner"].task.name == actor.task.name
     if "learner" in by_executable:

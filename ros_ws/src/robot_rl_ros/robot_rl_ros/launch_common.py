@@ -6,7 +6,7 @@ it statically, as it reads the launch files."""
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, ExecuteProcess
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PythonExpression
 from launch_ros.actions import Node
@@ -69,6 +69,12 @@ def node(executable, parameter_file, parameters, namespace=None, condition=None)
         parameters=[config(parameter_file), parameters],
         condition=condition,
     )
+
+
+def robot_rl(command, arguments):
+    """`robot-rl <command> key=value ...` as a process of the launch (each argument a string or a list of
+    parts joined into one), printing to the screen: e.g. deploy, which runs an exported policy."""
+    return ExecuteProcess(cmd=["robot-rl", command, *arguments], output="screen", emulate_tty=True)
 
 
 def learner(overrides):
