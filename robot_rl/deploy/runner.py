@@ -224,7 +224,7 @@ def deploy(cfg: DictConfig) -> dict:
     env_cfg = env_config(policy, cfg)
     with ExitStack() as stack:
         env = make_env(env_cfg, seed=seed)
-        stack.callback(env.close)
+        closing = stack.enter_context(_Closing(env))  # closes the outermost wrapper (and so the robot) once
         safety = find_wrapper(env, SafetyWrapper)
         check_env(policy, env, safety)
         out.mkdir(parents=True, exist_ok=True)
@@ -235,11 +235,11 @@ def deploy(cfg: DictConfig) -> dict:
             config={"deploy": OmegaConf.to_container(cfg, resolve=True), "policy": policy.metadata.to_dict()},
         )
         stack.callback(writer.close)
+        recorder = None
         if video:
             from robot_rl.envs.video import RecordVideo
 
-            env = RecordVideo(env, out / "videos", episodes=video)
-            stack.callback(env.close)
+            env = closing.env = recorder = RecordVideo(env, out / "videos", episodes=video)
         if activation_mode == "console":
             from robot_rl.console.session import open_console
 
@@ -255,8 +255,21 @@ def deploy(cfg: DictConfig) -> dict:
         else:
             activation = Immediate()
         stack.callback(activation.close)
-        env = ActivationGate(env, activation)
-        return run_deployment(env, policy, activation, writer, episodes, seed, out)
+        env = closing.env = ActivationGate(env, activation)
+        return run_deployment(env, policy, activation, writer, episodes, seed, out, recorder)
+
+
+class _Closing:
+    """Closes `env` (reassigned as wrappers are added) once, on leaving."""
+
+    def __init__(self, env: gym.Env) -> None:
+        self.env = env
+
+    def __enter__(self) -> _Closing:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.env.close()
 
 
 def run_deployment(
@@ -267,6 +280,7 @@ def run_deployment(
     episodes: int,
     seed: int,
     out: Path,
+    recorder: Any = None,
 ) -> dict:
     """Roll out up to `episodes` episodes; writes `<out>/summary.json` and returns it."""
     rng = np.random.default_rng(seed)
@@ -317,9 +331,8 @@ def run_deployment(
         "stopped": stopped,
         "log": str(out / LOG),
     }
-    videos = getattr(env, "video_paths", None)
-    if videos:
-        summary["videos"] = [str(p) for p in videos]
+    if recorder is not None:  # each file is finished when its episode ends
+        summary["videos"] = [str(p) for p in recorder.paths]
     write_atomic(out / "summary.json", json.dumps(summary, indent=2))
     log(
         f"[deploy] {policy.path}: success {summary['success_rate']:.0%} over {summary['episodes']} episodes, "
