@@ -153,8 +153,8 @@ def _archive_metadata(data: bytes, where: str) -> str:
             names = [n for n in archive.namelist() if n.endswith(f"/extra/{EXTRA_FILE}")]
             if not names:
                 raise UserError(
-                    f"policy {where} is a zip archive without robot_rl metadata (not written by `robot-rl export`): "
-                    "export the run's policy with `robot-rl export run_dir=<the run>`"
+                    f"policy {where} is a zip archive without robot_rl metadata (damaged, or not written by "
+                    f"`robot-rl export`): {REEXPORT}"
                 )
             return archive.read(names[0]).decode()
     except (zipfile.BadZipFile, OSError, UnicodeDecodeError, EOFError) as err:
