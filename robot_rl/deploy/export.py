@@ -291,6 +291,15 @@ def torch_bytes(module: PolicyModule, example: tuple[torch.Tensor, ...], metadat
     return buffer.getvalue()
 
 
+def policy_bytes(agent: SACAgent, metadata: PolicyMetadata, observations: dict[str, np.ndarray]) -> bytes:
+    """The policy file (format `metadata.format`) of `agent`; `observations`: example rows (at least 2) of
+    every observation key."""
+    module = PolicyModule(agent).eval()
+    # the example batch has 2 rows: torch.export specialises a dimension of size 1
+    example = tuple(torch.as_tensor(observations[key][:2]) for key in agent.obs_keys)
+    return (onnx_bytes if metadata.format == "onnx" else torch_bytes)(module, example, metadata)
+
+
 # ---- checking the file ----------------------------------------------------------------------------------
 
 
@@ -375,10 +384,7 @@ def export_policy(
         observations = sample_observations(env.observation_space, max(check, 2))
     finally:
         env.close()
-    module = PolicyModule(agent).eval()
-    # the example batch has 2 rows: torch.export specialises a dimension of size 1
-    example = tuple(torch.as_tensor(observations[key][:2]) for key in agent.obs_keys)
-    data = (onnx_bytes if fmt == "onnx" else torch_bytes)(module, example, metadata)
+    data = policy_bytes(agent, metadata, observations)
     policy = policy_from_bytes(data, str(out))
     checked = {key: value[:check] for key, value in observations.items()}
     diff, classes = action_difference(agent, reference_actions(agent, checked), policy.act_batch(checked))
@@ -396,6 +402,7 @@ __all__ = [
     "ExportResult",
     "PolicyModule",
     "export_policy",
+    "policy_bytes",
     "run_env",
     "safety_limits_for",
 ]
