@@ -11,6 +11,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pytest
 from cli_proc import robot_rl
@@ -18,7 +19,7 @@ from cli_proc import robot_rl
 from robot_rl.config import UserError, compose
 from robot_rl.data.episode_log import EpisodeLog
 from robot_rl.deploy.export import export_policy, run_env
-from robot_rl.deploy.metadata import PolicyMetadata
+from robot_rl.deploy.metadata import PolicyMetadata, observation_spec
 from robot_rl.deploy.policy import load_policy, read_metadata
 from robot_rl.envs.factory import make_env
 from robot_rl.runtime.trained import load_trained, trained_run_config
@@ -263,3 +264,60 @@ print("TORCH_FREE", json.dumps([float(a) for a in action]))
     torch_action = load_policy(pt2_file).act({"state": np.zeros(10, np.float32)})
     onnx_action = np.array(json.loads(proc.stdout.split("TORCH_FREE", 1)[1]))
     assert np.abs(onnx_action - torch_action).max() <= 1e-5
+
+
+def gym_metadata(env_id: str = "Pendulum-v1") -> tuple[PolicyMetadata, gym.spaces.Dict, gym.spaces.Box]:
+    """The metadata of a policy for a gymnasium env with unbounded observation entries."""
+    observation = gym.spaces.Dict(
+        {"state": gym.spaces.Box(np.float32([-1, -np.inf, -8]), np.float32([1, np.inf, 8]), dtype=np.float32)}
+    )
+    action = gym.spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
+    meta = PolicyMetadata(
+        format="onnx",
+        task={"name": "gym", "config": {"env_id": env_id}},
+        robot={"name": None, "model": None},
+        observation=observation_spec(observation),
+        action_dim=1,
+        action_low=[-1.0],
+        action_high=[1.0],
+        control_dt=0.1,
+        safety={},
+        source={"run_dir": "/runs/a"},
+        code={"robot_rl": "0.1.0", "git_commit": None},
+        exported_at="2026-01-01T00:00:00+00:00",
+    )
+    return meta, observation, action
+
+
+def test_metadata_round_trip_and_bad_metadata():
+    meta, observation, action = gym_metadata()
+    text = meta.to_json()
+    assert "Infinity" not in text and json.loads(text)["observation"]["state"]["low"] == [-1.0, None, -8.0]
+    back = PolicyMetadata.from_json(text)
+    assert back == meta and back.observation["state"]["high"][1] == np.inf
+    assert back.describe() == "task gym (Pendulum-v1) with observation state[3] and action[1]"
+    newer = json.loads(text) | {"format_version": 2, "added_later": {"x": 1}}
+    with pytest.raises(ValueError, match="newer robot_rl"):
+        PolicyMetadata.from_json(json.dumps(newer))
+    # a key a newer exporter of the same format version added is kept, not refused
+    assert PolicyMetadata.from_json(json.dumps(newer | {"format_version": 1})).extra == {"added_later": {"x": 1}}
+    for bad, reason in [
+        ("{", "not JSON"),
+        ("[1]", "not a JSON object"),
+        (json.dumps({k: v for k, v in json.loads(text).items() if k != "observation"}), "lacks observation"),
+        (json.dumps(json.loads(text) | {"format": "tflite"}), "unknown format"),
+        (json.dumps(json.loads(text) | {"action_low": [-1.0, -1.0]}), "action bounds"),
+    ]:
+        with pytest.raises(ValueError, match=reason):
+            PolicyMetadata.from_json(bad)
+
+    meta.check_env(observation, action, "gym", task_config={"env_id": "Pendulum-v1"})  # unbounded entries match
+    message = one_line_error(lambda: meta.check_env(observation, action, "gym", "p.onnx", {"env_id": "Other-v0"}))
+    assert message == (
+        "p.onnx is for task gym (Pendulum-v1) with observation state[3] and action[1]; this env is gym (Other-v0) "
+        "with observation state[3] and action[1]: deploy it with task.env_id=Pendulum-v1"
+    )
+    wider = gym.spaces.Box(-2.0, 2.0, shape=(1,), dtype=np.float32)
+    assert "emits actions in [[-1], [1]] but this env takes [[-2], [2]]" in one_line_error(
+        lambda: meta.check_env(observation, wider, "gym")
+    )

@@ -55,6 +55,12 @@ class PolicyMetadata:
     def task_name(self) -> str:
         return str(self.task.get("name"))
 
+    @property
+    def task_label(self) -> str:
+        """The task's name, with the gymnasium env's id for task=gym: "gym (Pendulum-v1)"."""
+        env_id = (self.task.get("config") or {}).get("env_id")
+        return f"{self.task_name} ({env_id})" if env_id else self.task_name
+
     def to_json(self) -> str:
         """Strict JSON (infinite bounds as null)."""
         data = asdict(self)
@@ -114,7 +120,9 @@ class PolicyMetadata:
     # ---- what it takes, in words ------------------------------------------------------------------------
     def describe(self) -> str:
         """e.g. "task pick_cube with observation state[10] and action[4]"."""
-        return f"task {self.task_name} with observation {describe_spec(self.observation)} and action[{self.action_dim}]"
+        return (
+            f"task {self.task_label} with observation {describe_spec(self.observation)} and action[{self.action_dim}]"
+        )
 
     def check_env(
         self,
@@ -131,7 +139,9 @@ class PolicyMetadata:
         task config) lets the message name the task keys that differ."""
         env_obs = observation_spec(observation_space)
         env_action = int(np.prod(action_space.shape))
-        env = f"this env is {task_name or 'an env'} with observation {describe_spec(env_obs)} and action[{env_action}]"
+        env_id = (task_config or {}).get("env_id")
+        label = f"{task_name} ({env_id})" if task_name and env_id else task_name or "an env"
+        env = f"this env is {label} with observation {describe_spec(env_obs)} and action[{env_action}]"
         ours = f"{where} is for {self.describe()}"
         differing = _differing_keys(self.task.get("config") or {}, task_config)
         config_fix = (
@@ -141,6 +151,9 @@ class PolicyMetadata:
         )
         if task_name is not None and task_name != self.task_name:
             raise UserError(f"{ours}; {env}: deploy it with task={self.task_name} or export a policy for {task_name}")
+        ours_id = (self.task.get("config") or {}).get("env_id")
+        if env_id and ours_id and env_id != ours_id:  # task=gym: the same name for every gymnasium env
+            raise UserError(f"{ours}; {env}: deploy it with task.env_id={ours_id}")
         if _shapes(env_obs) != _shapes(self.observation) or env_action != self.action_dim:
             raise UserError(f"{ours}; {env}: {config_fix}")
         for key, spec in self.observation.items():
