@@ -307,6 +307,7 @@ def test_metadata_round_trip_and_bad_metadata():
         (json.dumps({k: v for k, v in json.loads(text).items() if k != "observation"}), "lacks observation"),
         (json.dumps(json.loads(text) | {"format": "tflite"}), "unknown format"),
         (json.dumps(json.loads(text) | {"action_low": [-1.0, -1.0]}), "action bounds"),
+        (text.replace('"low": [-1.0, null, -8.0]', '"low": [-1.0]'), "bounds do not match its shape"),
     ]:
         with pytest.raises(ValueError, match=reason):
             PolicyMetadata.from_json(bad)

@@ -108,6 +108,10 @@ class PolicyMetadata:
                 raise ValueError(f"its metadata's observation '{key}' has no float32/uint8 dtype")
             if not isinstance(spec.get("shape"), list) or not all(isinstance(d, int) for d in spec["shape"]):
                 raise ValueError(f"its metadata's observation '{key}' has no shape")
+            bounds = [spec[side] for side in ("low", "high") if side in spec]  # float vectors only
+            shape = spec["shape"]
+            if bounds and (len(shape) != 1 or any(not isinstance(b, list) or len(b) != shape[0] for b in bounds)):
+                raise ValueError(f"its metadata's observation '{key}' bounds do not match its shape")
         if len(self.action_low) != self.action_dim or len(self.action_high) != self.action_dim:
             raise ValueError("its metadata's action bounds do not match action_dim")
         self.action_low = [_bound(v, -math.inf) for v in self.action_low]
