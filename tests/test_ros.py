@@ -391,6 +391,47 @@ def test_deploy_actor_runs_a_fixed_policy_in_real_time(ros, tmp_path):
     assert stats["applied"] >= 20 and stats["rejected_stale"] <= 0.1 * stats["applied"]  # real time: answers in time
 
 
+def test_deploy_runs_an_exported_policy_over_ros_after_the_activate_service(ros, tmp_path):
+    """`robot-rl deploy robot=ros activate=service` (what deploy.launch.py starts): nothing moves until
+    <ns>/deploy/activate is called; then its episodes run through the bridge and are logged."""
+    import subprocess
+    import sys
+
+    from robot_rl.data.episode_log import EpisodeLog
+
+    nodes, probe = ros
+    run = tmp_path / "run"
+    cli = [sys.executable, "-m", "robot_rl.cli"]
+    train = ["train", f"run_dir={run}", "steps=0", "num_demos=0", "runtime.eval_episodes=1", "agent.compile=false"]
+    subprocess.run([*cli, *train, "task.max_steps=10"], check=True, capture_output=True)
+    subprocess.run([*cli, "export", f"run_dir={run}"], check=True, capture_output=True)
+    nodes.start("bridge", "bridge", "mode:=free", "start_armed:=true", namespace="/arm4")
+    out = tmp_path / "deploy"
+    log = open(tmp_path / "deploy.log", "w")
+    deploy = subprocess.Popen(
+        [*cli, "deploy", f"policy={run / 'policy.onnx'}", "robot=ros", "robot.namespace=/arm4", "episodes=2"]
+        + ["activate=service", f"out={out}"],
+        env=nodes.env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while "deploy/activate" not in (tmp_path / "deploy.log").read_text() and time.monotonic() < deadline:
+            assert deploy.poll() is None, (tmp_path / "deploy.log").read_text()
+            time.sleep(0.2)
+        time.sleep(1.0)
+        assert not out.joinpath("summary.json").exists() and deploy.poll() is None  # waits, nothing moved
+        assert probe.set_bool("/arm4/deploy/activate", True).success
+        assert deploy.wait(timeout=120) == 0, (tmp_path / "deploy.log").read_text()
+    finally:
+        if deploy.poll() is None:
+            deploy.kill()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["episodes"] == 2 and summary["faults"] == 0
+    assert EpisodeLog(out / "episodes.zarr").num_episodes == 2
+
+
 def test_ros_robot_gives_vision_tasks_the_bridge_camera_frames(ros):
     from robot_rl.envs.robot_env import RobotEnv
     from robot_rl.robots.ros import RosRobot

@@ -153,7 +153,7 @@ class ActivationGate(gym.Wrapper):
 def check_robot_config(policy: ExportedPolicy, robot_cfg: DictConfig) -> None:
     """The configured robot against the policy's metadata, before the robot opens: its arm model (a
     policy's actions and observations are in its arm's frame and scale) and its control period."""
-    meta, name = policy.metadata, policy.path
+    meta, name = policy.metadata, policy.where
     want = meta.robot.get("model")
     model = robot_cfg.get("model")
     if want and model and get_arm(str(model)).name != get_arm(str(want)).name:
@@ -168,11 +168,11 @@ def check_robot_config(policy: ExportedPolicy, robot_cfg: DictConfig) -> None:
 def check_env(policy: ExportedPolicy, env: gym.Env, safety: SafetyWrapper) -> None:
     """The opened robot's env against the metadata: spaces, control period and safety limits."""
     meta = policy.metadata
-    policy.check_env(env.observation_space, env.action_space, meta.task["name"])
+    policy.check_env(env.observation_space, env.action_space, meta.task_name, meta.task.get("config"))
     dt = float(env.unwrapped.robot.control_dt)
     if abs(dt - meta.control_dt) > 1e-6:
-        raise UserError(f"policy {policy.path} acts every {meta.control_dt} s, the robot's control period is {dt} s")
-    safety.limits.check_within(SafetyLimits.from_dict(meta.safety), f"policy {policy.path}")
+        raise UserError(f"policy {policy.where} acts every {meta.control_dt} s, the robot's control period is {dt} s")
+    safety.limits.check_within(SafetyLimits.from_dict(meta.safety), f"policy {policy.where}")
 
 
 def resolve_activation(cfg: DictConfig) -> str:
@@ -194,9 +194,11 @@ def resolve_activation(cfg: DictConfig) -> str:
 
 def env_config(policy: ExportedPolicy, cfg: DictConfig) -> DictConfig:
     """The config the env is built from: the policy's task, the chosen robot, the safety layer on."""
-    env_cfg = OmegaConf.create(
-        {"task": policy.metadata.task, "robot": OmegaConf.to_container(cfg.robot, resolve=True)}
-    )
+    meta = policy.metadata
+    if meta.robot.get("name") is None:
+        raise UserError(f"policy {policy.where} is for {meta.task_label}, not a robot task: deploy runs robot tasks")
+    task = {"name": meta.task_name, **(meta.task.get("config") or {})}
+    env_cfg = OmegaConf.create({"task": task, "robot": OmegaConf.to_container(cfg.robot, resolve=True)})
     env_cfg.safety = OmegaConf.to_container(cfg.safety, resolve=True)
     env_cfg.safety.enabled = True  # deploy always runs through the safety layer
     if cfg.activate == "console" or cfg.console.enabled:
@@ -251,7 +253,7 @@ def deploy(cfg: DictConfig) -> dict:
         elif activation_mode == "service":
             activation = Service(env.unwrapped.robot)
         elif activation_mode == "prompt":
-            activation = Prompt(f"[deploy] {policy.path} on robot={cfg.robot.name}:")
+            activation = Prompt(f"[deploy] {policy.where} on robot={cfg.robot.name}:")
         else:
             activation = Immediate()
         stack.callback(activation.close)
@@ -320,7 +322,7 @@ def run_deployment(
         )
     summary = {
         "command": "deploy",
-        "policy": str(policy.path),
+        "policy": str(policy.where),
         "source": policy.metadata.source,
         **summarize(results),
         "safety_steps": safety_steps,
@@ -335,7 +337,7 @@ def run_deployment(
         summary["videos"] = [str(p) for p in recorder.paths]
     write_atomic(out / "summary.json", json.dumps(summary, indent=2))
     log(
-        f"[deploy] {policy.path}: success {summary['success_rate']:.0%} over {summary['episodes']} episodes, "
+        f"[deploy] {policy.where}: success {summary['success_rate']:.0%} over {summary['episodes']} episodes, "
         f"{safety_steps} steps changed by the safety layer, {faults} faults"
         + (f"; stopped: {stopped}" if stopped else "")
         + f" -> {out / 'summary.json'}"
