@@ -174,6 +174,7 @@ def logged_transitions(episode: dict[str, np.ndarray], keys: list[str]) -> list[
             reward_source=RewardSource(int(episode["reward_source"][t])),
             grasp_penalty=float(episode["grasp_penalty"][t]),
             frame_age_s=float(episode["frame_age_s"][t]),
+            safety=int(episode["safety"][t]),
         )
         for t in range(len(episode["reward"]))
     ]
