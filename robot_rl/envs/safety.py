@@ -22,18 +22,27 @@ brake inside the box has an `s'` meeting every bound (braking is one). A target 
 box (the box was narrowed, a reset put it there) may only move toward it. With the defaults at 10 Hz
 (max_accel * dt = 0.4 m/s > max_speed = 0.3 m/s) one step stops the target, so D = 0 and the box is a
 plain clip; the acceleration limit then binds on reversals (an action going from +1 to -1 in one step).
+`p` is where the robot's target will be when it adds the step's displacement: its `tcp_target`, pulled
+toward the measured TCP as MujocoRobot and SerialRobot re-anchor a target the arm lags behind (a robot
+without a target, the ROS client: the measured TCP). Re-anchoring, and a robot that stops itself (its
+target then restarts from rest), move `p` behind the layer's back; if no displacement then meets all three
+bounds, the box and the speed win over the acceleration. A displacement within 1e-12 m of what was asked
+runs as asked (rounding at a wall: the robot clips to its own workspace).
 Orientation: the same scheme on the orientation target's offset from the home orientation, as a base-frame
 rotation vector, per axis, with `orientation_limits` as the box. A rotation delta is added to that vector
-(small-angle composition; the robot composes rotations exactly and clips the exact offset to the task's
-`rotation_limits` itself, so the box holds to first order in the step's rotation and exactly at the
-robot's own limits).
+(small-angle composition). The robot composes rotations exactly, exp(w) exp(o) = exp(o + w + w x o / 2 + ...),
+and clips the exact offset to the task's `rotation_limits` itself: at those limits (the default) the box
+holds exactly; inside them one step may leave the box by |w| |o| / 2, which the next step corrects (braking
+harder than max_angular_accel by at most that). Robots that report no orientation target (the ROS client)
+get the layer's own sum of the rotations it let through since the reset (which starts at home).
 
 Holds: a hold brakes the target to rest at max_accel (never a jump), keeps the gripper, and is reported:
 a camera frame older than `max_obs_age` in the observation the next command answers (`hold_stale_obs`), a
 command that comes more than `max_command_delay` after its observation (`hold_late_command`: inference or a
-learner update stalled), a force on the hand above `max_force` (`hold_force`, robots with `wrench()`). A NaN
-or infinite action holds and faults (`fault_nonfinite`): the fault is latched until reset, the episode ends
-(truncated) and the robot is told to `stop()`.
+learner update stalled; the clock is the wall clock, a lock-stepped simulator too), a force on the hand
+above `max_force` (`hold_force`, robots with `wrench()`). A NaN or infinite action (which RobotEnv's clip
+would turn into a full-scale one) holds and faults (`fault_nonfinite`): the fault is latched until reset, the
+episode ends (truncated) and the robot is told to `stop()`.
 
 Gripper: an open <-> close switch less than `gripper_min_switch_s` after the last one keeps the gripper
 as it is (`gripper_rate`; a chattering policy cannot wear out or drop things).
@@ -50,6 +59,9 @@ firmware enforce joint limits.
 What each step did is in its StepInfo: `safety_actions` (names, robot_rl.data.schema.SafetyAction) and
 `executed_action` (the action that ran, when the layer changed it); the episode's last step carries
 `safety_counts` (steps per action, and "steps": steps with any).
+
+Not covered: a task's reset procedure (task.reset: `robot.reset` and the physical reset's moves) commands the
+robot directly, at its own `reset_step` / `reset_joint_speed`, clipped to the robot's workspace.
 """
 
 from __future__ import annotations
