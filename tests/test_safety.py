@@ -269,8 +269,8 @@ def test_wrapper_over_the_sim_keeps_the_robots_target_within_limits(panda, rotat
 
 def test_stale_observation_and_late_command_hold(panda):
     env = panda[False]
-    now = [100.0]
-    wrapper = SafetyWrapper(env, SafetyLimits(enabled=True), clock=lambda: now[0])
+    now, said = [100.0], []
+    wrapper = SafetyWrapper(env, SafetyLimits(enabled=True), clock=lambda: now[0], log=said.append)
     wrapper.reset(seed=1)
     forward = np.array([1.0, 0.0, 0.0, -1.0], np.float32)
     for _ in range(2):
@@ -296,6 +296,25 @@ def test_stale_observation_and_late_command_hold(panda):
     assert info[STEP_INFO_KEY].safety_actions == ["hold_stale_obs"]
     _, _, _, _, info = wrapper.step(forward)
     assert info[STEP_INFO_KEY].safety_actions == []
+    now[0] += 1.0
+    _, _, _, _, info = wrapper.step(forward)
+    assert info[STEP_INFO_KEY].safety_actions == ["hold_late_command"]
+    assert len(said) == 2 and "a command came 310 ms after its observation" in said[0], said  # once per kind
+    assert "safety.max_obs_age 250 ms" in said[1]
+
+
+def test_a_robot_that_stops_itself_restarts_from_rest(panda):
+    """The console's gate (or anything else) stops the robot between steps: its target jumps to where the arm
+    is and the layer's motion restarts from rest instead of continuing at the last step's speed."""
+    env = panda[False]
+    wrapper = SafetyWrapper(env, SafetyLimits(enabled=True, max_accel=0.1))  # 0.01 m/s more per step at 10 Hz
+    wrapper.reset(seed=6)
+    for _ in range(4):
+        wrapper.step(np.array([1.0, 0.0, 0.0, -1.0], np.float32))
+    assert wrapper.layer.velocity[0] == pytest.approx(0.004)  # accelerating: 0.001 m more per step
+    env.robot.stop()
+    _, _, _, _, info = wrapper.step(np.array([-1.0, 0.0, 0.0, -1.0], np.float32))
+    assert wrapper.layer.velocity[0] == pytest.approx(-0.001) and info[STEP_INFO_KEY].safety_actions == ["clip_accel"]
 
 
 def test_force_over_the_limit_holds_and_a_robot_without_a_sensor_is_refused(panda):

@@ -75,7 +75,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from robot_rl.config import UserError
+from robot_rl.config import UserError, log
 from robot_rl.data.schema import SAFETY_ACTIONS, SafetyAction, StepInfo, safety_names
 from robot_rl.robots.base import Robot
 
@@ -586,7 +586,8 @@ def _motion_map(kin: Any, q: np.ndarray) -> np.ndarray:
 class SafetyWrapper(gym.Wrapper):
     """The safety layer around a RobotEnv (see the module docstring): wrap it first, so that every wrapper's
     actions (a person's teleop too) pass through it. `limits` is resolved here against the env's robot and
-    task (it is then `self.limits`). `clock` (s): the time source of the late-command check."""
+    task (it is then `self.limits`). `clock` (s): the time source of the late-command check. The first hold
+    or fault of each kind is logged (`log`) with its cause and fix; every one is in the step's StepInfo."""
 
     def __init__(
         self,
@@ -594,6 +595,7 @@ class SafetyWrapper(gym.Wrapper):
         limits: SafetyLimits | None = None,
         robot_name: str | None = None,
         clock: Callable[[], float] = time.monotonic,
+        log: Callable[[str], None] = log,
     ) -> None:
         super().__init__(env)
         base = env.unwrapped
@@ -631,6 +633,7 @@ class SafetyWrapper(gym.Wrapper):
         self._stale = False
         self._counts = np.zeros(len(SAFETY_ACTIONS) + 1, np.int64)  # per action, then steps with any
         self._bit_index = [(int(a), i) for i, a in enumerate(SafetyAction)]
+        self.log, self._told = log, 0  # the hold/fault kinds already logged
 
     @property
     def fault(self) -> bool:
@@ -654,11 +657,14 @@ class SafetyWrapper(gym.Wrapper):
             return self.env.step(action)  # RobotEnv's one-line shape error
         limits, robot = self.limits, self.robot
         hold = _HOLD_STALE if self._stale else 0
-        if self._obs_time is not None and self.clock() - self._obs_time > limits.max_command_delay:
+        delay = 0.0 if self._obs_time is None else self.clock() - self._obs_time
+        if delay > limits.max_command_delay:
             hold |= _HOLD_LATE
+        force = 0.0
         if limits.max_force is not None:
             wrench = robot.wrench()
-            if wrench is not None and math.hypot(*np.asarray(wrench, np.float64)[:3].tolist()) > limits.max_force:
+            force = 0.0 if wrench is None else math.hypot(*np.asarray(wrench, np.float64)[:3].tolist())
+            if force > limits.max_force:
                 hold |= _HOLD_FORCE
         state = robot.read_state()
         position = self.last_reference = self._reference(state.tcp_pos)
@@ -693,6 +699,8 @@ class SafetyWrapper(gym.Wrapper):
             step.safety_actions = safety_names(command.bits)
             step.executed_action = executed
             self._count(command.bits)
+            if command.bits & (_HOLDS | _FAULT) & ~self._told:
+                self._tell(command.bits & (_HOLDS | _FAULT) & ~self._told, delay, force, raw)
         self._stale = step.frame_age_s > limits.max_obs_age
         self._obs_time = self.clock()
         if command.fault:
@@ -734,6 +742,33 @@ class SafetyWrapper(gym.Wrapper):
             return None
         motion = _motion_map(self.kin, q)[:, : self.n_move]  # joint motion per unit TCP motion
         return np.vstack((motion[near_lo], -motion[near_hi]))
+
+    def _tell(self, bits: int, delay: float, force: float, action: np.ndarray) -> None:
+        """Log the first hold or fault of each kind: what happened and what to do."""
+        self._told |= bits
+        limits = self.limits
+        if bits & _HOLD_LATE:
+            self.log(
+                f"[safety] held the arm: a command came {delay * 1e3:.0f} ms after its observation "
+                f"(safety.max_command_delay {limits.max_command_delay * 1e3:.0f} ms): the policy, or the learner "
+                "between steps, is too slow for the robot (device=cuda, a smaller agent.utd); logged once, every "
+                "hold is in the episode log (data/safety)"
+            )
+        if bits & _HOLD_STALE:
+            self.log(
+                f"[safety] held the arm: the observation's camera frame was older than safety.max_obs_age "
+                f"{limits.max_obs_age * 1e3:.0f} ms: check the cameras (robot.cameras) and the USB bus; logged once"
+            )
+        if bits & _HOLD_FORCE:
+            self.log(
+                f"[safety] held the arm: {force:.1f} N on the hand (safety.max_force {limits.max_force:g} N); "
+                "logged once"
+            )
+        if bits & _FAULT:
+            self.log(
+                f"[safety] fault: a non-finite action {np.asarray(action).tolist()}: the episode ends and the "
+                "robot is stopped (every later NaN/inf too); logged once"
+            )
 
     def _count(self, bits: int) -> None:
         for bit, i in self._bit_index:
