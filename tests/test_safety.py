@@ -369,7 +369,7 @@ def test_gripper_chatter_is_limited(panda):
 def test_joint_margin_removes_motion_toward_a_joint_limit(model):
     """A joint within the margin (its limit moved next to where it is, for the test) is not driven further in:
     the commanded TCP motion that would drive it is removed; motion away from the limit passes."""
-    joint = 3 if model == "panda" else 2  # the elbow
+    joint = 3 if model == "panda" else 0  # the Panda's elbow; the SO-101's base (its other joints cannot turn it)
     moved = {}
     for guarded in (False, True):
         env = make_pick_cube_env(seed=0, robot_cfg={"model": model})
@@ -395,6 +395,23 @@ def test_joint_margin_removes_motion_toward_a_joint_limit(model):
         env.close()
     assert moved[False] > 0.1, moved  # unguarded, the motion drives the joint well past the margin
     assert moved[True] < 0.01, moved
+
+
+def test_the_so101_still_lifts_where_its_wrist_meets_its_limit():
+    """The SO-101's position-first IK holds the wrist at its flex limit above z ~ 0.11 m and tilts the gripper:
+    the joint margin does not stop the lift (the other joints make the motion) nor turn it sideways."""
+    env = make_pick_cube_env(seed=0, robot_cfg={"model": "so101"})
+    wrapper = SafetyWrapper(env, SafetyLimits(enabled=True))
+    wrapper.reset(seed=0)
+    z0 = env.robot.tcp_target[2]
+    flags = []
+    for _ in range(5):
+        _, _, _, _, info = wrapper.step(np.array([0.0, 0.0, 1.0, -1.0], np.float32))
+        flags += info[STEP_INFO_KEY].safety_actions
+    wrist = env.robot.read_state().joint_pos[3]
+    assert wrist > wrapper.joint_hi[3]  # within the margin of its limit
+    assert "joint_margin" not in flags and env.robot.tcp_target[2] - z0 > 0.04, (flags, env.robot.tcp_target)
+    env.close()
 
 
 def test_the_simulator_keeps_running_unwrapped_by_default_and_hardware_gets_the_layer():

@@ -50,8 +50,10 @@ as it is (`gripper_rate`; a chattering policy cannot wear out or drop things).
 Joint margin: on robots with kinematics (MujocoRobot `kin`, SerialRobot `kinematics`: an ArmKinematics with
 `jacobian` and `joint_limits`; the serial arm's calibrated limits too), when a joint is within
 `joint_margin` of a limit the part of the commanded motion that would drive it further in is removed,
-using the joint motion the robot's IK makes of a TCP motion to first order (7 joints: J^+ of the 6-D
-Jacobian; fewer: position first, orientation in the position Jacobian's nullspace, as the IK does). The
+using the joint motion the robot's IK makes of a TCP motion to first order: 6 joints or more, J^+ of the
+6-D Jacobian (the damped least-squares IK moves every joint); fewer (a position-first IK that locks a joint
+at its limit and gives up the orientation, e.g. the SO-101 high above the table), only the position motion
+the other joints cannot make (an outstretched arm pushed further out, the base turned past its limit). The
 braking constraint has priority: a moving target brakes first, so a joint may enter the margin by the
 braking distance. Robots without kinematics (the ROS bridge client) skip this: the bridge's robot and its
 firmware enforce joint limits.
@@ -583,6 +585,28 @@ def _motion_map(kin: Any, q: np.ndarray) -> np.ndarray:
     return np.hstack((pos - rot @ jo @ pos, rot))
 
 
+def _margin_rows(kin: Any, q: np.ndarray, near_lo: np.ndarray, near_hi: np.ndarray, n_move: int) -> np.ndarray:
+    """Rows g (m x n_move) with the allowed TCP motions t = [delta(, rotation)] being g @ t >= 0, for the joints
+    `near_lo` / `near_hi` within the margin of their low / high limit.
+
+    Arms of 6 joints or more (a damped least-squares IK over every joint): a joint's motion is J^+ t, and motion
+    driving a near joint further in is removed. Arms of fewer (a position-first IK that locks a joint at its
+    limit and gives up the orientation there, like the SO-101 holding the gripper down high above the table):
+    only position motion the other joints cannot make is restricted (pushing an outstretched arm further out,
+    turning the base past its limit): the part of J_p^+ t outside what the free joints reach."""
+    n = len(q)
+    if n >= 6:
+        motion = _motion_map(kin, q)[:, :n_move]
+        return np.vstack((motion[near_lo], -motion[near_hi]))
+    jp = kin.jacobian(q)[:3]
+    near = near_lo | near_hi
+    reach = np.linalg.pinv(jp[:, ~near], rcond=1e-6) if (~near).any() else np.zeros((0, 3))
+    outside = np.eye(3) - jp[:, ~near] @ reach  # projector onto what the free joints cannot do
+    motion = np.linalg.pinv(jp, rcond=1e-6) @ outside  # n x 3
+    rows = np.vstack((motion[near_lo], -motion[near_hi]))
+    return np.hstack((rows, np.zeros((len(rows), n_move - 3))))
+
+
 class SafetyWrapper(gym.Wrapper):
     """The safety layer around a RobotEnv (see the module docstring): wrap it first, so that every wrapper's
     actions (a person's teleop too) pass through it. `limits` is resolved here against the env's robot and
@@ -740,8 +764,7 @@ class SafetyWrapper(gym.Wrapper):
         near_lo, near_hi = q < self.joint_lo, q > self.joint_hi
         if not (near_lo.any() or near_hi.any()):
             return None
-        motion = _motion_map(self.kin, q)[:, : self.n_move]  # joint motion per unit TCP motion
-        return np.vstack((motion[near_lo], -motion[near_hi]))
+        return _margin_rows(self.kin, q, near_lo, near_hi, self.n_move)
 
     def _tell(self, bits: int, delay: float, force: float, action: np.ndarray) -> None:
         """Log the first hold or fault of each kind: what happened and what to do."""
