@@ -192,7 +192,7 @@ TIGHT = {  # inside the Panda's workspace, braking over several steps (0.01 m/s 
 }
 
 
-@settings(max_examples=16, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     rotation=st.booleans(),
     tight=st.booleans(),
