@@ -68,7 +68,7 @@ def config_dir() -> Path:
     return Path(os.environ.get("ROBOT_RL_CONFIG_DIR", Path(__file__).resolve().parents[1] / "configs"))
 
 
-SWITCHES = ("console",)  # groups with an `enabled` key that `<group>=true|false` turns on or off
+SWITCHES = ("console", "safety")  # groups with an `enabled` key that `<group>=true|false` turns on or off
 
 
 def switch_overrides(overrides: list[str]) -> list[str]:

@@ -309,6 +309,7 @@ def hostile_chunks(steps: list[Transition], spec: dict, actor: str = "mallory") 
         Hostile("NaN reset time", "nonfinite", [variant(good(114), header=lambda h: h.update(reset_s=nan))]),
         Hostile("infinite frame age", "nonfinite", [variant(good(121), arrays=_set("frame_age_s", 2, inf))]),
         Hostile("negative frame age", "range", [variant(good(122), arrays=_set("frame_age_s", 0, -0.5))]),
+        Hostile("unknown safety action bit", "enum", [variant(good(123), arrays=_set("safety", 1, 1 << 12))]),
         Hostile("action out of [-1, 1]", "range", [variant(good(115), arrays=_set("action", (3, 1), 1.5))]),
         Hostile(
             "policy action out of [-1, 1]", "range", [variant(good(116), arrays=_set("policy_action", (3, 2), -4.0))]

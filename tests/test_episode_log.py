@@ -45,6 +45,11 @@ def pattern_frame_age(ep: int, t: int) -> float:
     return float("nan") if t % 3 == 1 else 0.004 * (ep + 1) + 0.001 * t
 
 
+def pattern_safety(ep: int, t: int) -> int:
+    """The safety-layer bits of step ``t`` of episode ``ep``: none on two steps in three, else a few actions."""
+    return 0 if (ep + t) % 3 else ((ep * 7 + t * 13) % 1024) | 1
+
+
 def pattern_transition(ep: int, t: int, image_shape: tuple[int, ...] = IMAGE_SHAPE) -> Transition:
     last = t == ep_length(ep) - 1
     return Transition(
@@ -63,6 +68,7 @@ def pattern_transition(ep: int, t: int, image_shape: tuple[int, ...] = IMAGE_SHA
         reward_source=RewardSource(t % 3),
         grasp_penalty=-0.5 * t,
         frame_age_s=pattern_frame_age(ep, t),
+        safety=pattern_safety(ep, t),
     )
 
 
@@ -73,10 +79,12 @@ def write_pattern_episode(writer: EpisodeLogWriter, ep: int, image_shape: tuple[
 
 
 def expected_episode(
-    ep: int, image_shape: tuple[int, ...] = IMAGE_SHAPE, frame_ages: bool = True
+    ep: int, image_shape: tuple[int, ...] = IMAGE_SHAPE, frame_ages: bool = True, safety: bool | None = None
 ) -> dict[str, np.ndarray]:
     """What episode ``ep`` reads back as; ``frame_ages=False``: as a store older than format 4 reads it
-    (every frame age NaN)."""
+    (every frame age NaN); ``safety=False``: as a store older than format 5 reads it (no safety action;
+    default: as ``frame_ages``)."""
+    safety = frame_ages if safety is None else safety
     trs = [pattern_transition(ep, t, image_shape) for t in range(ep_length(ep))]
     return {
         "action": np.stack([tr.action for tr in trs]),
@@ -92,6 +100,7 @@ def expected_episode(
         "reward_source": np.array([int(tr.reward_source) for tr in trs]),
         "grasp_penalty": np.array([tr.grasp_penalty for tr in trs], np.float32),
         "frame_age_s": np.array([tr.frame_age_s if frame_ages else np.nan for tr in trs], np.float32),
+        "safety": np.array([tr.safety if safety else 0 for tr in trs], np.uint16),
         "observation/state": np.stack([tr.observation["state"] for tr in trs]),
         "observation/image/front": np.stack([tr.observation["image/front"] for tr in trs]),
         "next_observation/state": np.stack([tr.next_observation["state"] for tr in trs]),
@@ -105,7 +114,7 @@ def assert_episode_matches(got: dict[str, np.ndarray], ep: int, image_shape: tup
 
 
 def assert_log_matches_pattern(
-    path: str, image_shape: tuple[int, ...] = IMAGE_SHAPE, frame_ages: bool = True
+    path: str, image_shape: tuple[int, ...] = IMAGE_SHAPE, frame_ages: bool = True, safety: bool | None = None
 ) -> EpisodeLog:
     log = EpisodeLog(path)
     meta = log.episode_meta()
@@ -115,9 +124,11 @@ def assert_log_matches_pattern(
     np.testing.assert_array_equal(meta["episode_ends"], np.cumsum(lengths))
     np.testing.assert_array_equal(meta["source"], [int(ep_source(e)) for e in range(n)])
     np.testing.assert_array_equal(meta["episode_id"], 100 + np.arange(n))
+    episodes = [expected_episode(e, image_shape, frame_ages, safety) for e in range(n)]
+    np.testing.assert_array_equal(meta["safety_steps"], [np.count_nonzero(ep["safety"]) for ep in episodes])
     flat = log.transitions()
     for name in expected_episode(0, image_shape):
-        want = np.concatenate([expected_episode(e, image_shape, frame_ages)[name] for e in range(n)])
+        want = np.concatenate([ep[name] for ep in episodes])
         np.testing.assert_array_equal(flat[name], want, err_msg=f"transitions()[{name!r}]")
     return log
 
@@ -204,11 +215,14 @@ def test_plain_zarr_reader_sees_consistent_store(tmp_path):
     np.testing.assert_array_equal(root["data/step"][ends[1] : ends[2]], np.arange(lengths[2]))
     np.testing.assert_array_equal(root["data/observation/image/front"][ends[0]], pattern_obs(1, 0)["image/front"])
     attrs = root.attrs.asdict()
-    assert attrs["format"] == {"name": "robot_rl.episode_log", "version": 4}
+    assert attrs["format"] == {"name": "robot_rl.episode_log", "version": 5}
     assert attrs["config"] == {"lr": 3e-4}
     assert attrs["obs_spec"]["image/front"] == {"shape": list(IMAGE_SHAPE), "dtype": "uint8"}
     assert attrs["action_spec"]["low"] == [-1.0] * ACTION_DIM
-    assert "last_observation" in attrs["layout"] and "eval_step" in attrs["layout"] and "frame_age_s" in attrs["layout"]
+    assert all(word in attrs["layout"] for word in ("last_observation", "eval_step", "frame_age_s", "safety_steps"))
+    np.testing.assert_array_equal(root["data/safety"][: ends[0]], [pattern_safety(0, t) for t in range(lengths[0])])
+    safety_steps = sum(pattern_safety(1, t) != 0 for t in range(lengths[1]))
+    np.testing.assert_array_equal(root["meta/safety_steps"][1], safety_steps)
     np.testing.assert_array_equal(root["meta/eval_step"][:], -1)  # not an evaluation of a training run
 
 

@@ -1,5 +1,5 @@
-"""Episode-log integrity (formats 3 and 4): damage is detected, never read as data, never written over;
-check-log reports it and salvage-log recovers every intact episode. Also formats 2 and 3, a full disk and
+"""Episode-log integrity (formats 3 to 5): damage is detected, never read as data, never written over;
+check-log reports it and salvage-log recovers every intact episode. Also formats 2 to 4, a full disk and
 the two original repros (a deleted demo chunk, a damaged episode index) through the real CLI."""
 
 from __future__ import annotations
@@ -72,8 +72,10 @@ def one_line_fix(err: pytest.ExceptionInfo | Exception, path: str) -> str:
     return msg
 
 
-def assert_same_episode(got: dict, ep: int, new_id: int | None = None, frame_ages: bool = True) -> None:
-    for name, want in expected_episode(ep, frame_ages=frame_ages).items():
+def assert_same_episode(
+    got: dict, ep: int, new_id: int | None = None, frame_ages: bool = True, safety: bool | None = None
+) -> None:
+    for name, want in expected_episode(ep, frame_ages=frame_ages, safety=safety).items():
         if name == "episode_id" and new_id is not None:
             want = np.full(len(want), new_id)
         np.testing.assert_array_equal(got[name], want, err_msg=f"episode {ep} field {name}")
@@ -82,9 +84,9 @@ def assert_same_episode(got: dict, ep: int, new_id: int | None = None, frame_age
 # ------------------------------------------------------------------------------ the format itself
 
 
-def test_format_4_checksums_every_chunk_and_writes_empty_chunks(pristine):
+def test_format_5_checksums_every_chunk_and_writes_empty_chunks(pristine):
     root = zarr.open_group(pristine, mode="r")
-    assert root.attrs["format"] == {"name": "robot_rl.episode_log", "version": 4}
+    assert root.attrs["format"] == {"name": "robot_rl.episode_log", "version": 5}
     ends = root["meta/episode_ends"][:]
     steps = int(ends[-1])
     for name in [
@@ -92,8 +94,10 @@ def test_format_4_checksums_every_chunk_and_writes_empty_chunks(pristine):
         "data/intervention",
         "data/grasp_penalty",
         "data/frame_age_s",
+        "data/safety",
         "data/observation/state",
         "meta/eval_step",
+        "meta/safety_steps",
         "meta/label",
         "meta/episode_ends",
         "data/observation/image/front",
@@ -195,7 +199,7 @@ def test_damage_is_refused_reported_and_salvaged(kind, seed, pristine, tmp_path,
     assert store_digest(path) == digest
     assert check_log(out)["ok"]
     new = EpisodeLog(out)
-    assert new.format_version == 4 and new.num_episodes == len(intact)
+    assert new.format_version == 5 and new.num_episodes == len(intact)
     original = EpisodeLog(pristine).episode_meta()
     meta = new.episode_meta()
     for k, ep in enumerate(intact):
@@ -245,7 +249,7 @@ def write_v2_store(path: str, episodes: int) -> None:
     not writing all-fill chunks (so e.g. chunks of data/terminated that are all False are absent)."""
     root = zarr.open_group(path, mode="w", zarr_format=3)
     eps = [expected_episode(e) for e in range(episodes)]
-    skip = ("frame_age_s",)  # format 4
+    skip = ("frame_age_s", "safety")  # formats 4 and 5
     data = {name: np.concatenate([ep[name] for ep in eps]) for name in eps[0] if not name.startswith(("next_", *skip))}
     data["episode_id"] = data["episode_id"].astype(np.int64)
     data["step"] = data["step"].astype(np.int32)
@@ -333,11 +337,14 @@ def test_format_2_is_read_refused_by_the_writer_and_converted(tmp_path, small_ch
     out = str(tmp_path / "v3.zarr")
     result = salvage_log(path, out)
     assert result["recovered"] == list(range(8)) and result["lost"] == []
-    assert any("converted from format 2" in n and "frame_age_s set to NaN" in n for n in result["notes"])
+    assert any(
+        "converted from format 2" in n and "frame_age_s set to NaN" in n and "safety set to 0" in n
+        for n in result["notes"]
+    )
     assert store_digest(path) == digest
     assert check_log(out)["ok"]
     new = EpisodeLog(out)
-    assert new.format_version == 4 and new.config == {"v": 2}
+    assert new.format_version == 5 and new.config == {"v": 2}
     np.testing.assert_array_equal(new.episode_meta()["eval_step"], -1)
     for e in range(8):
         assert_same_episode(new.episode(e), e, new_id=e, frame_ages=False)
@@ -348,13 +355,20 @@ def test_format_2_is_read_refused_by_the_writer_and_converted(tmp_path, small_ch
 # ------------------------------------------------------------------------------------- format 3
 
 
-def make_v3_store(src: str, path: str) -> None:
-    """A format-3 store: a copy of the format-4 store ``src`` without data/frame_age_s, its format set to 3
-    (format 3 is format 4 less that array: the same checksums, chunking and meta arrays)."""
+def make_old_store(src: str, path: str, version: int) -> None:
+    """A format-3 or 4 store: a copy of the format-5 store ``src`` less the arrays later formats added, its format
+    set to ``version`` (format 4 is format 5 less data/safety and meta/safety_steps, format 3 also less
+    data/frame_age_s: the same checksums, chunking and other arrays)."""
     shutil.copytree(src, path)
-    shutil.rmtree(os.path.join(path, "data", "frame_age_s"))
+    gone = ["data/safety", "meta/safety_steps"] + (["data/frame_age_s"] if version < 4 else [])
+    for name in gone:
+        shutil.rmtree(os.path.join(path, *name.split("/")))
     root = zarr.open_group(path, mode="r+")
-    root.attrs["format"] = {"name": "robot_rl.episode_log", "version": 3}
+    root.attrs["format"] = {"name": "robot_rl.episode_log", "version": version}
+
+
+def make_v3_store(src: str, path: str) -> None:
+    make_old_store(src, path, 3)
 
 
 def test_format_3_is_read_with_nan_frame_ages_refused_by_the_writer_and_converted(
@@ -391,12 +405,12 @@ def test_format_3_is_read_with_nan_frame_ages_refused_by_the_writer_and_converte
         index
     )
     log.verify_checksums()
-    demos = str(tmp_path / "run.zarr")  # demos copied into a (format 4) run log
+    demos = str(tmp_path / "run.zarr")  # demos copied into a (format 5) run log
     with EpisodeLogWriter(demos, SPEC, ACTION_DIM) as writer:
         assert writer.copy_episodes(log) == EPISODES
         assert write_pattern_episode(writer, 3) == EPISODES
     run = EpisodeLog(demos)
-    assert run.format_version == 4
+    assert run.format_version == 5
     for e in range(EPISODES):
         assert_same_episode(run.episode(e), e, new_id=e, frame_ages=False)
     assert_same_episode(run.episode(EPISODES), 3)  # a new episode keeps its frame ages
@@ -418,15 +432,18 @@ def test_format_3_is_read_with_nan_frame_ages_refused_by_the_writer_and_converte
     assert cli(["check-log", path]) == 0
     assert f"{path}: format 3, {EPISODES} committed episodes" in capsys.readouterr().out
 
-    # salvage-log converts it: format 4, frame ages NaN, appendable
-    out = str(tmp_path / "v4.zarr")
+    # salvage-log converts it: format 5, frame ages NaN, appendable
+    out = str(tmp_path / "v5.zarr")
     result = salvage_log(path, out)
     assert result["recovered"] == list(range(EPISODES)) and result["lost"] == [] and result["format_version"] == 3
-    assert any("converted from format 3 to 4 (frame_age_s set to NaN)" in n for n in result["notes"]), result
+    assert any(
+        "converted from format 3 to 5 (" in n and "frame_age_s set to NaN" in n and "safety set to 0" in n
+        for n in result["notes"]
+    ), result
     assert store_digest(path) == digest
-    assert check_log(out)["ok"] and check_log(out)["format_version"] == 4
+    assert check_log(out)["ok"] and check_log(out)["format_version"] == 5
     new = EpisodeLog(out)
-    assert new.format_version == 4 and new.config == {"task": "pattern"}
+    assert new.format_version == 5 and new.config == {"task": "pattern"}
     assert os.path.isdir(os.path.join(out, "data", "frame_age_s"))
     np.testing.assert_array_equal(new.episode_meta()["eval_step"], -1)
     for e in range(EPISODES):
@@ -452,6 +469,61 @@ def test_format_3_without_its_root_json_is_still_format_3(pristine, tmp_path, sm
         assert_same_episode(new.episode(e), e, new_id=e, frame_ages=False)
 
 
+# ------------------------------------------------------------------------------------- format 4
+
+
+def test_format_4_is_read_without_safety_actions_refused_by_the_writer_and_converted(pristine, tmp_path, small_chunks):
+    from robot_rl.runtime.run import logged_transitions
+
+    path = str(tmp_path / "v4.zarr")
+    make_old_store(pristine, path, 4)
+    digest = store_digest(path)
+
+    # every reader reads it: frame ages as written, no safety action (data/safety 0, meta/safety_steps 0)
+    log = assert_log_matches_pattern(path, safety=False)
+    assert log.format_version == 4 and "safety" in log.step_fields
+    for e in range(EPISODES):
+        assert_same_episode(log.episode(e), e, safety=False)
+    bits = log.read("safety")
+    assert bits.dtype == np.uint16 and bits.shape == (log.num_steps,) and not bits.any()
+    assert log.read("safety", 3) == 0 and log.array("safety").shape == (log.num_steps,)
+    np.testing.assert_array_equal(log.episode_meta()["safety_steps"], 0)
+    np.testing.assert_array_equal(log.read("meta/safety_steps", slice(0, 4)), 0)
+    assert all(t.safety == 0 for t in logged_transitions(log.episode(1), sorted(SPEC)))
+    assert sum(len(rows["safety"]) for rows in log.batches(range(EPISODES), max_rows=12)) == log.num_steps
+    demos = str(tmp_path / "run.zarr")  # copied into a format-5 log: safety 0 there too
+    with EpisodeLogWriter(demos, SPEC, ACTION_DIM) as writer:
+        assert writer.copy_episodes(log) == EPISODES
+    np.testing.assert_array_equal(EpisodeLog(demos).episode_meta()["safety_steps"], 0)
+
+    with pytest.raises(EpisodeLogError) as err:
+        EpisodeLogWriter(path, SPEC, ACTION_DIM)
+    msg = str(err.value)
+    assert "\n" not in msg and "format 4" in msg and "data/safety" in msg and "frame_age_s" not in msg, msg
+    assert f"robot-rl salvage-log {path} out=" in msg, msg
+    assert store_digest(path) == digest
+
+    report = check_log(path)
+    assert report["ok"] and report["format_version"] == 4 and report["intact_episodes"] == list(range(EPISODES))
+    assert any("data/safety" in n for n in report["notes"]), report["notes"]
+    os.rename(os.path.join(path, "zarr.json"), str(tmp_path / "root.json"))  # told from 5 without its root json
+    assert check_log(path)["format_version"] == 4
+    os.rename(str(tmp_path / "root.json"), os.path.join(path, "zarr.json"))
+
+    out = str(tmp_path / "v5.zarr")
+    result = salvage_log(path, out)
+    assert result["recovered"] == list(range(EPISODES)) and result["format_version"] == 4
+    assert any("converted from format 4 to 5 (safety_steps set to 0, safety set to 0)" in n for n in result["notes"])
+    new = EpisodeLog(out)
+    assert new.format_version == 5 and check_log(out)["ok"]
+    for e in range(EPISODES):
+        assert_same_episode(new.episode(e), e, new_id=e, safety=False)
+    with EpisodeLogWriter(out, SPEC, ACTION_DIM) as writer:
+        assert write_pattern_episode(writer, 4) == EPISODES
+    assert_same_episode(EpisodeLog(out).episode(EPISODES), 4)  # the new episode keeps its safety actions
+    assert EpisodeLog(out).episode_meta()["safety_steps"][EPISODES] == sum(expected_episode(4)["safety"] != 0)
+
+
 # ------------------------------------------------------------------------------------ the CLI
 
 
@@ -467,7 +539,7 @@ def test_check_log_and_salvage_log_cli(pristine, tmp_path, small_chunks, capsys)
     assert cli(["check-log", path]) == 1
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("missing: data/observation/state chunk") and info["file"].split("/", 3)[3] in lines[0]
-    assert lines[-1].startswith(f"{path}: format 4, {EPISODES} committed episodes")
+    assert lines[-1].startswith(f"{path}: format 5, {EPISODES} committed episodes")
     assert f"{EPISODES - len(info['unrecoverable'])} intact, {len(info['unrecoverable'])} damaged" in lines[-1]
     assert f"robot-rl salvage-log {path} out=<new store>" in lines[-1]
 

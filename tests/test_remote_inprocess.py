@@ -111,6 +111,7 @@ def test_remote_actor_and_learner_over_a_queue_commit_train_and_summarise(tmp_pa
         "wall_s",
         "interventions",
         "intervention_steps",
+        "safety_steps",
         "discarded_episodes",
         "demo_episodes",
         "replay",

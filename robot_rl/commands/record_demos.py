@@ -374,6 +374,7 @@ def _report(
             count_takeovers(intervention),
             int(intervention.sum()),
             label == EpisodeLabel.DISCARD,
+            safety_steps=sum(1 for t in steps if t.safety),
         )
     )
     if label != EpisodeLabel.NONE:

@@ -402,6 +402,7 @@ class Telemetry:
                         "success": event.success,
                         "interventions": event.interventions,
                         "intervention_steps": event.intervention_steps,
+                        "safety_steps": event.safety_steps,
                         "label": self._labels.pop(event.episode, "discard" if event.discarded else ""),
                         "robot": robot or event.actor,
                     }

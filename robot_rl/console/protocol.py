@@ -20,7 +20,8 @@ Server -> page
    "interventions": [[env_step, takeovers, intervention_steps, length]], "updates": [[env_step, updates_per_s]],
    "env_step": int}
       when the run's curves changed (at most every TELEMETRY_PERIOD_S). EpisodeRow: {"episode", "source",
-      "length", "return", "success", "interventions", "intervention_steps", "label", "robot"}.
+      "length", "return", "success", "interventions", "intervention_steps", "safety_steps" (steps the safety
+      layer clipped or held), "label", "robot"}.
   {"type": "applied", "robot": str, "seq": int}
       to the lease holder, when the robot executed (or, in ROS mode, published) its teleop command `seq`.
   {"type": "notice", "level": "info"|"warn"|"error", "text": str}

@@ -9,6 +9,7 @@ Layout (zarr format 3, nested groups; observation keys keep their ``/``)::
         timestamp f64[T]  success bool[T]  reward_source u8[T] (RewardSource)  grasp_penalty f32[T]
         success_probability f32[T] (reward classifier output, NaN without one)
         frame_age_s f32[T] (age of the camera frame the observation holds, seconds; NaN when unknown)
+        safety u16[T] (SafetyAction bits: what the safety layer changed on the step; 0 = nothing)
         observation/<key>          e.g. observation/state f32[T,D], observation/image/front u8[T,H,W,3]
       meta/episode_ends i64[E]     exclusive end of each episode in the step arrays: THE commit record
       meta/<field>[E]              source u8 (EpisodeSource), success bool, length i32,
@@ -17,7 +18,8 @@ Layout (zarr format 3, nested groups; observation keys keep their ``/``)::
                                    person's verdict; 3 = discarded, never trained on),
                                    reset_s f32 (the reset before it), episode_s f32 (wall time),
                                    eval_step i64 (for an evaluation run by ``robot-rl train``: the
-                                   online env-step count it evaluates; -1 for every other episode)
+                                   online env-step count it evaluates; -1 for every other episode),
+                                   safety_steps i32 (steps whose data/safety is not 0)
       meta/last_observation/<key>  [E,...] the next observation of each episode's last step
 
 Next observations are not stored per step (that would duplicate every image): within an episode
@@ -48,6 +50,10 @@ read; the writer refuses them (``salvage-log`` converts them).
 Format 4 adds ``data/frame_age_s``. Format 3 stores (and format 2) lack it: every reader reads their frame
 ages as NaN (unknown); the writer refuses to append to them, as to format 2 (``salvage-log`` converts them,
 frame ages NaN).
+
+Format 5 adds ``data/safety`` (the safety layer's actions per step, robot_rl/envs/safety.py) and
+``meta/safety_steps``. Stores of formats 2 to 4 read both as 0 (no safety action recorded); the writer refuses
+to append to them and ``salvage-log`` converts them, as above.
 
 Crash-safety protocol (zarr 3.1.6 LocalStore writes every key, chunk or ``zarr.json``, to a temp
 file and ``os.replace``-s it into place, so a single key is never seen half-written):
@@ -106,12 +112,17 @@ except ImportError:  # pragma: no cover - Windows
 
 FORMAT_NAME = "robot_rl.episode_log"
 # 2 added success_probability, interventions, label, reset_s, episode_s; 3 added chunk checksums,
-# every chunk written (a chunk inventory), meta/eval_step; 4 added data/frame_age_s
-FORMAT_VERSION = 4
+# every chunk written (a chunk inventory), meta/eval_step; 4 added data/frame_age_s; 5 added data/safety and
+# meta/safety_steps
+FORMAT_VERSION = 5
 OLDEST_READABLE_VERSION = 2
 CHECKSUMS_SINCE = 3  # the first format with chunk checksums and a chunk inventory
 # What each format added, for the writer's refusal of an older store ("written without ...")
-FORMAT_ADDED: dict[int, str] = {3: "chunk checksums", 4: "camera frame ages (data/frame_age_s)"}
+FORMAT_ADDED: dict[int, str] = {
+    3: "chunk checksums",
+    4: "camera frame ages (data/frame_age_s)",
+    5: "safety-layer actions (data/safety)",
+}
 STORE_NAME = "episodes.zarr"
 
 STEP_CHUNK = 4096  # steps per chunk for small per-step items
@@ -135,10 +146,11 @@ META_FIELDS: dict[str, str] = {
     "reset_s": "float32",
     "episode_s": "float32",
     "eval_step": "int64",
+    "safety_steps": "int32",
 }
 META_FILL: dict[str, int] = {"eval_step": -1}  # fill values other than 0
-FIELDS_SINCE: dict[str, int] = {"eval_step": 3}  # meta fields a format-2 store lacks (read as their fill)
-STEP_FIELDS_SINCE: dict[str, int] = {"frame_age_s": 4}  # step fields older stores lack (read as their fill)
+FIELDS_SINCE: dict[str, int] = {"eval_step": 3, "safety_steps": 5}  # meta fields older stores lack (read as fill)
+STEP_FIELDS_SINCE: dict[str, int] = {"frame_age_s": 4, "safety": 5}  # step fields older stores lack (read as fill)
 STEP_FILL: dict[str, float] = {"frame_age_s": float("nan")}  # fill values other than 0
 
 LAYOUT_DESCRIPTION = (
@@ -146,13 +158,17 @@ LAYOUT_DESCRIPTION = (
     "(action, policy_action, reward, terminated, truncated, intervention, episode_id, step, "
     "timestamp, success, reward_source [0 task, 1 classifier, 2 human], grasp_penalty, "
     "success_probability [NaN without a reward classifier], frame_age_s [seconds between the capture of the "
-    "camera frame the observation holds and the step; NaN when unknown], observation/<key>). "
+    "camera frame the observation holds and the step; NaN when unknown], safety [bits of what the safety layer "
+    "changed on the step: 1 clip_box, 2 clip_speed, 4 clip_accel, 8 clip_orientation, 16 gripper_rate, "
+    "32 joint_margin, 64 hold_stale_obs, 128 hold_late_command, 256 hold_force, 512 fault_nonfinite; 0 nothing], "
+    "observation/<key>). "
     "meta/episode_ends[E]: exclusive end index of each episode in the step arrays; "
     "episode e is steps [episode_ends[e-1], episode_ends[e]) with episode_ends[-1] = 0. "
     "meta/<field>[E]: source [0 demo, 1 online, 2 intervention, 3 eval], success, length, "
     "intervention_steps, interventions (take-overs), episode_return, episode_id, label [0 none, 1 success, "
     "2 failure, 3 discard: discarded episodes must not be trained on], reset_s, episode_s, eval_step "
-    "[the online env-step count an evaluation episode of a training run evaluates; -1 otherwise]. "
+    "[the online env-step count an evaluation episode of a training run evaluates; -1 otherwise], "
+    "safety_steps [steps of the episode whose data/safety is not 0]. "
     "Next observations are not stored per step: "
     "next_observation[t] = observation[t+1] inside an episode, and for the last step of episode e it "
     "is meta/last_observation/<key>[e]. Trust only meta/episode_ends (read it first): steps past "
@@ -812,6 +828,7 @@ class EpisodeLogWriter:
             "grasp_penalty": np.array([t.grasp_penalty for t in steps], np.float32),
             "success_probability": np.array([t.success_probability for t in steps], np.float32),
             "frame_age_s": np.array([t.frame_age_s for t in steps], np.float32),
+            "safety": np.array([t.safety for t in steps], np.uint16),
         }
         for key, (_, dtype) in self.obs_spec.items():
             rows[f"observation/{key}"] = np.stack([np.asarray(t.observation[key], dtype) for t in steps])
@@ -829,6 +846,7 @@ class EpisodeLogWriter:
                 [rows["timestamp"][-1] - rows["timestamp"][0] if episode_s is None else episode_s], np.float32
             ),
             "eval_step": np.array([eval_step], np.int64),
+            "safety_steps": np.array([np.count_nonzero(rows["safety"])], np.int32),
         }
         for key, (_, dtype) in self.obs_spec.items():
             meta_row[f"last_observation/{key}"] = np.asarray(steps[-1].next_observation[key], dtype)[None]
@@ -1013,8 +1031,9 @@ class EpisodeLog:
     strictly increasing or an array shorter than the committed rows raises ``EpisodeLogError``. A chunk
     that fails its checksum raises ``EpisodeLogError`` when ``episode``, ``transitions``,
     ``episode_meta`` or ``read`` reach it. Format-2 stores (no checksums) are read as they are. A step
-    field newer than the store's format (``frame_age_s`` of a format-2 or 3 store) reads as its fill value
-    (NaN) everywhere: ``read``, ``episode``, ``transitions``, ``array``.
+    field newer than the store's format (``frame_age_s`` of a format-2 or 3 store, ``safety`` of a format-2 to 4
+    store) reads as its fill value (NaN, 0) everywhere: ``read``, ``episode``, ``transitions``, ``array``; a
+    meta field newer than it (``eval_step``, ``safety_steps``) as its fill value (-1, 0) in ``episode_meta``.
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
@@ -1062,6 +1081,9 @@ class EpisodeLog:
         self._ends_arr = ends_arr
         # step fields newer than the store: {name: dtype}, read as their fill value
         self._absent = {n: np.dtype(d) for n, d in STEP_FIELDS.items() if n not in present}
+        # meta fields newer than the store: {"meta/<name>": dtype}, read as their fill value
+        known = meta_fields(self.format_version)
+        self._absent_meta = {f"meta/{n}": np.dtype(d) for n, d in META_FIELDS.items() if n not in known}
         self._ends = ends
         self._starts = np.concatenate([[0], ends[:-1]]).astype(np.int64)
         self._arrays = arrays
@@ -1122,7 +1144,7 @@ class EpisodeLog:
     def read(self, name: str, rows: Any = slice(None)) -> np.ndarray:
         """Checked read of committed rows of ``data/<name>`` (a step field such as ``observation/state``)
         or ``meta/<field>``; ``rows``: a slice, an int or row indices (relative to the committed rows)."""
-        if name not in self._arrays and name not in self._absent:
+        if name not in self._arrays and name not in self._absent and name not in self._absent_meta:
             raise EpisodeLogError(
                 f"episode log {self.path} has no array {name!r}; choose from {[*self._arrays, *self._absent]}"
             )
@@ -1137,8 +1159,12 @@ class EpisodeLog:
             rows = np.asarray(rows, np.int64)
             if len(rows) and (rows.min() < 0 or rows.max() >= limit):
                 raise IndexError(f"rows out of range: {name} has {limit} committed rows")
-        if name in self._absent:  # a field newer than the store's format
-            fill = step_fill(name, self._absent[name])
+        if name in self._absent or name in self._absent_meta:  # a field newer than the store's format
+            fill = (
+                step_fill(name, self._absent[name])
+                if name in self._absent
+                else np.full((), META_FILL.get(name[len("meta/") :], 0), self._absent_meta[name])
+            )
             if isinstance(rows, int):
                 return fill[()]
             return np.full(len(range(limit)[rows]) if isinstance(rows, slice) else len(rows), fill)

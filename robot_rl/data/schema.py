@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import typing
 from dataclasses import MISSING, dataclass, field, fields
-from enum import IntEnum
+from enum import IntEnum, IntFlag
 
 import numpy as np
 
@@ -34,6 +34,44 @@ class EpisodeSource(IntEnum):
     EVAL = 3
 
 
+class SafetyAction(IntFlag):
+    """What the safety layer (robot_rl/envs/safety.py) did on a step, one bit per action; a step's set is
+    `Transition.safety` (uint16 in the log and on the wire). `StepInfo.safety_actions` lists the same by
+    name: the member's lower-case name (clip_box, ..., fault_nonfinite)."""
+
+    CLIP_BOX = 1  # the motion was cut to stay in (and be able to brake inside) the workspace box
+    CLIP_SPEED = 2  # a per-axis speed limit (linear or angular)
+    CLIP_ACCEL = 4  # a per-axis acceleration limit (linear or angular)
+    CLIP_ORIENTATION = 8  # the orientation box around home
+    GRIPPER_RATE = 16  # an open/close switch came sooner than gripper_min_switch_s: the gripper kept its command
+    JOINT_MARGIN = 32  # motion driving a joint within joint_margin of its limit further in was removed
+    HOLD_STALE_OBS = 64  # the observation's camera frame was older than max_obs_age: held (braked to rest)
+    HOLD_LATE_COMMAND = 128  # the command came more than max_command_delay after its observation: held
+    HOLD_FORCE = 256  # the force on the hand exceeded max_force: held
+    FAULT_NONFINITE = 512  # a NaN or infinite action: held, the episode ends, the robot is stopped
+
+
+SAFETY_ACTIONS: tuple[str, ...] = tuple(a.name.lower() for a in SafetyAction)  # the fixed vocabulary, by bit
+SAFETY_MASK = int(sum(SafetyAction))  # every known bit
+
+
+def safety_bits(names) -> int:
+    """The SafetyAction bitmask of safety-action names (a ValueError names an unknown one)."""
+    bits = 0
+    for name in names:
+        try:
+            bits |= SafetyAction[str(name).upper()]
+        except KeyError:
+            raise ValueError(f"unknown safety action {name!r}: one of {', '.join(SAFETY_ACTIONS)}") from None
+    return int(bits)
+
+
+def safety_names(bits: int) -> list[str]:
+    """The names of the safety actions set in `bits`, in bit order."""
+    bits = int(bits)
+    return [a.name.lower() for a in SafetyAction if bits & a]
+
+
 @dataclass
 class Transition:
     """One env step. `action` is what was executed (the human action when `intervention`)."""
@@ -55,6 +93,7 @@ class Transition:
     success_probability: float = float("nan")  # the reward classifier's output; NaN without one
     label: EpisodeLabel = EpisodeLabel.NONE  # a person's episode label, on the step it ended the episode
     frame_age_s: float = float("nan")  # age of the camera frame the observation holds (s); NaN when unknown
+    safety: int = 0  # SafetyAction bits: what the safety layer changed on this step (0: nothing, or no layer)
     extras: dict = field(default_factory=dict)
 
 
@@ -76,7 +115,9 @@ class StepInfo:
     intervention: bool = False  # a person's device drove this step
     intervention_action: np.ndarray | None = None  # the executed (human) action when `intervention`
     label: EpisodeLabel = EpisodeLabel.NONE  # a person's episode label, on the step it was given
-    safety_actions: list[str] = field(default_factory=list)  # what a safety layer changed (clipped, held, ...)
+    safety_actions: list[str] = field(default_factory=list)  # what a safety layer changed (SafetyAction names)
+    executed_action: np.ndarray | None = None  # float32[A]: what ran, when the safety layer changed the action
+    safety_counts: dict[str, int] | None = None  # on an episode's last step: steps per safety action, and "steps"
     frame_age_s: float = float("nan")  # age of the camera frame the observation holds (s); NaN when unknown
 
     @staticmethod
@@ -134,6 +175,7 @@ STEP_FIELDS: dict[str, np.dtype] = {
         "grasp_penalty": np.float32,
         "success_probability": np.float32,
         "frame_age_s": np.float32,  # camera frame age (s), NaN when unknown; since episode-log format 4
+        "safety": np.uint16,  # SafetyAction bits (0: the safety layer changed nothing); since format 5
     }.items()
 }
 LABEL_DTYPE = np.dtype(np.uint8)  # an EpisodeLabel: per episode in the log (meta/label), per step on the wire
@@ -216,6 +258,7 @@ class EpisodeEnd:
     intervention_steps: int
     discarded: bool
     actor: str = ""
+    safety_steps: int = 0  # steps the safety layer changed (clipped, held, ...)
 
 
 @dataclass(frozen=True)
@@ -249,6 +292,7 @@ class LearnerStats:
     sim_share: float
     learner_share: float
     wall_s: float
+    window_safety_steps: int = 0  # online steps in this window that the safety layer changed
 
 
 RunEvent = (

@@ -1,5 +1,9 @@
 """Build the env a config names: `task.name` = pick_cube, pick_cube_vision (on `robot.name` = mujoco,
-the in-process sim, or ros, a robot bridge over ROS 2) or gym (any gymnasium env)."""
+the in-process sim, serial, our firmware's arm, or ros, a robot bridge over ROS 2) or gym (any gymnasium env).
+
+A robot task's env is wrapped in the safety layer (robot_rl/envs/safety.py, the `safety` config group) when
+it is enabled: by default (`safety.enabled: auto`) for the hardware robots (serial, ros) only, so that every
+simulated run keeps its numbers. It is the innermost wrapper: a person's teleop actions pass through it too."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from robot_rl.envs.intervention import InterventionWrapper
+from robot_rl.envs.safety import SafetyLimits, SafetyWrapper
 from robot_rl.teleop.device import TeleopDevice
 
 ROBOT_TASKS = ("pick_cube", "pick_cube_vision")  # tasks for a Robot: the in-process sim or a ROS bridge
@@ -29,10 +34,18 @@ def make_env(cfg: DictConfig, seed: int | None = None) -> gym.Env:
 
         robot = OmegaConf.to_container(cfg.robot, resolve=True)
         robot_name = robot.pop("name", "mujoco")
+        limits = SafetyLimits.from_config(cfg.get("safety"))  # a bad safety config fails before the robot starts
         try:
-            return make_robot_env(name, robot_name, seed=seed, robot_cfg=robot, **task)
+            env = make_robot_env(name, robot_name, seed=seed, robot_cfg=robot, **task)
         except TypeError as err:
             raise ValueError(f"bad task/robot config for {name} ({err}); see configs/task/{name}.yaml") from None
+        if not limits.is_enabled(robot_name):
+            return env
+        try:
+            return SafetyWrapper(env, limits, robot_name)
+        except BaseException:
+            env.close()
+            raise
     raise ValueError(f"unknown task '{name}': choose one of {', '.join(TASKS)}")
 
 
@@ -42,9 +55,10 @@ def make_actor_env(
     rng: np.random.Generator,
     device_factory: Callable[[gym.Env], TeleopDevice] | None = None,
 ):
-    """The env the actor trains in: the task env, with the reward classifier (`reward.classifier`)
-    and a teleop device (`teleop.device`) wrapped around it when configured. With a classifier a sim
-    task runs with `reward=dense`, so that only the classifier (not the sim's ground truth) ends episodes.
+    """The env the actor trains in: the task env (in the safety layer when enabled), with the reward classifier
+    (`reward.classifier`) and a teleop device (`teleop.device`) wrapped around it when configured. With a
+    classifier a sim task runs with `reward=dense`, so that only the classifier (not the sim's ground truth)
+    ends episodes.
     `device_factory(env)` makes the teleop device instead (the console's page: `teleop=console`)."""
     reward_cfg = cfg.get("reward") or {}
     if reward_cfg.get("classifier") and "reward" in cfg.task:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 
-from robot_rl.data.schema import EpisodeSource, Observation, ResetInfo, StepInfo, Transition
+from robot_rl.data.schema import EpisodeSource, Observation, ResetInfo, StepInfo, Transition, safety_bits
 
 ActFn = Callable[[Observation], np.ndarray]
 
@@ -24,13 +24,20 @@ class EpisodeResult:
 
 
 def env_step(env: gym.Env, observation: Observation, action: np.ndarray, episode_id: int, step: int) -> Transition:
-    """One env step as a Transition. `action` is the policy's proposal; when a person took over
-    (StepInfo's `intervention`, see InterventionWrapper) the executed action is its `intervention_action`.
-    The step's fields come from the env's StepInfo (`info["step_info"]`; defaults when it set none)."""
+    """One env step as a Transition. `action` is the policy's proposal (`policy_action`); the executed action
+    (`action`) is the safety layer's when it changed what ran (StepInfo's `executed_action`, see
+    robot_rl/envs/safety.py), else a person's when one took over (`intervention_action`, see
+    InterventionWrapper), else the proposal. The step's fields come from the env's StepInfo
+    (`info["step_info"]`; defaults when it set none); `safety` holds the safety layer's actions as bits."""
     next_observation, reward, terminated, truncated, info = env.step(action)
     fields = StepInfo.of(dict(info))
     intervention = bool(fields.intervention)
-    executed = fields.intervention_action if intervention and fields.intervention_action is not None else action
+    if fields.executed_action is not None:
+        executed = fields.executed_action
+    elif intervention and fields.intervention_action is not None:
+        executed = fields.intervention_action
+    else:
+        executed = action
     return Transition(
         observation=observation,
         action=np.asarray(executed, np.float32),
@@ -49,6 +56,7 @@ def env_step(env: gym.Env, observation: Observation, action: np.ndarray, episode
         success_probability=float(fields.success_probability),
         label=fields.label,
         frame_age_s=float(fields.frame_age_s),
+        safety=safety_bits(fields.safety_actions) if fields.safety_actions else 0,
     )
 
 

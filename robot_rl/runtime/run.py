@@ -124,7 +124,8 @@ def copy_demos(
 
 def online_counts(log: EpisodeLog, upto: int | None = None) -> dict[str, int]:
     """What a run has done, from its log's online episodes (the first `upto` episodes when given):
-    env_steps, episodes, interventions, intervention_steps, discarded."""
+    env_steps, episodes, interventions, intervention_steps, discarded, safety_steps (steps the safety layer
+    changed)."""
     meta = log.episode_meta()
     online = meta["source"] == EpisodeSource.ONLINE
     if upto is not None:
@@ -135,6 +136,7 @@ def online_counts(log: EpisodeLog, upto: int | None = None) -> dict[str, int]:
         "interventions": int(meta["interventions"][online].sum()),
         "intervention_steps": int(meta["intervention_steps"][online].sum()),
         "discarded": int((meta["label"][online] == EpisodeLabel.DISCARD).sum()),
+        "safety_steps": int(meta["safety_steps"][online].sum()),
     }
 
 
@@ -174,6 +176,7 @@ def logged_transitions(episode: dict[str, np.ndarray], keys: list[str]) -> list[
             reward_source=RewardSource(int(episode["reward_source"][t])),
             grasp_penalty=float(episode["grasp_penalty"][t]),
             frame_age_s=float(episode["frame_age_s"][t]),
+            safety=int(episode["safety"][t]),
         )
         for t in range(len(episode["reward"]))
     ]
@@ -222,6 +225,7 @@ class TrainingRun:
             "intervention_steps": 0,
             "discarded": 0,
             "demo_episodes": 0,
+            "safety_steps": 0,
         }
         self.actors: dict[str, int] = {}  # online env steps committed per remote actor
         self.rejected: dict[str, int] = {}  # what a remote learner refused from the network, by kind
@@ -236,7 +240,7 @@ class TrainingRun:
         self.reset_s = 0.0  # the reset before the episode in progress
         self.start_wall = time.perf_counter()
         self.next_checkpoint = self.next_log = 0
-        self._window = {"interventions": 0, "intervention_steps": 0, "episodes": 0}
+        self._window = {"interventions": 0, "intervention_steps": 0, "episodes": 0, "safety_steps": 0}
         self._updates_window = (0, time.perf_counter())
 
     def __enter__(self) -> TrainingRun:
@@ -390,10 +394,12 @@ class TrainingRun:
         """A committed online episode: counters, and its steps to the learner unless a person discarded it."""
         flags = np.array([t.intervention for t in steps])
         takeovers, intervention_steps = count_takeovers(flags), int(flags.sum())
+        safety_steps = sum(1 for t in steps if t.safety)
         for totals in (self.counts, self._window):
             totals["interventions"] += takeovers
             totals["intervention_steps"] += intervention_steps
             totals["episodes"] += 1
+            totals["safety_steps"] += safety_steps
         if count_steps:
             self.counts["env_steps"] += len(steps)
         if steps[-1].label == EpisodeLabel.DISCARD:
@@ -417,6 +423,7 @@ class TrainingRun:
                 int(flags.sum()),
                 steps[-1].label == EpisodeLabel.DISCARD,
                 actor,
+                sum(1 for t in steps if t.safety),
             )
         )
 
@@ -640,6 +647,7 @@ class TrainingRun:
                 self.t_sim / busy,
                 self.t_learn / busy,
                 now - self.start_wall,
+                self._window["safety_steps"],
             )
         )
         self.next_log = (env_steps // self.rt.log_every + 1) * self.rt.log_every
@@ -681,6 +689,7 @@ class TrainingRun:
             "wall_s": round(self.wall_s, 1),
             "interventions": self.counts["interventions"],
             "intervention_steps": self.counts["intervention_steps"],
+            "safety_steps": self.counts["safety_steps"],
             "discarded_episodes": self.counts["discarded"],
             "demo_episodes": self.counts["demo_episodes"],
             "replay": {"prior": len(learner.prior), "online": len(learner.online)} if learner else {},

@@ -60,6 +60,7 @@ class ProgressSink:
                 f"interventions {event.window_interventions} in {event.window_episodes} episodes "
                 f"({event.window_intervention_steps} steps) | "
                 f"sim {event.sim_share:.0%} learner {event.learner_share:.0%} | {event.wall_s:.0f}s"
+                + (f" | safety layer acted on {event.window_safety_steps} steps" if event.window_safety_steps else "")
             )
         elif isinstance(event, EvalEvent):
             self.log(
@@ -82,6 +83,7 @@ def scalars(event: RunEvent) -> dict[str, float]:
             "episode/success": float(event.success),
             "episode/interventions": event.interventions,
             "episode/intervention_steps": event.intervention_steps,
+            "episode/safety_steps": event.safety_steps,
         }
     if isinstance(event, EvalEvent):
         return {"eval/success_rate": event.success_rate, "eval/mean_return": event.mean_return}
@@ -94,6 +96,7 @@ def scalars(event: RunEvent) -> dict[str, float]:
             "train/success_recent": event.success_recent,
             "train/interventions": event.window_interventions,
             "train/intervention_steps": event.window_intervention_steps,
+            "train/safety_steps": event.window_safety_steps,
         }
         return {k: float(v) for k, v in values.items() if not math.isnan(float(v))}
     return {}

@@ -12,11 +12,11 @@ chunk of an episode: the actor's observation space and action size).
 Anyone on the DDS domain can publish, so decoding is strict: `decode_chunk` checks the archive
 before reading it (size, member count, declared array sizes, no object arrays, no compression that
 could expand without bound), then every header field's type and range, every array's dtype kind and
-shape, the enum values, finiteness (`success_probability` may be NaN: no classifier; `frame_age_s`
-may be NaN: unknown, and is never negative) and the action range. Whatever fails raises `WireError`
-with a one-line reason and a `kind` for counting (`WIRE_ERROR_KINDS`). `check_spec` checks a spec's
-structure, `spec_mismatch` compares two specs and `check_chunk` checks decoded steps against the
-run's spec. `RejectCounter` counts rejected network input by kind and logs it rate-limited (the
+shape, the enum values (`safety`: SafetyAction bits, no unknown bit), finiteness (`success_probability`
+may be NaN: no classifier; `frame_age_s` may be NaN: unknown, and is never negative) and the action range.
+Whatever fails raises `WireError` with a one-line reason and a `kind` for counting (`WIRE_ERROR_KINDS`).
+`check_spec` checks a spec's structure, `spec_mismatch` compares two specs and `check_chunk` checks decoded
+steps against the run's spec. `RejectCounter` counts rejected network input by kind and logs it rate-limited (the
 learner and the robot bridge use it).
 """
 
@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from robot_rl.data import schema
-from robot_rl.data.schema import EpisodeLabel, EpisodeSource, RewardSource, Transition
+from robot_rl.data.schema import SAFETY_ACTIONS, SAFETY_MASK, EpisodeLabel, EpisodeSource, RewardSource, Transition
 
 HEADER = "__header__"
 # Transition attribute -> dtype on the wire: the episode log's per-step fields (robot_rl/data/schema.py) with
@@ -46,7 +46,7 @@ STEP_FIELDS: dict[str, np.dtype] = {
 }
 MAX_PAYLOAD_BYTES = 8 << 20  # a chunk is cut at ~4 MiB of frames (remote_actor); one big frame may add as much
 MAX_HEADER_BYTES = 1 << 20
-MAX_ARRAYS = 256  # members of one archive (14 step fields + 2 per observation key + the header)
+MAX_ARRAYS = 256  # members of one archive (16 step fields + 2 per observation key + the header)
 MAX_CHUNK_STEPS = 100_000
 MAX_OBS_KEYS = 32
 MAX_OBS_ELEMENTS = 1 << 24  # elements of one observation entry (a 4k RGB frame is 25M: too big anyway)
@@ -293,6 +293,8 @@ def _check_arrays(arrays: dict[str, np.ndarray], max_steps: int) -> tuple[int, l
         enum = RewardSource if name == "reward_source" else EpisodeLabel
         if not np.isin(arrays[name], [int(v) for v in enum]).all():
             raise WireError(f"chunk {name} holds values outside {[f'{int(v)} {v.name.lower()}' for v in enum]}", "enum")
+    if (arrays["safety"].astype(np.int64) & ~SAFETY_MASK).any() or (arrays["safety"] < 0).any():
+        raise WireError(f"chunk safety holds bits outside {SAFETY_MASK} ({', '.join(SAFETY_ACTIONS)})", "enum")
     if (arrays["step"] < 0).any():
         raise WireError("chunk step holds negative values", "range")
     if arrays["step"].max() > np.iinfo(STEP_FIELDS["step"]).max:  # any integer dtype is accepted, then cast
@@ -368,6 +370,7 @@ def decode_chunk(
                 success_probability=float(fields["success_probability"][i]),
                 label=EpisodeLabel(int(fields["label"][i])),
                 frame_age_s=float(fields["frame_age_s"][i]),
+                safety=int(fields["safety"][i]),
             )
         )
     return header, steps

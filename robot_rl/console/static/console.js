@@ -826,7 +826,7 @@
     for (const r of rows.slice(-20).reverse()) {
       const tr = el('tr', r.label ? `label-${r.label}` : '');
       const cells = [r.episode, r.robot, r.source, r.length, fmt(r.return, 2), r.success ? 'yes' : 'no',
-        r.interventions, r.intervention_steps, r.label || ''];
+        r.interventions, r.intervention_steps, r.safety_steps ?? 0, r.label || ''];
       cells.forEach((c, i) => tr.appendChild(el('td', i === 1 ? 'col-robot' : '', String(c))));
       body.appendChild(tr);
     }
