@@ -18,7 +18,10 @@ from robot_rl.data.schema import EpisodeSource, SafetyAction
 from tests.cli_proc import REPO, robot_rl
 
 DEPLOY_PYTHON = REPO / ".venv-deploy" / "bin" / "python"
-TRAINED = REPO / "tests" / "data" / "pick_cube_so101.onnx"  # bench/deploy.py --save-policy writes it
+# pick_cube policies on the so101 arm, exported (`robot-rl export`) from runs that reached 90% eval success in
+# the in-process sim and 95% on the serial rig (README, SO-101 learning curves, seed 0)
+TRAINED = REPO / "tests" / "data" / "pick_cube_so101.onnx"
+TRAINED_ON_SERIAL = REPO / "tests" / "data" / "pick_cube_so101_serial.onnx"
 SO101 = ["robot.model=so101"]
 
 
@@ -50,7 +53,7 @@ def short_run(tmp_path_factory) -> Path:
         f"run_dir={run}",
         "steps=150",
         "num_demos=2",
-        "runtime.eval_every=0",
+        "runtime.eval_every=1000",
         "runtime.eval_episodes=1",
         "agent.compile=false",
         "task.max_steps=30",
@@ -84,9 +87,7 @@ def test_a_trained_policy_deployed_on_the_sim_from_the_deploy_venv(tmp_path):
     assert log.num_episodes == 20
     meta = log.episode_meta()
     assert (meta["source"] == int(EpisodeSource.DEPLOY)).all()
-    safety = log.read("data/safety") if hasattr(log, "read") else None
-    if safety is not None:
-        assert int(np.count_nonzero(safety)) == summary["safety_steps"]
+    assert int(np.count_nonzero(log.read("safety"))) == summary["safety_steps"] == int(meta["safety_steps"].sum())
     (video,) = summary["videos"]
     import imageio_ffmpeg
 
@@ -99,7 +100,9 @@ def test_a_trained_policy_deployed_on_the_sim_from_the_deploy_venv(tmp_path):
 def test_a_trained_policy_deployed_on_the_serial_rig_from_the_deploy_venv(tmp_path):
     """robot=serial: the real firmware (host build) behind a pseudo-terminal, its servos a MuJoCo plant."""
     out = tmp_path / "serial"
-    proc = deploy_venv("deploy", f"policy={TRAINED}", "robot=serial", "episodes=3", "seed=2", f"out={out}", "activate=now")
+    proc = deploy_venv(
+        "deploy", f"policy={TRAINED}", "robot=serial", "episodes=3", "seed=2", f"out={out}", "activate=now"
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     summary = summary_of(out)
     assert summary["episodes"] == 3 and summary["success_rate"] >= 2 / 3, summary
@@ -123,9 +126,9 @@ def test_deploy_takes_the_training_policys_actions_on_the_same_starts(short_run,
 
 
 def one_line_error(proc: subprocess.CompletedProcess, *words: str) -> str:
-    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.returncode == 2, proc.stdout + proc.stderr
     err = proc.stderr.strip()
-    assert err.count("\n") == 0 and err.startswith("robot-rl deploy:"), err
+    assert err.count("\n") == 0 and err.startswith("robot-rl deploy: error:"), err
     for word in words:
         assert word in err, err
     return err
@@ -175,7 +178,9 @@ def test_a_policy_whose_observations_differ_from_the_envs_is_refused(short_run, 
 
 def test_hardware_needs_a_person_to_activate(short_run, tmp_path):
     policy = short_run / "policy.onnx"
-    err = one_line_error(robot_rl("deploy", f"policy={policy}", "robot=serial", "robot.port=/dev/ttyUSB9", "activate=now"))
+    err = one_line_error(
+        robot_rl("deploy", f"policy={policy}", "robot=serial", "robot.port=/dev/ttyUSB9", "activate=now")
+    )
     assert "activate=prompt" in err
     # stdin is not a terminal: nobody can be asked
     one_line_error(robot_rl("deploy", f"policy={policy}", "robot=serial", "activate=prompt"), "terminal")
@@ -189,9 +194,22 @@ def test_prompt_activation_on_the_serial_rig(short_run, tmp_path):
         out = tmp_path / answer
         os.write(primary, f"{answer}\n".encode())
         proc = subprocess.run(
-            [sys.executable, "-m", "robot_rl.cli", "deploy", f"policy={policy}", "robot=serial", "episodes=1",
-             "activate=prompt", f"out={out}"],
-            stdin=secondary, capture_output=True, text=True, timeout=300, cwd=REPO,
+            [
+                sys.executable,
+                "-m",
+                "robot_rl.cli",
+                "deploy",
+                f"policy={policy}",
+                "robot=serial",
+                "episodes=1",
+                "activate=prompt",
+                f"out={out}",
+            ],
+            stdin=secondary,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=REPO,
         )
         os.close(primary)
         os.close(secondary)

@@ -164,7 +164,7 @@ LAYOUT_DESCRIPTION = (
     "observation/<key>). "
     "meta/episode_ends[E]: exclusive end index of each episode in the step arrays; "
     "episode e is steps [episode_ends[e-1], episode_ends[e]) with episode_ends[-1] = 0. "
-    "meta/<field>[E]: source [0 demo, 1 online, 2 intervention, 3 eval], success, length, "
+    "meta/<field>[E]: source [0 demo, 1 online, 2 intervention, 3 eval, 4 deploy], success, length, "
     "intervention_steps, interventions (take-overs), episode_return, episode_id, label [0 none, 1 success, "
     "2 failure, 3 discard: discarded episodes must not be trained on], reset_s, episode_s, eval_step "
     "[the online env-step count an evaluation episode of a training run evaluates; -1 otherwise], "

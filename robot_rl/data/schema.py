@@ -32,6 +32,7 @@ class EpisodeSource(IntEnum):
     ONLINE = 1
     INTERVENTION = 2
     EVAL = 3
+    DEPLOY = 4  # robot-rl deploy: an exported policy on a robot
 
 
 class SafetyAction(IntFlag):

@@ -40,6 +40,7 @@ from robot_rl.deploy.metadata import EXTRA_FILE, FORMATS, METADATA_KEY, OUTPUT, 
 from robot_rl.deploy.metadata import observation_spec as space_spec
 from robot_rl.deploy.policy import policy_from_bytes
 from robot_rl.envs.factory import ROBOT_TASKS, make_env
+from robot_rl.envs.safety import SafetyLimits
 from robot_rl.runtime.run import CHECKPOINT, SUMMARY
 from robot_rl.runtime.trained import load_trained, trained_run_config
 
@@ -146,23 +147,8 @@ def safety_limits_for(run_cfg: DictConfig, env) -> dict[str, Any]:
     robot, task = getattr(inner, "robot", None), getattr(inner, "task", None)
     if robot is None or task is None:
         return {}
-    try:
-        from robot_rl.envs.safety import SafetyLimits
-    except ImportError:  # the safety layer not there yet: the limits the robot and the task imply
-        lo, hi = robot.workspace
-        control_dt = float(robot.control_dt)
-        return {
-            "workspace": [[float(v) for v in lo], [float(v) for v in hi]],
-            "control_dt": control_dt,
-            "max_speed": float(task.action_scale) / control_dt,
-        }
-    # merge note: the run's `safety` group resolved against its robot and task (older runs: the defaults)
-    group = run_cfg.get("safety")
-    if group is None:
-        limits = SafetyLimits.defaults_for(robot, task)
-    else:
-        limits = SafetyLimits.from_dict(OmegaConf.to_container(group, resolve=True))
-    return limits.resolve(robot, task).to_dict()
+    robot_name = (run_cfg.get("robot") or {}).get("name")
+    return SafetyLimits.from_config(run_cfg.get("safety")).resolve(robot, task, robot_name).to_dict()
 
 
 # ---- metadata -------------------------------------------------------------------------------------------

@@ -161,7 +161,8 @@ def check_robot_config(policy: ExportedPolicy, robot_cfg: DictConfig) -> None:
     dt = robot_cfg.get("control_dt")
     if dt is not None and abs(float(dt) - meta.control_dt) > 1e-9:
         raise UserError(
-            f"policy {name} acts every {meta.control_dt} s, robot.control_dt={dt}: pass robot.control_dt={meta.control_dt}"
+            f"policy {name} acts every {meta.control_dt} s, robot.control_dt={dt}: "
+            f"pass robot.control_dt={meta.control_dt}"
         )
 
 
@@ -234,7 +235,7 @@ def deploy(cfg: DictConfig) -> dict:
             out / LOG,
             env.observation_space,
             env.action_space,
-            config={"deploy": OmegaConf.to_container(cfg, resolve=True), "policy": policy.metadata.to_dict()},
+            config={"deploy": OmegaConf.to_container(cfg, resolve=True), "policy": json.loads(policy.metadata.to_json())},
         )
         stack.callback(writer.close)
         recorder = None
