@@ -241,3 +241,26 @@ def test_a_policy_that_outputs_nan_faults_holds_and_stops(short_run, tmp_path):
     assert len(episode["action"]) == 1 and episode["truncated"][-1]
     assert episode["safety"][0] & int(SafetyAction.FAULT_NONFINITE)
     assert np.isfinite(episode["action"]).all()  # what was executed: a hold, never the NaN
+
+
+def test_console_activation_waits_for_the_page_to_arm(short_run, tmp_path):
+    """activate=console: the loop waits, disarmed, until a page takes control and arms; then it runs."""
+    import time
+
+    from websockets.sync.client import connect
+
+    from tests.console_proc import console_process
+
+    out = tmp_path / "out"
+    policy = short_run / "policy.onnx"
+    with console_process("deploy", f"policy={policy}", *SO101, "episodes=2", "activate=console", f"out={out}") as proc:
+        port = int(proc.wait_for(r"\[console\] open http://127\.0\.0\.1:(\d+)/", 120).group(1))
+        proc.wait_for(r"starts disarmed", 30)
+        time.sleep(1.0)
+        assert EpisodeLog(out / "episodes.zarr").num_episodes == 0 and proc.proc.poll() is None  # nothing moved
+        with connect(f"ws://127.0.0.1:{port}/ws", origin=f"http://127.0.0.1:{port}") as ws:
+            assert json.loads(ws.recv())["type"] == "hello"
+            ws.send(json.dumps({"type": "lease", "robot": "robot", "take": True}))
+            ws.send(json.dumps({"type": "arm", "robot": "robot", "on": True}))
+            assert proc.finish(120) == 0, proc.output
+    assert summary_of(out)["episodes"] == 2

@@ -126,6 +126,25 @@ class Service(Activation):
         return True
 
 
+class ConsoleArm(Activation):
+    """The console's page: arming it is the confirmation (its gate holds the loop while disarmed); a fault
+    disarms, and the person arms again from the page."""
+
+    def __init__(self, hub: Any) -> None:
+        super().__init__()
+        self.hub = hub
+        self.active = True  # the console's gate does the waiting
+
+    def wait(self) -> bool:
+        self.active = True
+        return True
+
+    def deactivate(self, reason: str) -> None:
+        self.hub.set_flags(armed=False, estopped=self.hub.estopped)
+        self.hub.notice("error", f"deploy: {reason}; arm to go on")
+        log(f"[deploy] disarmed: {reason}; arm from the console to go on")
+
+
 class ActivationGate(gym.Wrapper):
     """Nothing moves while inactive: `reset` waits for the person's confirmation; a step taken after a
     deactivation does not command the robot (it holds) and ends the episode."""
@@ -246,11 +265,10 @@ def deploy(cfg: DictConfig) -> dict:
         if activation_mode == "console":
             from robot_rl.console.session import open_console
 
-            env_cfg.console.armed = "false"  # the page's arm button is the confirmation
+            env_cfg.console.enabled, env_cfg.console.armed = True, "false"  # arming on the page confirms
             console = open_console(env_cfg)
             stack.callback(console.close)
-            env, activation = console.gate(env, "deploy", person=False), Immediate()
-            activation.wait()
+            env, activation = console.gate(env, "deploy", person=False), ConsoleArm(console.hub)
         elif activation_mode == "service":
             activation = Service(env.unwrapped.robot)
         elif activation_mode == "prompt":
