@@ -254,7 +254,10 @@ def deploy(cfg: DictConfig) -> dict:
             out / LOG,
             env.observation_space,
             env.action_space,
-            config={"deploy": OmegaConf.to_container(cfg, resolve=True), "policy": json.loads(policy.metadata.to_json())},
+            config={
+                "deploy": OmegaConf.to_container(cfg, resolve=True),
+                "policy": json.loads(policy.metadata.to_json()),
+            },
         )
         stack.callback(writer.close)
         recorder = None
