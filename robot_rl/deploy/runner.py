@@ -156,7 +156,7 @@ class ActivationGate(gym.Wrapper):
 
     def reset(self, **kwargs: Any):
         if not self.activation.active and not self.activation.wait():
-            raise Deactivated("not activated: the robot did not move")
+            raise Deactivated("not (re)activated: the robot holds and the run stops here")
         self._observation, info = self.env.reset(**kwargs)
         return self._observation, info
 
