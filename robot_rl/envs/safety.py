@@ -29,12 +29,12 @@ target then restarts from rest), move `p` behind the layer's back; if no displac
 bounds, the box and the speed win over the acceleration. A displacement within 1e-12 m of what was asked
 runs as asked (rounding at a wall: the robot clips to its own workspace).
 Orientation: the same scheme on the orientation target's offset from the home orientation, as a base-frame
-rotation vector, per axis, with `orientation_limits` as the box. A rotation delta is added to that vector
-(small-angle composition). The robot composes rotations exactly, exp(w) exp(o) = exp(o + w + w x o / 2 + ...),
-and clips the exact offset to the task's `rotation_limits` itself: at those limits (the default) the box
-holds exactly; inside them one step may leave the box by |w| |o| / 2, which the next step corrects (braking
-harder than max_angular_accel by at most that). Robots that report no orientation target (the ROS client)
-get the layer's own sum of the rotations it let through since the reset (which starts at home).
+rotation vector o, per axis, with `orientation_limits` as the box: the speed and acceleration limits bound
+the change of o per step. The robot turns its target by a rotation w, exp(w) exp(o), so the wrapper sends the
+w that moves o by exactly the layer's step (it differs from the step by about |w| |o| / 2); where that w needs
+more than a full action, the step is shortened along itself until it fits. The box therefore holds exactly.
+Robots that report no orientation target (the ROS client) get the layer's own sum of the offset steps it
+let through since the reset (which starts at home).
 
 Holds: a hold brakes the target to rest at max_accel (never a jump), keeps the gripper, and is reported:
 a camera frame older than `max_obs_age` in the observation the next command answers (`hold_stale_obs`), a
@@ -80,6 +80,7 @@ import numpy as np
 from robot_rl.config import UserError, log
 from robot_rl.data.schema import SAFETY_ACTIONS, SafetyAction, StepInfo, safety_names
 from robot_rl.robots.base import Robot
+from robot_rl.robots.mujoco import mat_to_rotvec, rotvec_to_mat
 
 AUTO = "auto"
 HARDWARE_ROBOTS = ("serial", "ros")  # `enabled: auto` turns the layer on for these `robot.name`s
@@ -712,16 +713,21 @@ class SafetyWrapper(gym.Wrapper):
             executed[: self.n_move] = command.action
             if command.gripper != gripper:
                 executed[-1] = np.float32(previous)
+        if self.rotation and not command.fault:
+            rotation, offset_step = self._exact_rotation(orientation, command.rot_delta)
+            executed = np.array(executed, dtype=np.float32)
+            executed[3:6] = rotation / self.task.rotation_scale
         observation, reward, terminated, truncated, info = self.env.step(executed)
 
         if getattr(robot, "tcp_target", None) is not None:
             self._expected = position + command.delta
-        if self.rotation and not self.reports_orientation:
-            self._orientation += command.rot_delta
+        if self.rotation and not self.reports_orientation and not command.fault:
+            self._orientation += offset_step
         step = StepInfo.of(info)
+        if command.bits or (self.rotation and not np.array_equal(executed, raw)):
+            step.executed_action = executed  # what ran: a rotation differs from the request by the composition
         if command.bits:
             step.safety_actions = safety_names(command.bits)
-            step.executed_action = executed
             self._count(command.bits)
             if command.bits & (_HOLDS | _FAULT) & ~self._told:
                 self._tell(command.bits & (_HOLDS | _FAULT) & ~self._told, delay, force, raw)
@@ -751,6 +757,24 @@ class SafetyWrapper(gym.Wrapper):
             if dist > self._reanchor:
                 target = measured + offset * (self._reanchor / dist)
         return target
+
+    def _exact_rotation(self, offset: np.ndarray, offset_step: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The layer bounds the orientation target's offset from home (a rotation vector) per axis; the robot
+        turns its target by a rotation w: exp(w) exp(offset). The w that moves the offset by exactly
+        `offset_step` is log(exp(offset + step) exp(offset)^T); where that needs more than a full action (the
+        composition adds about |step| |offset| / 2), the step is shortened along itself (so it stays inside
+        the box and under the speed) until it fits. Returns (w, the offset step it makes), and keeps the
+        layer's last angular step consistent with it."""
+        start = rotvec_to_mat(offset)
+        for _ in range(40):
+            rotation = mat_to_rotvec(rotvec_to_mat(offset + offset_step) @ start.T)
+            if np.abs(rotation).max() <= self.task.rotation_scale:
+                break
+            offset_step = offset_step * 0.9
+        else:  # pragma: no cover - 0.9**40 of a step always fits
+            rotation, offset_step = np.zeros(3), np.zeros(3)
+        self.layer.angular = offset_step.tolist()
+        return rotation, offset_step
 
     def _orientation_offset(self) -> np.ndarray:
         """The orientation target's offset from home (base-frame rotation vector)."""
