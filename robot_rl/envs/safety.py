@@ -80,7 +80,6 @@ import numpy as np
 from robot_rl.config import UserError, log
 from robot_rl.data.schema import SAFETY_ACTIONS, SafetyAction, StepInfo, safety_names
 from robot_rl.robots.base import Robot
-from robot_rl.robots.mujoco import mat_to_rotvec, rotvec_to_mat
 
 AUTO = "auto"
 HARDWARE_ROBOTS = ("serial", "ros")  # `enabled: auto` turns the layer on for these `robot.name`s
@@ -765,6 +764,8 @@ class SafetyWrapper(gym.Wrapper):
         composition adds about |step| |offset| / 2), the step is shortened along itself (so it stays inside
         the box and under the speed) until it fits. Returns (w, the offset step it makes), and keeps the
         layer's last angular step consistent with it."""
+        from robot_rl.robots.mujoco import mat_to_rotvec, rotvec_to_mat  # rotation tasks only
+
         start = rotvec_to_mat(offset)
         for _ in range(40):
             rotation = mat_to_rotvec(rotvec_to_mat(offset + offset_step) @ start.T)
