@@ -266,7 +266,6 @@ def test_wrapper_over_the_sim_keeps_the_robots_target_within_limits(panda, rotat
             assert not stops
             prev_target, prev_v = target, v
             if terminated or truncated:
-                assert step.safety_counts is not None and set(step.safety_counts) == {*SAFETY_ACTIONS, "steps"}
                 break
         assert len(reanchored) <= 3, reanchored
     finally:
@@ -349,7 +348,6 @@ def test_nan_faults_until_reset(panda):
     step = info[STEP_INFO_KEY]
     assert truncated and not terminated and step.safety_actions == ["fault_nonfinite"] and wrapper.fault
     assert np.isfinite(step.executed_action).all() and step.executed_action[-1] == env.gripper == -1.0
-    assert step.safety_counts["fault_nonfinite"] == 1 and step.safety_counts["steps"] == 1
     _, _, _, truncated, info = wrapper.step(np.array([1.0, 0.0, 0.0, 0.0], np.float32))  # latched
     assert truncated and "fault_nonfinite" in info[STEP_INFO_KEY].safety_actions
     wrapper.reset(seed=3)

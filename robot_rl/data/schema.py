@@ -118,7 +118,6 @@ class StepInfo:
     label: EpisodeLabel = EpisodeLabel.NONE  # a person's episode label, on the step it was given
     safety_actions: list[str] = field(default_factory=list)  # what a safety layer changed (SafetyAction names)
     executed_action: np.ndarray | None = None  # float32[A]: what ran, when the safety layer changed the action
-    safety_counts: dict[str, int] | None = None  # on an episode's last step: steps per safety action, and "steps"
     frame_age_s: float = float("nan")  # age of the camera frame the observation holds (s); NaN when unknown
 
     @staticmethod

@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from robot_rl.config import UserError, count_arg, log
 from robot_rl.data.episode_log import EpisodeLogWriter
 from robot_rl.data.files import write_atomic
-from robot_rl.data.schema import EpisodeSource, SafetyAction, Transition
+from robot_rl.data.schema import EpisodeSource, Transition, safety_names
 from robot_rl.deploy.policy import ExportedPolicy, load_policy
 from robot_rl.envs.factory import make_env
 from robot_rl.envs.safety import SafetyLimits, SafetyWrapper
@@ -229,11 +229,7 @@ def env_config(policy: ExportedPolicy, cfg: DictConfig) -> DictConfig:
 # ---------------------------------------------------------------------------------------- the run
 def safety_counts(steps: list[Transition]) -> Counter:
     """How often each safety action acted in `steps` (by name)."""
-    counts: Counter = Counter()
-    for step in steps:
-        if step.safety:
-            counts.update(flag.name.lower() for flag in SafetyAction if flag & step.safety)
-    return counts
+    return Counter(name for step in steps for name in safety_names(step.safety))
 
 
 def deploy(cfg: DictConfig) -> dict:

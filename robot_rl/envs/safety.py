@@ -59,8 +59,8 @@ braking distance. Robots without kinematics (the ROS bridge client) skip this: t
 firmware enforce joint limits.
 
 What each step did is in its StepInfo: `safety_actions` (names, robot_rl.data.schema.SafetyAction) and
-`executed_action` (the action that ran, when the layer changed it); the episode's last step carries
-`safety_counts` (steps per action, and "steps": steps with any).
+`executed_action` (the action that ran, when the layer changed it); the same bits go to the log (data/safety),
+where per-episode counts come from.
 
 Not covered: a task's reset procedure (task.reset: `robot.reset` and the physical reset's moves) commands the
 robot directly, at its own `reset_step` / `reset_joint_speed`, clipped to the robot's workspace.
@@ -78,7 +78,7 @@ import gymnasium as gym
 import numpy as np
 
 from robot_rl.config import UserError, log
-from robot_rl.data.schema import SAFETY_ACTIONS, SafetyAction, StepInfo, safety_names
+from robot_rl.data.schema import SafetyAction, StepInfo, safety_names
 from robot_rl.robots.base import Robot
 
 AUTO = "auto"
@@ -655,8 +655,6 @@ class SafetyWrapper(gym.Wrapper):
         self.last_reference: np.ndarray | None = None  # the TCP target the last step's displacement was added to
         self._obs_time: float | None = None
         self._stale = False
-        self._counts = np.zeros(len(SAFETY_ACTIONS) + 1, np.int64)  # per action, then steps with any
-        self._bit_index = [(int(a), i) for i, a in enumerate(SafetyAction)]
         self.log, self._told = log, 0  # the hold/fault kinds already logged
 
     @property
@@ -670,7 +668,6 @@ class SafetyWrapper(gym.Wrapper):
         self.layer.reset()
         self._orientation[:] = 0.0
         self._expected = None
-        self._counts[:] = 0
         self._stale = self.robot.frame_age_s() > self.limits.max_obs_age  # NaN (unknown) is not stale
         self._obs_time = self.clock()
         return observation, info
@@ -727,7 +724,6 @@ class SafetyWrapper(gym.Wrapper):
             step.executed_action = executed  # what ran: a rotation differs from the request by the composition
         if command.bits:
             step.safety_actions = safety_names(command.bits)
-            self._count(command.bits)
             if command.bits & (_HOLDS | _FAULT) & ~self._told:
                 self._tell(command.bits & (_HOLDS | _FAULT) & ~self._told, delay, force, raw)
         self._stale = step.frame_age_s > limits.max_obs_age
@@ -735,8 +731,6 @@ class SafetyWrapper(gym.Wrapper):
         if command.fault:
             robot.stop()
             truncated = truncated or not terminated
-        if terminated or truncated:
-            step.safety_counts = self.counts()
         return observation, reward, terminated, truncated, info
 
     # ------------------------------------------------------------------ the robot's side
@@ -817,15 +811,3 @@ class SafetyWrapper(gym.Wrapper):
                 f"[safety] fault: a non-finite action {np.asarray(action).tolist()}: the episode ends and the "
                 "robot is stopped (every later NaN/inf too); logged once"
             )
-
-    def _count(self, bits: int) -> None:
-        for bit, i in self._bit_index:
-            if bits & bit:
-                self._counts[i] += 1
-        self._counts[-1] += 1
-
-    def counts(self) -> dict[str, int]:
-        """Steps per safety action in the episode so far, and "steps": steps with any."""
-        out = {name: int(n) for name, n in zip(SAFETY_ACTIONS, self._counts[:-1])}
-        out["steps"] = int(self._counts[-1])
-        return out
