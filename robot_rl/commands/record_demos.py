@@ -36,7 +36,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from robot_rl.config import UserError, count_arg, log
-from robot_rl.console.session import HUMAN_DEVICES, SIM_ROBOTS, ConsoleSession, open_console
+from robot_rl.console.session import HUMAN_DEVICES, ConsoleSession, open_console
 from robot_rl.data.episode_log import EpisodeLogWriter
 from robot_rl.data.files import write_atomic
 from robot_rl.data.schema import (
@@ -50,6 +50,7 @@ from robot_rl.data.schema import (
 )
 from robot_rl.envs.factory import make_actor_env, make_env
 from robot_rl.envs.realtime import RealTime
+from robot_rl.robots import SIM_ROBOTS, is_simulated
 from robot_rl.robots.base import RobotUnavailable
 from robot_rl.runtime.rollout import EpisodeResult, env_step, run_episodes, summarize
 from robot_rl.runtime.run import LOG
@@ -108,10 +109,8 @@ def record_demos(cfg: DictConfig) -> dict:
 def check_scripted(cfg: DictConfig) -> None:
     """The scripted expert reads the cube's pose from a simulator: the in-process one or the serial rig's."""
     robot = cfg.get("robot") or {}
-    name = robot.get("name", "mujoco")
-    if name in SIM_ROBOTS or (name == "serial" and str(robot.get("port")) == "sim"):
-        return
-    raise UserError(f"{SCRIPTED_ERROR} (robot={name})")
+    if not is_simulated(robot):
+        raise UserError(f"{SCRIPTED_ERROR} (robot={robot.get('name', 'mujoco')})")
 
 
 def hold_still(env: gym.Env):

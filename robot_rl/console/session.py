@@ -20,10 +20,10 @@ from robot_rl.console.feed import CameraFeed
 from robot_rl.console.hub import Console, RobotHub
 from robot_rl.console.server import ConsoleServer
 from robot_rl.data.schema import ResetEvent, RunEvent, StepEvent
+from robot_rl.robots import SIM_ROBOTS
 
 #: teleop devices a person holds: the simulator then keeps real time (console.realtime=auto)
 HUMAN_DEVICES = ("console", "keyboard", "gamepad", "spacemouse", "ros")
-SIM_ROBOTS = ("mujoco",)
 AUTO = "auto"
 
 

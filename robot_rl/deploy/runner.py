@@ -33,12 +33,12 @@ from robot_rl.data.schema import EpisodeSource, Transition, safety_names
 from robot_rl.deploy.policy import ExportedPolicy, load_policy
 from robot_rl.envs.factory import make_env
 from robot_rl.envs.safety import SafetyLimits, SafetyWrapper
+from robot_rl.robots import SIM_ROBOTS, is_simulated
 from robot_rl.robots.arms import get_arm
 from robot_rl.runtime.rollout import EpisodeResult, run_episode, summarize
 
 LOG = "episodes.zarr"
 ACTIVATIONS = ("auto", "prompt", "console", "service", "now")
-SIM_ROBOTS = ("mujoco",)
 
 
 class Deactivated(Exception):
@@ -199,10 +199,9 @@ def resolve_activation(cfg: DictConfig) -> str:
     mode = str(cfg.activate)
     if mode not in ACTIVATIONS:
         raise UserError(f"activate={mode}: choose one of {', '.join(ACTIVATIONS)}")
-    simulated = cfg.robot.name in SIM_ROBOTS or (cfg.robot.name == "serial" and str(cfg.robot.get("port")) == "sim")
     if mode == "auto":
         return "now" if cfg.robot.name in SIM_ROBOTS else "prompt"
-    if mode == "now" and not simulated:
+    if mode == "now" and not is_simulated(cfg.robot):
         raise UserError(
             f"activate=now on robot={cfg.robot.name} would move a real arm unconfirmed: use activate=prompt, "
             "console or service"

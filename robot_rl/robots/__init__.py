@@ -6,6 +6,14 @@ from __future__ import annotations
 from robot_rl.robots.base import Robot
 
 ROBOTS = ("mujoco", "serial", "ros")
+SIM_ROBOTS = ("mujoco",)  # the in-process simulator
+
+
+def is_simulated(robot_cfg) -> bool:
+    """Whether a `robot` config drives no real arm: the in-process sim, or the serial arm's firmware-in-the-loop
+    rig (`port: sim`). A ROS bridge may be either: it counts as real."""
+    name = robot_cfg.get("name", "mujoco")
+    return name in SIM_ROBOTS or (name == "serial" and str(robot_cfg.get("port")) == "sim")
 
 
 def make_robot(name: str, **cfg) -> Robot:
@@ -27,4 +35,4 @@ def make_robot(name: str, **cfg) -> Robot:
     raise ValueError(f"unknown robot {name!r}; known robots: {', '.join(ROBOTS)}")
 
 
-__all__ = ["Robot", "ROBOTS", "make_robot"]
+__all__ = ["Robot", "ROBOTS", "SIM_ROBOTS", "is_simulated", "make_robot"]

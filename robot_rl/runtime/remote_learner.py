@@ -46,6 +46,7 @@ from omegaconf import DictConfig
 from robot_rl.config import check_device
 from robot_rl.data.episode_log import EpisodeLogError, EpisodeLogWriter
 from robot_rl.data.schema import EpisodeSource, Transition
+from robot_rl.robots import SIM_ROBOTS  # the learner builds these itself to pin the observation spec
 from robot_rl.runtime.learner import Learner
 from robot_rl.runtime.run import SPEC_FILE, TrainingRun, check_train_config
 from robot_rl.runtime.wire import (
@@ -60,8 +61,6 @@ from robot_rl.runtime.wire import (
     space_to_json,
     spec_mismatch,
 )
-
-SIM_ROBOTS = ("mujoco",)  # robots the learner can build itself to pin the observation spec
 
 
 @dataclass
