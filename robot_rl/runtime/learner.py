@@ -158,6 +158,22 @@ class Learner:
             for rows in log.batches(np.flatnonzero(episodes), max_rows):
                 self._add_rows(buffer, rows, only_interventions)
 
+    def load_offline(self, log, upto: int | None = None) -> int:
+        """Fill the prior buffer with a pretrained run's data (fine-tuning's keep_offline): its demo,
+        intervention and online episodes, in log order, never eval episodes or ones a person discarded
+        (the first `upto` episodes of `log` when given). Returns the transitions added."""
+        if log.num_episodes == 0:
+            return 0
+        meta = log.episode_meta()
+        sources = [int(s) for s in (*PRIOR_SOURCES, EpisodeSource.ONLINE)]
+        kept = np.isin(meta["source"], sources) & (meta["label"] != EpisodeLabel.DISCARD)
+        if upto is not None:
+            kept &= np.arange(log.num_episodes) < upto
+        max_rows = 1 if self.prior.image_keys else min(LOAD_BATCH_ROWS, self.prior.capacity)
+        for rows in log.batches(np.flatnonzero(kept), max_rows):
+            self._add_rows(self.prior, rows, False)
+        return int(meta["length"][kept].sum())
+
     @staticmethod
     def _add_rows(buffer: ReplayBuffer, arrays: dict[str, np.ndarray], only_interventions: bool) -> None:
         """Add the rows of `arrays` (all, or only intervention steps)."""
