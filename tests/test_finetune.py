@@ -165,3 +165,13 @@ def test_errors_are_one_line(pretrained, tmp_path, capsys, args, message):
     lines = capsys.readouterr().err.strip().splitlines()
     assert status == 2 and len(lines) == 1 and fill(message) in lines[0], lines
     assert not (tmp_path / "run" / "episodes.zarr").exists()  # nothing ran
+
+
+def test_the_ros_learner_refuses_init_from(pretrained, tmp_path):
+    from robot_rl.config import compose
+    from robot_rl.runtime.remote_learner import RemoteLearner
+
+    cfg = compose("train", [f"run_dir={tmp_path / 'run'}", f"init_from={pretrained}", "finetune=wsrl"])
+    with pytest.raises(ValueError, match="runs in the embedded trainer only"):
+        RemoteLearner(cfg)
+    assert not (tmp_path / "run").exists()
