@@ -70,17 +70,19 @@ def pretrained(tmp_path_factory) -> Path:
 
 
 def test_wsrl_warm_start_warm_up_and_resume(pretrained, tmp_path):
-    """Fewer steps than the warm-up: no update at all, so the run's networks are the source's, its first
-    deterministic action is the pretrained policy's, and it recorded no demos. Resumed with the source gone
-    (a resume never reads init_from), updates begin once the online buffer holds `warmup_steps`."""
+    """On a task whose velocity bounds differ (task.action_scale): fewer steps than the warm-up, no update
+    at all, so the run's networks and input scaling are the source's, its first deterministic action is the
+    pretrained policy's, and it recorded no demos. Resumed with the source gone (a resume never reads
+    init_from), updates begin once the online buffer holds `warmup_steps`; the run's checkpoint loads for
+    eval with the source's scaling."""
     source = tmp_path / "source"
     shutil.copytree(pretrained, source)
     run = tmp_path / "wsrl"
     args = [f"run_dir={run}", f"init_from={source}", "finetune=wsrl", "finetune.warmup_steps=120"]
-    proc = train(*args, "steps=100")
-    assert "wsrl: networks from" in proc.stdout
+    proc = train(*args, "steps=100", "task.action_scale=0.02")
+    assert "wsrl: networks from" in proc.stdout and "keeps the source's input scaling" in proc.stdout
     pre, mine = agent_state(pretrained), agent_state(run)
-    assert same_networks(pre, mine)
+    assert same_networks(pre, mine) and torch.equal(pre["obs_inv_scale"], mine["obs_inv_scale"])
     assert mine["num_updates"] == 0 and not mine["actor_optim"]["state"]  # fresh optimiser moments
     log = EpisodeLog(run / "episodes.zarr")
     meta = log.episode_meta()
@@ -101,7 +103,7 @@ def test_wsrl_warm_start_warm_up_and_resume(pretrained, tmp_path):
     assert OmegaConf.load(run / "config.yaml").init_from == str(source)
 
     shutil.rmtree(source)
-    proc = train(*args, "steps=220")
+    proc = train(*args, "steps=220", "task.action_scale=0.02")
     assert "resuming" in proc.stdout and "networks from" not in proc.stdout
     meta = EpisodeLog(run / "episodes.zarr").episode_meta()
     ends = np.cumsum(meta["length"][meta["source"] == EpisodeSource.ONLINE])
@@ -109,6 +111,14 @@ def test_wsrl_warm_start_warm_up_and_resume(pretrained, tmp_path):
     assert 120 <= warm_end < 220
     assert summary(run)["critic_updates"] == UTD * (220 - warm_end) > 0
     assert not same_networks(pre, agent_state(run))
+    env = make_env(OmegaConf.load(run / "config.yaml"), seed=0)
+    try:
+        box = env.observation_space["state"]
+        own_scale = torch.tensor(2.0 / (box.high.astype(np.float64) - box.low), dtype=torch.float32)
+        assert not torch.equal(own_scale, pre["obs_inv_scale"])  # this task's bounds are not the source's
+        assert torch.equal(load_trained(run, env).agent.obs_inv_scale, pre["obs_inv_scale"])
+    finally:
+        env.close()
 
 
 def test_keep_offline_buffers_the_pretraining_data_and_new_demos(pretrained, tmp_path):

@@ -26,8 +26,10 @@ source's weights and replays its own log, as any resume does), and by keep_offli
 reloaded at every start (as far as the source's log reached when the run first checkpointed).
 
 The spec check (observation keys, shapes and dtypes, action size, from the source's episode log) runs before
-anything is trained or logged; the agent's network shapes and observation bounds must match the source's
-checkpoint too. The ROS learner (runtime/remote_learner.py) refuses init_from.
+anything is trained or logged; the agent's network shapes must match the source's checkpoint too. Observation
+bounds may differ (task.action_scale sets the velocity bounds, the cube size the cube's lowest z): a warm start
+keeps the source's input scaling, in its own checkpoints too (eval, export and resume read it from there).
+The ROS learner (runtime/remote_learner.py) refuses init_from.
 """
 
 from __future__ import annotations
@@ -169,6 +171,12 @@ def load_pretrained(learner, source: Path) -> None:
     from robot_rl.runtime.learner import load_weights
 
     state = load_weights(source / CHECKPOINT_FILE, learner.agent.device)
+    if not learner.agent.same_scaling(state["agent"]):
+        print(
+            f"[train] init_from={source}: this task's observation bounds differ from the source's; the agent keeps "
+            "the source's input scaling (its networks were trained on it)",
+            flush=True,
+        )
     try:
         learner.agent.load_networks(
             state["agent"], fix=f"fine-tune with the agent config of {source / 'config.yaml'} (its agent group)"

@@ -197,10 +197,11 @@ class Learner:
         torch.save(state, buffer)
         write_atomic(Path(path), buffer.getbuffer())
 
-    def load(self, path: Path) -> dict:
+    def load(self, path: Path, adopt_scaling: bool = False) -> dict:
         """Restore from a checkpoint; returns the runner state saved with it. The file is read with
-        `weights_only=True`: tensors and plain containers only, so a crafted file cannot run code."""
+        `weights_only=True`: tensors and plain containers only, so a crafted file cannot run code.
+        `adopt_scaling`: a fine-tuned run's checkpoint keeps its source's input scaling (SACAgent.load_state_dict)."""
         state = load_weights(path, self.agent.device)
-        self.agent.load_state_dict(state.pop("agent"))
+        self.agent.load_state_dict(state.pop("agent"), adopt_scaling)
         self.sample_generator.set_state(state.pop("sample_generator"))
         return state

@@ -259,7 +259,7 @@ class TrainingRun:
         changes (checkpoint, log, demos); then open the log writer and write config.yaml (and spec.json)."""
         learner = make_learner(self.cfg, self.rt, observation_space, action_dim)
         checkpoint = self.run_dir / CHECKPOINT
-        saved = learner.load(checkpoint) if checkpoint.exists() else {}
+        saved = learner.load(checkpoint, self.finetune.warm_start) if checkpoint.exists() else {}
         existing = EpisodeLog(self.run_dir / LOG) if (self.run_dir / LOG).exists() else None
         committed = existing.num_episodes if existing is not None else 0
         # episodes the checkpoint's learner has seen (a checkpoint from before log_episodes: all of them)
