@@ -426,25 +426,45 @@ class SACAgent:
                 arch[f"encoder.{key}"] = list(value) if isinstance(value, (tuple, list)) else value
         return arch
 
-    def load_state_dict(self, state: dict) -> None:
-        """Restore everything, including optimiser moments and the sampling RNG, so training
-        continues exactly as if never interrupted. Raises ValueError on an incompatible checkpoint."""
+    def check_compatible(
+        self,
+        state: dict,
+        fix: str = "use the config the checkpoint was trained with or start a new run_dir",
+        bounds: bool = True,
+    ) -> None:
+        """A one-line ValueError (ending in `fix`) unless the checkpoint `state` has this agent's network
+        shapes and (with `bounds`) observation bounds."""
         mine = {"action_dim": self.action_dim, **self._architecture(asdict(self.config), self.obs_dims)}
         theirs = {"action_dim": state["action_dim"], **self._architecture(state["config"], state["obs_dims"])}
         for key in mine:
             if mine[key] != theirs[key]:
                 raise ValueError(
-                    f"incompatible checkpoint: it has {key}={theirs[key]}, this agent {key}={mine[key]}; "
-                    "use the config the checkpoint was trained with or start a new run_dir"
+                    f"incompatible checkpoint: it has {key}={theirs[key]}, this agent {key}={mine[key]}; {fix}"
                 )
-        if not (
-            torch.equal(state["obs_center"], self.obs_center.cpu())
-            and torch.equal(state["obs_inv_scale"], self.obs_inv_scale.cpu())
-        ):
+        if bounds and not self.same_scaling(state):
             raise ValueError(
                 "incompatible checkpoint: it was trained with other observation bounds (task "
                 "workspace or limits changed); use the task config it was trained with"
             )
+
+    def same_scaling(self, state: dict) -> bool:
+        """The checkpoint `state` scales inputs as this agent does (the same observation bounds)."""
+        return torch.equal(state["obs_center"], self.obs_center.cpu()) and torch.equal(
+            state["obs_inv_scale"], self.obs_inv_scale.cpu()
+        )
+
+    def load_networks(self, state: dict, fix: str) -> None:
+        """Fine-tuning's warm start: the networks, input scaling and temperature of the checkpoint `state`
+        (actor, critic ensemble, target critics, encoders, grasp critics, log temperature), but fresh optimiser
+        moments, this agent's own sampling RNG and no critic updates counted (see robot_rl/runtime/finetune.py).
+        The input scaling is the checkpoint's even where this task's observation bounds differ: the networks
+        were trained on inputs scaled that way."""
+        self.check_compatible(state, fix, bounds=False)
+        self._load_modules(state)
+
+    def _load_modules(self, state: dict) -> None:
+        self.obs_center.copy_(state["obs_center"])
+        self.obs_inv_scale.copy_(state["obs_inv_scale"])
         self.actor.load_state_dict(state["actor"])
         self.critic.load_state_dict(state["critic"])
         self.target_critic.load_state_dict(state["target_critic"])
@@ -454,9 +474,18 @@ class SACAgent:
         if self.grasp:
             self.grasp_critic.load_state_dict(state["grasp_critic"])
             self.target_grasp_critic.load_state_dict(state["target_grasp_critic"])
-            self.grasp_optim.load_state_dict(state["grasp_optim"])
         with torch.no_grad():
             self.log_temperature.copy_(state["log_temperature"])
+
+    def load_state_dict(self, state: dict, adopt_scaling: bool = False) -> None:
+        """Restore everything, including optimiser moments and the sampling RNG, so training
+        continues exactly as if never interrupted. Raises ValueError on an incompatible checkpoint.
+        `adopt_scaling`: take the checkpoint's input scaling whatever this agent's observation bounds (a
+        fine-tuned agent keeps its source's, `load_networks`); otherwise other bounds are an error."""
+        self.check_compatible(state, bounds=not adopt_scaling)
+        self._load_modules(state)
+        if self.grasp:
+            self.grasp_optim.load_state_dict(state["grasp_optim"])
         self.actor_optim.load_state_dict(state["actor_optim"])
         try:
             self.critic_optim.load_state_dict(state["critic_optim"])

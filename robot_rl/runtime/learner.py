@@ -158,6 +158,22 @@ class Learner:
             for rows in log.batches(np.flatnonzero(episodes), max_rows):
                 self._add_rows(buffer, rows, only_interventions)
 
+    def load_offline(self, log, upto: int | None = None) -> int:
+        """Fill the prior buffer with a pretrained run's data (fine-tuning's keep_offline): its demo,
+        intervention and online episodes, in log order, never eval episodes or ones a person discarded
+        (the first `upto` episodes of `log` when given). Returns the transitions added."""
+        if log.num_episodes == 0:
+            return 0
+        meta = log.episode_meta()
+        sources = [int(s) for s in (*PRIOR_SOURCES, EpisodeSource.ONLINE)]
+        kept = np.isin(meta["source"], sources) & (meta["label"] != EpisodeLabel.DISCARD)
+        if upto is not None:
+            kept &= np.arange(log.num_episodes) < upto
+        max_rows = 1 if self.prior.image_keys else min(LOAD_BATCH_ROWS, self.prior.capacity)
+        for rows in log.batches(np.flatnonzero(kept), max_rows):
+            self._add_rows(self.prior, rows, False)
+        return int(meta["length"][kept].sum())
+
     @staticmethod
     def _add_rows(buffer: ReplayBuffer, arrays: dict[str, np.ndarray], only_interventions: bool) -> None:
         """Add the rows of `arrays` (all, or only intervention steps)."""
@@ -181,10 +197,11 @@ class Learner:
         torch.save(state, buffer)
         write_atomic(Path(path), buffer.getbuffer())
 
-    def load(self, path: Path) -> dict:
+    def load(self, path: Path, adopt_scaling: bool = False) -> dict:
         """Restore from a checkpoint; returns the runner state saved with it. The file is read with
-        `weights_only=True`: tensors and plain containers only, so a crafted file cannot run code."""
+        `weights_only=True`: tensors and plain containers only, so a crafted file cannot run code.
+        `adopt_scaling`: a fine-tuned run's checkpoint keeps its source's input scaling (SACAgent.load_state_dict)."""
         state = load_weights(path, self.agent.device)
-        self.agent.load_state_dict(state.pop("agent"))
+        self.agent.load_state_dict(state.pop("agent"), adopt_scaling)
         self.sample_generator.set_state(state.pop("sample_generator"))
         return state

@@ -97,6 +97,11 @@ class RemoteLearner:
         """`sinks`: the transport's event sinks, beside the `logger` config's (the ROS node's `events`)."""
         self.cfg = cfg
         self.rt = check_train_config(cfg)
+        if cfg.get("init_from") or (cfg.get("finetune") or {}).get("mode", "none") != "none":
+            raise ValueError(
+                "init_from/finetune (fine-tuning a pretrained run) runs in the embedded trainer only: "
+                "run `robot-rl train init_from=<run_dir> finetune=...`, or drop init_from and finetune here"
+            )
         self.log = log
         self.limits = limits or IngestLimits()
         check_device(cfg.device)

@@ -57,6 +57,7 @@ from robot_rl.data.schema import (
 )
 from robot_rl.failpoints import failpoint
 from robot_rl.robots.base import RobotUnavailable
+from robot_rl.runtime.finetune import SOURCE_EPISODES, check_spec, finetune_config, load_pretrained
 from robot_rl.runtime.learner import PRIOR_SOURCES, Learner
 from robot_rl.runtime.plots import plot_learning_curve
 from robot_rl.runtime.rollout import run_episode
@@ -202,6 +203,9 @@ class TrainingRun:
         self.cfg, self.rt, self.who, self.print = cfg, rt, who, log
         self.extra_sinks = list(extra_sinks)
         self.seed, self.steps = int(cfg.seed), int(cfg.steps)
+        self.finetune = finetune_config(cfg, rt)  # init_from + finetune (runtime/finetune.py), before the run_dir
+        self.update_after = self.finetune.update_after(rt.learning_starts)  # online rows before updates begin
+        self.source_episodes: int | None = None  # keep_offline: the source log's episodes in the prior buffer
         self.run_dir = open_run_dir(cfg.run_dir)
         self._lock = RunLock(self.run_dir).__enter__()  # one owner of the run directory until close()
         try:
@@ -255,7 +259,7 @@ class TrainingRun:
         changes (checkpoint, log, demos); then open the log writer and write config.yaml (and spec.json)."""
         learner = make_learner(self.cfg, self.rt, observation_space, action_dim)
         checkpoint = self.run_dir / CHECKPOINT
-        saved = learner.load(checkpoint) if checkpoint.exists() else {}
+        saved = learner.load(checkpoint, self.finetune.warm_start) if checkpoint.exists() else {}
         existing = EpisodeLog(self.run_dir / LOG) if (self.run_dir / LOG).exists() else None
         committed = existing.num_episodes if existing is not None else 0
         # episodes the checkpoint's learner has seen (a checkpoint from before log_episodes: all of them)
@@ -268,6 +272,7 @@ class TrainingRun:
             )
         if self.cfg.demos and count_sources(existing, PRIOR_SOURCES) == 0:
             open_demos(self.cfg.demos)
+        self._start_finetune(learner, observation_space, action_dim, saved)
         self.writer = EpisodeLogWriter(
             self.run_dir / LOG, observation_space, action_dim, config=OmegaConf.to_container(self.cfg, resolve=True)
         )
@@ -290,6 +295,26 @@ class TrainingRun:
             config=OmegaConf.to_container(self.cfg, resolve=True),
         )
         self.sinks.sinks.extend(self.extra_sinks)
+
+    def _start_finetune(self, learner: Learner, observation_space, action_dim: int, saved: dict) -> None:
+        """init_from (runtime/finetune.py): check the source's spec, and while this run has no checkpoint of
+        its own, warm-start the learner from the source's networks; keep_offline's prior buffer gets the
+        source's data at every start (as far as its log reached at this run's first checkpoint)."""
+        ft = self.finetune
+        if ft.source is None or (saved and not ft.keeps_offline):
+            return  # no fine-tuning, or a resume from this run's own checkpoint: init_from is not read
+        source_log = check_spec(ft.source, observation_space, action_dim, str(self.cfg.task.name))
+        if ft.warm_start and not saved:
+            load_pretrained(learner, ft.source)
+        if ft.keeps_offline:
+            self.source_episodes = int(saved.get(SOURCE_EPISODES, source_log.num_episodes))
+            rows = learner.load_offline(source_log, upto=self.source_episodes)
+            self.print(
+                f"[{self.who}] keep_offline: {rows} transitions of {ft.source} ({self.source_episodes} episodes, "
+                "eval excluded) in the offline buffer"
+            )
+        if ft.warm_start and not saved:
+            self.print(f"[{self.who}] {ft.mode}: networks from {ft.source / 'checkpoint.pt'}")
 
     def close(self) -> None:
         """Flush the sinks and release the run directory."""
@@ -337,7 +362,7 @@ class TrainingRun:
     def step_done(self) -> None:
         """After each online env step (live or replayed): count it, then `utd` updates once learning started."""
         self.counts["env_steps"] += 1
-        if len(self.learner.online) >= self.rt.learning_starts:
+        if len(self.learner.online) >= self.update_after:
             self.last_update = self.learner.update()
 
     def record(self, transition: Transition) -> None:
@@ -508,8 +533,8 @@ class TrainingRun:
     def collect_demos(self, expert_env=None) -> None:
         """Copy `demos` (or record `num_demos` scripted demos in `expert_env`), counting those an
         interrupted run logged; the demo phase is over once the log holds an online episode."""
-        if count_sources(self.log, [EpisodeSource.ONLINE]):
-            return
+        if count_sources(self.log, [EpisodeSource.ONLINE]) or not self.finetune.records_demos:
+            return  # the demo phase is over (or finetune=wsrl: no demos)
         have = count_sources(self.log, PRIOR_SOURCES)
         start = self.writer.num_episodes
         if self.cfg.demos:
@@ -591,7 +616,9 @@ class TrainingRun:
         env_steps = self.counts["env_steps"]
         if env_steps in self.rounds:
             return len(self.rounds[env_steps]) < self.rt.eval_episodes  # a kill came mid-round
-        return env_steps > 0 and (env_steps >= self.next_eval() or env_steps >= self.steps)
+        if env_steps == 0:
+            return self.finetune.warm_start  # a warm start's zero-shot success on the new task
+        return env_steps >= self.next_eval() or env_steps >= self.steps
 
     def reached(self) -> bool:
         """The last eval reached `runtime.stop_at_success`."""
@@ -666,6 +693,7 @@ class TrainingRun:
                 "env_steps": self.counts["env_steps"],
                 "wall_s": self.wall_s,
                 "per_actor": dict(self.actors),
+                **({SOURCE_EPISODES: self.source_episodes} if self.source_episodes is not None else {}),
                 **(extra or {}),
             },
         )
@@ -705,6 +733,10 @@ class TrainingRun:
             "actors": dict(self.actors),
             "rejected": dict(self.rejected),
             "robot_losses": self.robot_losses,
+            "finetune": {
+                **self.finetune.summary(),
+                **({"source_episodes": self.source_episodes} if self.source_episodes is not None else {}),
+            },
         }
         write_atomic(self.run_dir / SUMMARY, json.dumps(summary, indent=2))
         if self.evals:

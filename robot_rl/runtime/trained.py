@@ -8,6 +8,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from robot_rl.agents.sac import agent_config
+from robot_rl.runtime.finetune import WARM_STARTS
 from robot_rl.runtime.learner import Learner
 from robot_rl.runtime.run import CHECKPOINT
 
@@ -25,8 +26,11 @@ def trained_run_config(run_dir: Path) -> DictConfig:
 
 def load_trained(run_dir: Path, env, device: str = "cpu", seed: int = 0) -> Learner:
     """A learner (agent only, no replay) restored from a `robot-rl train` run's latest checkpoint."""
-    agent_cfg = agent_config(trained_run_config(run_dir))
+    run_cfg = trained_run_config(run_dir)
+    agent_cfg = agent_config(run_cfg)
     agent_cfg.compile = False  # inference only
     learner = Learner(env.observation_space, env.action_space.shape[0], agent_cfg, capacity=1, device=device, seed=seed)
-    learner.load(Path(run_dir) / CHECKPOINT)
+    # a fine-tuned run's agent scales inputs as its source did (runtime/finetune.py)
+    warm_start = (run_cfg.get("finetune") or {}).get("mode") in WARM_STARTS
+    learner.load(Path(run_dir) / CHECKPOINT, adopt_scaling=warm_start)
     return learner
