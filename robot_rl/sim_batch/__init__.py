@@ -8,8 +8,8 @@ logic, vmapped over a batch of environments, each with its own Perturbation (rob
 
 Needs the `jax` extra (`pip install "robot_rl[jax]"`). This module sets XLA_FLAGS before jax is imported:
 jax 0.10 on a CPU compiles MJX's kinematics into code 300x slower unless the CPU fusion emitters are off. It also
-defaults JAX_COMPILATION_CACHE_DIR to ~/.cache/robot_rl/jax, so that a batch size compiled once (about a minute
-on a CPU) loads in seconds in later processes; set the variable to move the cache.
+defaults jax's compilation cache directory (JAX_COMPILATION_CACHE_DIR) to ~/.cache/robot_rl/jax, so that a batch
+size compiled once (a minute or two on a CPU) loads in seconds in later processes; set the variable to move it.
 """
 
 from __future__ import annotations
@@ -20,7 +20,10 @@ _FLAG = "--xla_cpu_use_fusion_emitters=false"
 if _FLAG not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_FLAG}".strip()
 
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "robot_rl", "jax"))
+import jax  # noqa: E402  (after XLA_FLAGS is set)
+
+if not jax.config.jax_compilation_cache_dir:  # JAX_COMPILATION_CACHE_DIR (or a config.update) wins
+    jax.config.update("jax_compilation_cache_dir", os.path.join(os.path.expanduser("~"), ".cache", "robot_rl", "jax"))
 
 from robot_rl.sim_batch.pick_cube import BatchPickCube  # noqa: E402  (after XLA_FLAGS is set)
 
