@@ -81,7 +81,7 @@ def test_eval_batch_writes_every_cell_and_a_heat_map(run_dir, tmp_path):
 
 def test_bad_arguments_are_refused_in_one_line(run_dir, tmp_path, monkeypatch):
     assert "holds no trained run" in one_line_error(f"run_dir={tmp_path / 'none'}", "grid=smoke")
-    assert "use one of" in one_line_error(f"run_dir={run_dir}", "grid=nosuchgrid")
+    assert "choose one of default" in one_line_error(f"run_dir={run_dir}", "grid=nosuchgrid")
     assert "episodes=0" in one_line_error(f"run_dir={run_dir}", "grid=smoke", "episodes=0")
     from robot_rl.config import UserError
     from robot_rl.deploy.eval_batch import load_grid

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from robot_rl.config import UserError, count_arg, log
 
@@ -25,12 +25,12 @@ def run(cfg: DictConfig) -> dict:
         from mujoco import mjx  # noqa: F401
     except ImportError:
         raise UserError('eval-batch needs jax and mujoco-mjx: pip install "robot_rl[jax]"') from None
-    from robot_rl.deploy.eval_batch import evaluate_grid, load_grid, write_results
+    from robot_rl.deploy.eval_batch import evaluate_grid, parse_grid, write_results
     from robot_rl.runtime.trained import trained_run_config
 
     run_dir = Path(cfg.run_dir)
     trained_run_config(run_dir)  # a missing run fails before anything compiles
-    grid = load_grid(str(cfg.grid))
+    grid = parse_grid(OmegaConf.to_container(cfg.grid, resolve=True), f"grid={cfg.grid.get('name')}")
     out = Path(cfg.out) if cfg.out else run_dir / "eval_batch"
     result = evaluate_grid(run_dir, grid, episodes, batch, str(cfg.device), seed, policy)
     json_path, png_path = write_results(result, out)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +26,7 @@ from omegaconf import DictConfig
 
 from robot_rl.config import UserError, config_dir
 from robot_rl.data.files import write_atomic
-from robot_rl.tasks.randomization import FAMILIES, Perturbation, Randomization
+from robot_rl.tasks.randomization import Perturbation, Randomization
 
 STATE_FAMILIES = ("dynamics", "obs_noise", "action_noise", "latency")  # what a state task feels
 RESULT = "eval_batch.json"
@@ -44,6 +44,23 @@ class Grid:
     strengths: tuple[float, ...]
 
 
+def parse_grid(raw: Mapping, where: str) -> Grid:
+    """A Grid from a grid config (`name`, `families`, `strengths`); a one-line UserError for a bad entry."""
+    families = tuple(raw.get("families") or ())
+    strengths = raw.get("strengths") or ()
+    bad = [f for f in families if f not in STATE_FAMILIES]
+    if not families or bad:
+        why = f"{bad} are not" if bad else "no families are"
+        raise UserError(f"grid {where}: {why} randomisation families of a state task: use {', '.join(STATE_FAMILIES)}")
+    try:
+        values = tuple(float(s) for s in strengths)
+    except (TypeError, ValueError):
+        raise UserError(f"grid {where}: strengths {list(strengths)!r} must be numbers in 0..5") from None
+    if not values or not all(math.isfinite(s) and 0 <= s <= 5 for s in values):
+        raise UserError(f"grid {where}: strengths {list(strengths)} must be a list of numbers in 0..5")
+    return Grid(str(raw.get("name") or where), families, values)
+
+
 def load_grid(name: str) -> Grid:
     """configs/grid/<name>.yaml; a one-line UserError for an unknown grid or a bad entry."""
     directory = config_dir() / "grid"
@@ -51,21 +68,7 @@ def load_grid(name: str) -> Grid:
     if not path.is_file():
         known = sorted(p.stem for p in directory.glob("*.yaml"))
         raise UserError(f"grid={name} is not a grid in {directory}: use one of {', '.join(known)}")
-    raw = yaml.safe_load(path.read_text()) or {}
-    families = tuple(raw.get("families") or ())
-    strengths = raw.get("strengths") or ()
-    bad = [f for f in families if f not in STATE_FAMILIES]
-    if not families or bad:
-        why = f"{bad} are not" if bad else "no families are"
-        raise UserError(f"grid {path}: {why} randomisation families of a state task: use {', '.join(STATE_FAMILIES)}")
-    try:
-        values = tuple(float(s) for s in strengths)
-    except (TypeError, ValueError):
-        raise UserError(f"grid {path}: strengths {strengths!r} must be numbers in 0..5") from None
-    if not values or not all(math.isfinite(s) and 0 <= s <= 5 for s in values):
-        raise UserError(f"grid {path}: strengths {list(strengths)} must be a list of numbers in 0..5")
-    assert set(STATE_FAMILIES) <= set(FAMILIES)
-    return Grid(name, families, values)
+    return parse_grid({"name": name, **(yaml.safe_load(path.read_text()) or {})}, str(path))
 
 
 def sim_kwargs(run_cfg: DictConfig) -> dict:
