@@ -120,7 +120,7 @@ def checkpoint_policy(run_dir: Path) -> BatchPolicy:
 
     @torch.inference_mode()
     def act(obs: np.ndarray) -> np.ndarray:
-        features = agent.encode({"state": torch.as_tensor(obs)})
+        features = agent.encode({"state": torch.from_numpy(np.array(obs, dtype=np.float32))})  # a writable copy
         mean, _ = agent.actor(features)
         action = torch.tanh(mean)
         if agent.grasp:
