@@ -12,7 +12,7 @@ DEPLOY_STAMP := $(DEPLOY_VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[train,dev,ros]"
+	$(BIN)/pip install --quiet -e ".[train,dev,ros,jax]"
 	touch $(STAMP)
 
 # A robot computer's install: the `deploy` extra only, no torch (tests/test_deploy_venv.py runs robot-rl deploy in it).

@@ -15,6 +15,7 @@ commands:
   train             train a policy (actor + learner in one process); resumes when run_dir holds a run
   record-demos      demos into <out>/episodes.zarr: scripted in sim, or by hand (teleop=keyboard|console|...)
   eval              evaluate a run's latest checkpoint: robot-rl eval run_dir=<dir> episodes=50 [video=N]
+  eval-batch        a run over a perturbation grid, batched MJX sim: robot-rl eval-batch run_dir=<dir> grid=<name>
   export            export a run's policy for deployment: robot-rl export run_dir=<dir> [format=onnx|torch]
   deploy            run an exported policy through the safety layer: robot-rl deploy policy=<file> robot=<...>
   record-labels     camera frames labelled success/failure into <out>/episodes.zarr (sim: ground truth)
@@ -33,6 +34,7 @@ COMMANDS = {
     "train": "train",
     "record-demos": "record_demos",
     "eval": "evaluate",
+    "eval-batch": "eval_batch",
     "export": "export",
     "deploy": "deploy",
     "record-labels": "record_labels",
