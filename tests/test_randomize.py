@@ -245,7 +245,7 @@ def test_the_target_sims_keep_their_training_task_spec_and_perturb_every_episode
             for seed in (1, 2):
                 env.reset(seed=seed)
                 assert env.perturbation == want
-            assert want.latency == 1 and want.actuator_gain < 1 and want.object_mass > 1 and want.friction < 1
+            assert want.latency == 3 and want.actuator_gain < 1 and want.object_mass > 1 and want.friction < 1
             assert (want.camera_fovy != 0 and any(want.camera_rot)) == ("vision" in task)
         finally:
             train.close()

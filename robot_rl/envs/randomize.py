@@ -6,7 +6,8 @@ named target sim; the identity by default), from a generator of its own: seeded 
 env's seed) on a fixed stream, so the task's cube and start-pose sequence is the same with and without
 randomisation. Then, before the task's reset runs:
   - `ModelPerturbation.apply` restores every model value it may touch to the nominal one and applies the draw:
-    friction (cube and finger pads, sliding), cube mass and inertia, cube size (its collision bounds too, and the
+    friction (cube and finger pads, sliding), cube mass and inertia (and the solver constants
+    mj_setConst derives from them), cube size (its collision bounds too, and the
     task's resting height and half-size through `PickCubeTask.scale_object`), arm joint damping, arm servo kp and
     kv, the task cameras' pose and field of view, the lights' diffuse and specular, the cube's and table's colour.
 Every step:
@@ -62,6 +63,15 @@ _FIELDS = (
     "cam_mode",
     "light_diffuse",
     "light_specular",
+    # what mj_setConst derives from the masses (the constraint solver's invweight0, ...): recomputed for a new
+    # cube mass, restored with the rest
+    "body_invweight0",
+    "dof_invweight0",
+    "tendon_invweight0",
+    "body_subtreemass",
+    "dof_M0",
+    "light_poscom0",
+    "actuator_acc0",
 )
 
 
@@ -100,7 +110,7 @@ class ModelPerturbation:
         self.nominal = {name: getattr(m, name).copy() for name in _FIELDS}
         # each task camera's nominal orientation in its body frame, also for a camera aimed by mode (targetbody):
         # a moved or turned camera is fixed to its body at the nominal orientation, then turned
-        scratch = mujoco.MjData(m)
+        self.scratch = scratch = mujoco.MjData(m)
         mujoco.mj_forward(m, scratch)
         self.camera_quat = {}
         for cam in self.cameras:
@@ -125,6 +135,8 @@ class ModelPerturbation:
         m.geom_friction[friction_geoms, 0] = nom["geom_friction"][friction_geoms, 0] * p.friction
         m.body_mass[self.cube_body] = nom["body_mass"][self.cube_body] * p.object_mass
         m.body_inertia[self.cube_body] = nom["body_inertia"][self.cube_body] * p.object_mass
+        if p.object_mass != 1.0:  # the solver's constants follow the mass (without: a heavy cube can go unstable)
+            mujoco.mj_setConst(m, self.scratch)
         g = self.cube_geoms
         m.geom_size[g] = nom["geom_size"][g] * p.object_size
         m.geom_rbound[g] = nom["geom_rbound"][g] * p.object_size  # collision bounds follow the size
@@ -227,4 +239,3 @@ class DomainRandomization(gym.Wrapper):
         state = obs["state"]
         noise = self.rng.normal(0.0, 1.0, state.shape) * (self.noise_std * scale)
         return {**obs, "state": (state + noise).astype(state.dtype)}
-
