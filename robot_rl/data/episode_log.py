@@ -830,7 +830,8 @@ class EpisodeLogWriter:
         ``success`` defaults to whether any step reported success; the label is the last one a step
         carries; ``reset_s`` is the reset that preceded the episode; ``episode_s`` defaults to the span
         of the step timestamps; ``eval_step``: for an evaluation run by a training run, the online env-step
-        count it evaluates (-1 otherwise). A full disk raises ``EpisodeLogError`` and keeps the episode
+        count it evaluates (-1 otherwise). ``meta/perturbation`` is the first step's ``perturbation`` (the values the
+        sim was perturbed by; nominal when None). A full disk raises ``EpisodeLogError`` and keeps the episode
         buffered (nothing is committed; freeing space and calling ``end_episode`` again commits it).
         """
         self._check_open()
