@@ -310,6 +310,16 @@ def hostile_chunks(steps: list[Transition], spec: dict, actor: str = "mallory") 
         Hostile("infinite frame age", "nonfinite", [variant(good(121), arrays=_set("frame_age_s", 2, inf))]),
         Hostile("negative frame age", "range", [variant(good(122), arrays=_set("frame_age_s", 0, -0.5))]),
         Hostile("unknown safety action bit", "enum", [variant(good(123), arrays=_set("safety", 1, 1 << 12))]),
+        Hostile(
+            "unknown perturbation value",
+            "malformed",
+            [variant(good(124), header=lambda h: h.update(perturbation={"wobble": 1.0}))],
+        ),
+        Hostile(
+            "NaN perturbation value",
+            "nonfinite",
+            [variant(good(125), header=lambda h: h.update(perturbation={"friction": nan}))],
+        ),
         Hostile("action out of [-1, 1]", "range", [variant(good(115), arrays=_set("action", (3, 1), 1.5))]),
         Hostile(
             "policy action out of [-1, 1]", "range", [variant(good(116), arrays=_set("policy_action", (3, 2), -4.0))]

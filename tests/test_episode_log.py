@@ -215,7 +215,7 @@ def test_plain_zarr_reader_sees_consistent_store(tmp_path):
     np.testing.assert_array_equal(root["data/step"][ends[1] : ends[2]], np.arange(lengths[2]))
     np.testing.assert_array_equal(root["data/observation/image/front"][ends[0]], pattern_obs(1, 0)["image/front"])
     attrs = root.attrs.asdict()
-    assert attrs["format"] == {"name": "robot_rl.episode_log", "version": 5}
+    assert attrs["format"] == {"name": "robot_rl.episode_log", "version": 6}
     assert attrs["config"] == {"lr": 3e-4}
     assert attrs["obs_spec"]["image/front"] == {"shape": list(IMAGE_SHAPE), "dtype": "uint8"}
     assert attrs["action_spec"]["low"] == [-1.0] * ACTION_DIM

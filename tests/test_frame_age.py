@@ -77,7 +77,7 @@ def test_frame_ages_round_trip_through_the_log_and_replay(tmp_path):
             writer.add(step)
         writer.end_episode(EpisodeSource.DEMO)
     log = EpisodeLog(path)
-    assert log.format_version == 5
+    assert log.format_version == 6
     want = AGES + [0.125, float("nan")]
     ages = log.read("frame_age_s")
     assert ages.dtype == np.float32

@@ -1,4 +1,4 @@
-"""Episode-log integrity (formats 3 to 5): damage is detected, never read as data, never written over;
+"""Episode-log integrity (formats 3 to 6): damage is detected, never read as data, never written over;
 check-log reports it and salvage-log recovers every intact episode. Also formats 2 to 4, a full disk and
 the two original repros (a deleted demo chunk, a damaged episode index) through the real CLI."""
 
@@ -84,9 +84,9 @@ def assert_same_episode(
 # ------------------------------------------------------------------------------ the format itself
 
 
-def test_format_5_checksums_every_chunk_and_writes_empty_chunks(pristine):
+def test_format_6_checksums_every_chunk_and_writes_empty_chunks(pristine):
     root = zarr.open_group(pristine, mode="r")
-    assert root.attrs["format"] == {"name": "robot_rl.episode_log", "version": 5}
+    assert root.attrs["format"] == {"name": "robot_rl.episode_log", "version": 6}
     ends = root["meta/episode_ends"][:]
     steps = int(ends[-1])
     for name in [
@@ -199,7 +199,7 @@ def test_damage_is_refused_reported_and_salvaged(kind, seed, pristine, tmp_path,
     assert store_digest(path) == digest
     assert check_log(out)["ok"]
     new = EpisodeLog(out)
-    assert new.format_version == 5 and new.num_episodes == len(intact)
+    assert new.format_version == 6 and new.num_episodes == len(intact)
     original = EpisodeLog(pristine).episode_meta()
     meta = new.episode_meta()
     for k, ep in enumerate(intact):
@@ -344,7 +344,7 @@ def test_format_2_is_read_refused_by_the_writer_and_converted(tmp_path, small_ch
     assert store_digest(path) == digest
     assert check_log(out)["ok"]
     new = EpisodeLog(out)
-    assert new.format_version == 5 and new.config == {"v": 2}
+    assert new.format_version == 6 and new.config == {"v": 2}
     np.testing.assert_array_equal(new.episode_meta()["eval_step"], -1)
     for e in range(8):
         assert_same_episode(new.episode(e), e, new_id=e, frame_ages=False)
@@ -356,11 +356,13 @@ def test_format_2_is_read_refused_by_the_writer_and_converted(tmp_path, small_ch
 
 
 def make_old_store(src: str, path: str, version: int) -> None:
-    """A format-3 or 4 store: a copy of the format-5 store ``src`` less the arrays later formats added, its format
-    set to ``version`` (format 4 is format 5 less data/safety and meta/safety_steps, format 3 also less
+    """A format-3, 4 or 5 store: a copy of the format-6 store ``src`` less the arrays later formats added, its format
+    set to ``version`` (format 5 is format 6 less meta/perturbation, format 4 also less data/safety and
+    meta/safety_steps, format 3 also less
     data/frame_age_s: the same checksums, chunking and other arrays)."""
     shutil.copytree(src, path)
-    gone = ["data/safety", "meta/safety_steps"] + (["data/frame_age_s"] if version < 4 else [])
+    gone = ["meta/perturbation"] + (["data/safety", "meta/safety_steps"] if version < 5 else [])
+    gone += ["data/frame_age_s"] if version < 4 else []
     for name in gone:
         shutil.rmtree(os.path.join(path, *name.split("/")))
     root = zarr.open_group(path, mode="r+")
@@ -405,12 +407,12 @@ def test_format_3_is_read_with_nan_frame_ages_refused_by_the_writer_and_converte
         index
     )
     log.verify_checksums()
-    demos = str(tmp_path / "run.zarr")  # demos copied into a (format 5) run log
+    demos = str(tmp_path / "run.zarr")  # demos copied into a (format 6) run log
     with EpisodeLogWriter(demos, SPEC, ACTION_DIM) as writer:
         assert writer.copy_episodes(log) == EPISODES
         assert write_pattern_episode(writer, 3) == EPISODES
     run = EpisodeLog(demos)
-    assert run.format_version == 5
+    assert run.format_version == 6
     for e in range(EPISODES):
         assert_same_episode(run.episode(e), e, new_id=e, frame_ages=False)
     assert_same_episode(run.episode(EPISODES), 3)  # a new episode keeps its frame ages
@@ -432,18 +434,18 @@ def test_format_3_is_read_with_nan_frame_ages_refused_by_the_writer_and_converte
     assert cli(["check-log", path]) == 0
     assert f"{path}: format 3, {EPISODES} committed episodes" in capsys.readouterr().out
 
-    # salvage-log converts it: format 5, frame ages NaN, appendable
+    # salvage-log converts it: format 6, frame ages NaN, appendable
     out = str(tmp_path / "v5.zarr")
     result = salvage_log(path, out)
     assert result["recovered"] == list(range(EPISODES)) and result["lost"] == [] and result["format_version"] == 3
     assert any(
-        "converted from format 3 to 5 (" in n and "frame_age_s set to NaN" in n and "safety set to 0" in n
+        "converted from format 3 to 6 (" in n and "frame_age_s set to NaN" in n and "safety set to 0" in n
         for n in result["notes"]
     ), result
     assert store_digest(path) == digest
-    assert check_log(out)["ok"] and check_log(out)["format_version"] == 5
+    assert check_log(out)["ok"] and check_log(out)["format_version"] == 6
     new = EpisodeLog(out)
-    assert new.format_version == 5 and new.config == {"task": "pattern"}
+    assert new.format_version == 6 and new.config == {"task": "pattern"}
     assert os.path.isdir(os.path.join(out, "data", "frame_age_s"))
     np.testing.assert_array_equal(new.episode_meta()["eval_step"], -1)
     for e in range(EPISODES):
@@ -491,7 +493,7 @@ def test_format_4_is_read_without_safety_actions_refused_by_the_writer_and_conve
     np.testing.assert_array_equal(log.read("meta/safety_steps", slice(0, 4)), 0)
     assert all(t.safety == 0 for t in logged_transitions(log.episode(1), sorted(SPEC)))
     assert sum(len(rows["safety"]) for rows in log.batches(range(EPISODES), max_rows=12)) == log.num_steps
-    demos = str(tmp_path / "run.zarr")  # copied into a format-5 log: safety 0 there too
+    demos = str(tmp_path / "run.zarr")  # copied into a format-6 log: safety 0 there too
     with EpisodeLogWriter(demos, SPEC, ACTION_DIM) as writer:
         assert writer.copy_episodes(log) == EPISODES
     np.testing.assert_array_equal(EpisodeLog(demos).episode_meta()["safety_steps"], 0)
@@ -513,9 +515,13 @@ def test_format_4_is_read_without_safety_actions_refused_by_the_writer_and_conve
     out = str(tmp_path / "v5.zarr")
     result = salvage_log(path, out)
     assert result["recovered"] == list(range(EPISODES)) and result["format_version"] == 4
-    assert any("converted from format 4 to 5 (safety_steps set to 0, safety set to 0)" in n for n in result["notes"])
+    assert any(
+        "converted from format 4 to 6 (safety_steps set to 0, perturbation set to the nominal values, safety set to 0)"
+        in n
+        for n in result["notes"]
+    )
     new = EpisodeLog(out)
-    assert new.format_version == 5 and check_log(out)["ok"]
+    assert new.format_version == 6 and check_log(out)["ok"]
     for e in range(EPISODES):
         assert_same_episode(new.episode(e), e, new_id=e, safety=False)
     with EpisodeLogWriter(out, SPEC, ACTION_DIM) as writer:
@@ -539,7 +545,7 @@ def test_check_log_and_salvage_log_cli(pristine, tmp_path, small_chunks, capsys)
     assert cli(["check-log", path]) == 1
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("missing: data/observation/state chunk") and info["file"].split("/", 3)[3] in lines[0]
-    assert lines[-1].startswith(f"{path}: format 5, {EPISODES} committed episodes")
+    assert lines[-1].startswith(f"{path}: format 6, {EPISODES} committed episodes")
     assert f"{EPISODES - len(info['unrecoverable'])} intact, {len(info['unrecoverable'])} damaged" in lines[-1]
     assert f"robot-rl salvage-log {path} out=<new store>" in lines[-1]
 

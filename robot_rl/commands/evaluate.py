@@ -1,4 +1,5 @@
-"""`robot-rl eval`: evaluate a run's latest checkpoint: robot-rl eval run_dir=<dir> episodes=50 [video=N]."""
+"""`robot-rl eval`: evaluate a run's latest checkpoint: robot-rl eval run_dir=<dir> episodes=50 [video=N]
+[task=<name>] (another task with the same observations and actions, e.g. a target sim: task=pick_cube_target)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from robot_rl.config import check_device, count_arg, log
-from robot_rl.data.episode_log import EpisodeLogWriter
+from robot_rl.config import UserError, check_device, count_arg, log
+from robot_rl.data.episode_log import EpisodeLog, EpisodeLogWriter, _fmt_spec, parse_obs_spec
 from robot_rl.data.files import write_atomic
 from robot_rl.envs.factory import make_env
 from robot_rl.envs.video import RecordVideo
@@ -28,16 +29,22 @@ def evaluate_run(cfg: DictConfig) -> dict:
     """Roll out a run's latest checkpoint deterministically; writes `<run_dir>/eval/summary.json`. With
     `log` (the default) the episodes go into the run's log, so eval holds the run's lock like `train`.
     `video=N` records the first N episodes to `<run_dir>/eval/videos/episode_<k>.mp4` (RecordVideo; the
-    files of an earlier eval there are replaced) and lists them, relative to the run dir, in the summary."""
+    files of an earlier eval there are replaced) and lists them, relative to the run dir, in the summary.
+    `task=<name>` evaluates in that task instead of the run's (same observation and action spec, else a one-line
+    error); its name is in the summary (`task`)."""
     episodes, seed = count_arg(cfg, "episodes", 1), count_arg(cfg, "seed")
     videos = count_arg(cfg, "video")
     check_device(cfg.device)
     run_dir = Path(cfg.run_dir)
     run_cfg = trained_run_config(run_dir)
+    if cfg.get("task") is not None:
+        run_cfg.task = cfg.task
     with RunLock(run_dir) if cfg.log else contextlib.nullcontext():
         torch.set_num_threads(int(run_cfg.runtime.torch_threads))
         env = make_env(run_cfg, seed=seed)
         try:
+            if cfg.get("task") is not None:
+                _check_spec(run_dir, env, str(run_cfg.task.name))
             if videos:
                 env = RecordVideo(env, _fresh_video_dir(run_dir), min(videos, episodes))
             learner = load_trained(run_dir, env, cfg.device, seed)
@@ -56,6 +63,7 @@ def evaluate_run(cfg: DictConfig) -> dict:
         summary = {
             "command": "eval",
             "run_dir": str(run_dir),
+            "task": str(run_cfg.task.name),
             "critic_updates": learner.agent.num_updates,
             **result,
             "videos": paths,
@@ -70,6 +78,18 @@ def evaluate_run(cfg: DictConfig) -> dict:
         + (f"; {len(summary['videos'])} video(s) in {run_dir / VIDEOS}" if summary["videos"] else "")
     )
     return summary
+
+
+def _check_spec(run_dir: Path, env, task: str) -> None:
+    """A one-line error when `env`'s observation or action spec differs from what the run was trained on."""
+    logged = EpisodeLog(run_dir / LOG)
+    obs, action = parse_obs_spec(env.observation_space), [int(env.action_space.shape[0])]
+    if obs != logged.obs_spec or action != list(logged.action_spec["shape"]):
+        raise UserError(
+            f"task {task} has observations {_fmt_spec(obs)} and actions {action}, but the run in {run_dir} was "
+            f"trained on {_fmt_spec(logged.obs_spec)} and {list(logged.action_spec['shape'])}: evaluate it on a task "
+            "with the same observations and actions (e.g. task=pick_cube_target for a pick_cube run)"
+        )
 
 
 def _fresh_video_dir(run_dir: Path) -> Path:

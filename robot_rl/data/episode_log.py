@@ -20,6 +20,9 @@ Layout (zarr format 3, nested groups; observation keys keep their ``/``)::
                                    eval_step i64 (for an evaluation run by ``robot-rl train``: the
                                    online env-step count it evaluates; -1 for every other episode),
                                    safety_steps i32 (steps whose data/safety is not 0)
+      meta/perturbation f32[E,K]   the episode's domain-randomisation values (robot_rl/envs/randomize.py),
+                                   column names in the array's ``keys`` attribute (schema.PERTURBATION_FIELDS);
+                                   the nominal values (1 for scales, 0 for offsets) for an unperturbed episode
       meta/last_observation/<key>  [E,...] the next observation of each episode's last step
 
 Next observations are not stored per step (that would duplicate every image): within an episode
@@ -54,6 +57,10 @@ frame ages NaN).
 Format 5 adds ``data/safety`` (the safety layer's actions per step, robot_rl/envs/safety.py) and
 ``meta/safety_steps``. Stores of formats 2 to 4 read both as 0 (no safety action recorded); the writer refuses
 to append to them and ``salvage-log`` converts them, as above.
+
+Format 6 adds ``meta/perturbation`` (the values a simulated episode was perturbed by: domain randomisation or a
+target sim). Stores of formats 2 to 5 read it as the nominal values (no perturbation); the writer refuses to append to
+them and ``salvage-log`` converts them, as above.
 
 Crash-safety protocol (zarr 3.1.6 LocalStore writes every key, chunk or ``zarr.json``, to a temp
 file and ``os.replace``-s it into place, so a single key is never seen half-written):
@@ -113,8 +120,8 @@ except ImportError:  # pragma: no cover - Windows
 FORMAT_NAME = "robot_rl.episode_log"
 # 2 added success_probability, interventions, label, reset_s, episode_s; 3 added chunk checksums,
 # every chunk written (a chunk inventory), meta/eval_step; 4 added data/frame_age_s; 5 added data/safety and
-# meta/safety_steps
-FORMAT_VERSION = 5
+# meta/safety_steps; 6 added meta/perturbation
+FORMAT_VERSION = 6
 OLDEST_READABLE_VERSION = 2
 CHECKSUMS_SINCE = 3  # the first format with chunk checksums and a chunk inventory
 # What each format added, for the writer's refusal of an older store ("written without ...")
@@ -122,6 +129,7 @@ FORMAT_ADDED: dict[int, str] = {
     3: "chunk checksums",
     4: "camera frame ages (data/frame_age_s)",
     5: "safety-layer actions (data/safety)",
+    6: "domain-randomisation values (meta/perturbation)",
 }
 STORE_NAME = "episodes.zarr"
 
@@ -147,9 +155,12 @@ META_FIELDS: dict[str, str] = {
     "episode_s": "float32",
     "eval_step": "int64",
     "safety_steps": "int32",
+    "perturbation": "float32",
 }
-META_FILL: dict[str, int] = {"eval_step": -1}  # fill values other than 0
-FIELDS_SINCE: dict[str, int] = {"eval_step": 3, "safety_steps": 5}  # meta fields older stores lack (read as fill)
+META_SHAPES: dict[str, tuple[int, ...]] = {"perturbation": (len(schema.PERTURBATION_FIELDS),)}  # others: one value
+META_FILL: dict[str, int] = {"eval_step": -1}  # fill values other than 0 (perturbation: see meta_fill)
+# meta fields older stores lack (read as fill)
+FIELDS_SINCE: dict[str, int] = {"eval_step": 3, "safety_steps": 5, "perturbation": 6}
 STEP_FIELDS_SINCE: dict[str, int] = {"frame_age_s": 4, "safety": 5}  # step fields older stores lack (read as fill)
 STEP_FILL: dict[str, float] = {"frame_age_s": float("nan")}  # fill values other than 0
 
@@ -168,7 +179,9 @@ LAYOUT_DESCRIPTION = (
     "intervention_steps, interventions (take-overs), episode_return, episode_id, label [0 none, 1 success, "
     "2 failure, 3 discard: discarded episodes must not be trained on], reset_s, episode_s, eval_step "
     "[the online env-step count an evaluation episode of a training run evaluates; -1 otherwise], "
-    "safety_steps [steps of the episode whose data/safety is not 0]. "
+    "safety_steps [steps of the episode whose data/safety is not 0], "
+    "perturbation [E, K: the values a simulated episode was perturbed by, the column names in its 'keys' attribute; "
+    "scales are 1 and offsets 0 for an unperturbed episode]. "
     "Next observations are not stored per step: "
     "next_observation[t] = observation[t+1] inside an episode, and for the last step of episode e it "
     "is meta/last_observation/<key>[e]. Trust only meta/episode_ends (read it first): steps past "
@@ -244,6 +257,19 @@ def _spec_from_json(data: Mapping[str, Any]) -> ObsSpec:
 def meta_fields(version: int) -> dict[str, str]:
     """The per-episode meta fields a store of format ``version`` has."""
     return {k: v for k, v in META_FIELDS.items() if FIELDS_SINCE.get(k, 0) <= version}
+
+
+def meta_shape(name: str) -> tuple[int, ...]:
+    """The item shape of meta field ``name`` (``()``: one value per episode)."""
+    return META_SHAPES.get(name, ())
+
+
+def meta_fill(name: str, episodes: int) -> np.ndarray:
+    """What ``episodes`` episodes of meta field ``name`` read as in a store without it: its fill value (the
+    nominal values, for ``perturbation``)."""
+    if name == "perturbation":
+        return np.tile(schema.perturbation_row(None), (episodes, 1))
+    return np.full((episodes, *meta_shape(name)), META_FILL.get(name, 0), META_FIELDS[name])
 
 
 def step_fields(version: int) -> dict[str, str]:
@@ -644,7 +670,8 @@ class EpisodeLogWriter:
             _create(data, f"observation/{key}", shape, dtype, STEP_CHUNK)
             _create(meta, f"last_observation/{key}", shape, dtype, EPISODE_CHUNK)
         for name, dtype in META_FIELDS.items():
-            _create(meta, name, (), dtype, EPISODE_CHUNK, META_FILL.get(name, 0))
+            _create(meta, name, meta_shape(name), dtype, EPISODE_CHUNK, META_FILL.get(name, 0))
+        meta["perturbation"].attrs["keys"] = list(schema.PERTURBATION_FIELDS)
         _create(meta, "episode_ends", (), "int64", EPISODE_CHUNK)
         root.attrs.update(
             {
@@ -803,7 +830,8 @@ class EpisodeLogWriter:
         ``success`` defaults to whether any step reported success; the label is the last one a step
         carries; ``reset_s`` is the reset that preceded the episode; ``episode_s`` defaults to the span
         of the step timestamps; ``eval_step``: for an evaluation run by a training run, the online env-step
-        count it evaluates (-1 otherwise). A full disk raises ``EpisodeLogError`` and keeps the episode
+        count it evaluates (-1 otherwise). ``meta/perturbation`` is the first step's ``perturbation`` (the values the
+        sim was perturbed by; nominal when None). A full disk raises ``EpisodeLogError`` and keeps the episode
         buffered (nothing is committed; freeing space and calling ``end_episode`` again commits it).
         """
         self._check_open()
@@ -847,6 +875,7 @@ class EpisodeLogWriter:
             ),
             "eval_step": np.array([eval_step], np.int64),
             "safety_steps": np.array([np.count_nonzero(rows["safety"])], np.int32),
+            "perturbation": schema.perturbation_row(steps[0].perturbation)[None],
         }
         for key, (_, dtype) in self.obs_spec.items():
             meta_row[f"last_observation/{key}"] = np.asarray(steps[-1].next_observation[key], dtype)[None]
@@ -1033,7 +1062,8 @@ class EpisodeLog:
     ``episode_meta`` or ``read`` reach it. Format-2 stores (no checksums) are read as they are. A step
     field newer than the store's format (``frame_age_s`` of a format-2 or 3 store, ``safety`` of a format-2 to 4
     store) reads as its fill value (NaN, 0) everywhere: ``read``, ``episode``, ``transitions``, ``array``; a
-    meta field newer than it (``eval_step``, ``safety_steps``) as its fill value (-1, 0) in ``episode_meta``.
+    meta field newer than it (``eval_step``, ``safety_steps``, ``perturbation``) as its fill value (-1, 0, the
+    nominal values) in ``episode_meta`` and ``read``.
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
@@ -1159,16 +1189,37 @@ class EpisodeLog:
             rows = np.asarray(rows, np.int64)
             if len(rows) and (rows.min() < 0 or rows.max() >= limit):
                 raise IndexError(f"rows out of range: {name} has {limit} committed rows")
-        if name in self._absent or name in self._absent_meta:  # a field newer than the store's format
-            fill = (
-                step_fill(name, self._absent[name])
-                if name in self._absent
-                else np.full((), META_FILL.get(name[len("meta/") :], 0), self._absent_meta[name])
-            )
+        if name in self._absent_meta:  # a meta field newer than the store's format
+            fill = meta_fill(name[len("meta/") :], 1)[0]
+            if isinstance(rows, int):
+                return fill[()] if fill.ndim == 0 else fill
+            count = len(range(limit)[rows]) if isinstance(rows, slice) else len(rows)
+            return np.broadcast_to(fill, (count, *fill.shape)).copy()
+        if name in self._absent:  # a step field newer than the store's format
+            fill = step_fill(name, self._absent[name])
             if isinstance(rows, int):
                 return fill[()]
             return np.full(len(range(limit)[rows]) if isinstance(rows, slice) else len(rows), fill)
-        return self._read_array(self._store_name(name), self._arrays[name], rows)
+        values = self._read_array(self._store_name(name), self._arrays[name], rows)
+        if name == "meta/perturbation":
+            values = self._perturbation_columns(values)
+        return values
+
+    def _perturbation_columns(self, values: np.ndarray) -> np.ndarray:
+        """``meta/perturbation`` rows in this robot_rl's columns (schema.PERTURBATION_FIELDS), mapped by the names
+        the store recorded: a column it lacks reads as the nominal value, one this robot_rl does not know is
+        dropped."""
+        keys = self._arrays["meta/perturbation"].attrs.get("keys")
+        known = list(schema.PERTURBATION_FIELDS)
+        if keys == known:
+            return values
+        if not isinstance(keys, list) or len(keys) != values.shape[-1]:
+            raise _corrupt(self.path, "meta/perturbation attribute 'keys' missing or not one name per column")
+        out = np.broadcast_to(schema.perturbation_row(None), values.shape).copy()
+        for j, key in enumerate(keys):
+            if key in known:
+                out[..., known.index(key)] = values[..., j]
+        return out
 
     def verify_checksums(self) -> None:
         """Check the crc32c of every chunk (every inner chunk and index of a shard) holding committed rows,
@@ -1258,7 +1309,7 @@ class EpisodeLog:
             if f"meta/{name}" in self._arrays:
                 out[name] = self.read(f"meta/{name}", slice(0, e))
             else:  # a field newer than the store's format
-                out[name] = np.full(e, META_FILL.get(name, 0), META_FIELDS[name])
+                out[name] = meta_fill(name, e)
         lengths = np.diff(np.concatenate([[0], self._ends]))
         bad = np.flatnonzero(out["length"] != lengths)
         if len(bad):

@@ -64,6 +64,8 @@ from robot_rl.data.episode_log import (
     has_checksums,
     looks_like_log,
     meta_fields,
+    meta_fill,
+    meta_shape,
     read_error_detail,
     salvage_hint,
     step_fields,
@@ -229,7 +231,8 @@ class _Inspection:
 
     def _guess_version(self) -> int:
         """The format of a store whose root zarr.json is lost: no checksums mean format 2; with them, the
-        latest format whose added step field (``STEP_FIELDS_SINCE``) has a directory, else 3."""
+        latest format whose added step or meta field (``STEP_FIELDS_SINCE``, ``FIELDS_SINCE``) has a directory,
+        else 3."""
         for name in (ENDS, "data/reward", "data/step", "meta/length"):
             arr = self._read_meta_json(name)
             if arr is not None:
@@ -239,8 +242,10 @@ class _Inspection:
         else:
             return FORMAT_VERSION
         version = CHECKSUMS_SINCE
-        for name, since in sorted(STEP_FIELDS_SINCE.items(), key=lambda item: item[1]):
-            if since > version and os.path.isdir(os.path.join(self.path, "data", name)):
+        added = [("data", n, v) for n, v in STEP_FIELDS_SINCE.items()]
+        added += [("meta", n, v) for n, v in FIELDS_SINCE.items()]
+        for group, name, since in added:
+            if since > version and os.path.isdir(os.path.join(self.path, group, name)):
                 version = since
         return version
 
@@ -282,7 +287,7 @@ class _Inspection:
         for key, (shape, dtype) in self.obs_spec.items():
             out[f"data/observation/{key}"] = (shape, dtype, "data")
         for name, dtype in meta_fields(self.version).items():
-            out[f"meta/{name}"] = ((), np.dtype(dtype), "meta")
+            out[f"meta/{name}"] = (meta_shape(name), np.dtype(dtype), "meta")
         for key, (shape, dtype) in self.obs_spec.items():
             out[f"meta/last_observation/{key}"] = (shape, dtype, "meta")
         out[ENDS] = ((), np.dtype("int64"), "meta")
@@ -579,9 +584,9 @@ class _Inspection:
         for n, (_, _, g) in self.expected.items():
             if g == "meta" and n != ENDS:
                 meta_row[n[len("meta/") :]] = self.arrays[n][e : e + 1]
-        for field, dtype in META_FIELDS.items():
+        for field in META_FIELDS:
             if field not in meta_row:  # a field the store's format lacks
-                meta_row[field] = np.full(1, META_FILL.get(field, 0), dtype)
+                meta_row[field] = meta_fill(field, 1)
         meta_row["length"] = np.array([stop - start], np.int32)  # equal to the stored one, which may be lost
         return rows, meta_row
 
@@ -675,7 +680,11 @@ def salvage_log(path: str | os.PathLike, out: str | os.PathLike) -> dict[str, An
     notes = list(inspection.notes)
     if inspection.version < FORMAT_VERSION:
         version = inspection.version
-        filled = [f"{n} set to {_fill_text(META_FILL.get(n, 0))}" for n, v in FIELDS_SINCE.items() if v > version]
+        filled = [
+            f"{n} set to {'the nominal values' if n == 'perturbation' else _fill_text(META_FILL.get(n, 0))}"
+            for n, v in FIELDS_SINCE.items()
+            if v > version
+        ]
         filled += [f"{n} set to {_fill_text(STEP_FILL.get(n, 0))}" for n, v in STEP_FIELDS_SINCE.items() if v > version]
         notes.append(f"converted from format {inspection.version} to {FORMAT_VERSION} ({', '.join(filled)})")
     return {

@@ -96,6 +96,8 @@ class Transition:
     frame_age_s: float = float("nan")  # age of the camera frame the observation holds (s); NaN when unknown
     safety: int = 0  # SafetyAction bits: what the safety layer changed on this step (0: nothing, or no layer)
     extras: dict = field(default_factory=dict)
+    # the episode's domain-randomisation values (PERTURBATION_FIELDS names; None: the nominal sim), one per episode
+    perturbation: dict[str, float] | None = None
 
 
 # ------------------------------------------------------------------------------------ typed step info
@@ -119,6 +121,7 @@ class StepInfo:
     safety_actions: list[str] = field(default_factory=list)  # what a safety layer changed (SafetyAction names)
     executed_action: np.ndarray | None = None  # float32[A]: what ran, when the safety layer changed the action
     frame_age_s: float = float("nan")  # age of the camera frame the observation holds (s); NaN when unknown
+    perturbation: dict[str, float] | None = None  # the episode's randomisation values (robot_rl/envs/randomize.py)
 
     @staticmethod
     def of(info: dict) -> StepInfo:
@@ -178,7 +181,41 @@ STEP_FIELDS: dict[str, np.dtype] = {
         "safety": np.uint16,  # SafetyAction bits (0: the safety layer changed nothing); since format 5
     }.items()
 }
-LABEL_DTYPE = np.dtype(np.uint8)  # an EpisodeLabel: per episode in the log (meta/label), per step on the wire
+LABEL_DTYPE = np.dtype(np.uint8)
+
+# The values a simulated episode was perturbed by (robot_rl/tasks/randomization.py: Perturbation.as_dict(), whose
+# keys and identity values these must equal; a test checks it), name -> the nominal sim's value. The episode log
+# stores them per episode (meta/perturbation, float32[E, len], the names in its "keys" attribute; since format 6),
+# the wire in a chunk's header. An episode without them (a real robot, an older log) reads as these values.
+PERTURBATION_FIELDS: dict[str, float] = {
+    "friction": 1.0,
+    "object_mass": 1.0,
+    "object_size": 1.0,
+    "damping": 1.0,
+    "actuator_gain": 1.0,
+    "obs_noise": 0.0,
+    "action_noise": 0.0,
+    "latency": 0.0,
+    **{f"camera_pos_{i}": 0.0 for i in range(3)},
+    **{f"camera_rot_{i}": 0.0 for i in range(3)},
+    "camera_fovy": 0.0,
+    "light": 1.0,
+    **{f"cube_rgb_{i}": 0.0 for i in range(3)},
+    **{f"table_rgb_{i}": 0.0 for i in range(3)},
+}
+
+
+def perturbation_row(values: dict[str, float] | None) -> np.ndarray:
+    """float32[len(PERTURBATION_FIELDS)]: `values` (a name -> value mapping; None: the nominal sim) in the fields'
+    order, missing names at their nominal value. A ValueError names an unknown one."""
+    row = np.array(list(PERTURBATION_FIELDS.values()), np.float32)
+    if values:
+        index = {name: i for i, name in enumerate(PERTURBATION_FIELDS)}
+        for name, value in values.items():
+            if name not in index:
+                raise ValueError(f"unknown perturbation value {name!r}: one of {', '.join(PERTURBATION_FIELDS)}")
+            row[index[name]] = value
+    return row  # an EpisodeLabel: per episode in the log (meta/label), per step on the wire
 
 
 # ======================================================================================= run events

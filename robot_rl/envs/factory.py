@@ -3,7 +3,11 @@ the in-process sim, serial, our firmware's arm, or ros, a robot bridge over ROS 
 
 A robot task's env is wrapped in the safety layer (robot_rl/envs/safety.py, the `safety` config group) when
 it is enabled: by default (`safety.enabled: auto`) for the hardware robots (serial, ros) only, so that every
-simulated run keeps its numbers. It is the innermost wrapper: a person's teleop actions pass through it too."""
+simulated run keeps its numbers. It is the innermost wrapper: a person's teleop actions pass through it too.
+
+Domain randomisation (`task.randomize`) and a fixed perturbation (`task.perturb`, the named target sims
+pick_cube_target and pick_cube_vision_target) wrap it (robot_rl/envs/randomize.py): in the in-process sim only
+(robot=mujoco); asked of another robot they are a one-line error."""
 
 from __future__ import annotations
 
@@ -13,11 +17,14 @@ import gymnasium as gym
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from robot_rl.config import UserError
 from robot_rl.envs.intervention import InterventionWrapper
 from robot_rl.envs.safety import SafetyLimits, SafetyWrapper
+from robot_rl.tasks.randomization import Perturbation, Randomization
 from robot_rl.teleop.device import TeleopDevice
 
-ROBOT_TASKS = ("pick_cube", "pick_cube_vision")  # tasks for a Robot: the in-process sim or a ROS bridge
+# tasks for a Robot: the in-process sim or a ROS bridge (the *_target ones: a fixed perturbation, sim only)
+ROBOT_TASKS = ("pick_cube", "pick_cube_vision", "pick_cube_target", "pick_cube_vision_target")
 TASKS = (*ROBOT_TASKS, "gym")
 
 
@@ -35,17 +42,30 @@ def make_env(cfg: DictConfig, seed: int | None = None) -> gym.Env:
         robot = OmegaConf.to_container(cfg.robot, resolve=True)
         robot_name = robot.pop("name", "mujoco")
         limits = SafetyLimits.from_config(cfg.get("safety"))  # a bad safety config fails before the robot starts
+        randomize = (  # a bad randomize/perturb config fails here too
+            Randomization.from_config(task.get("randomize")).enabled
+            or not Perturbation.from_config(task.get("perturb")).is_identity
+        )
+        if randomize and robot_name != "mujoco":
+            raise UserError(
+                f"task.randomize / task.perturb ({name}) act on the in-process sim only, not robot={robot_name}: "
+                "remove them (task.randomize=null task.perturb=null) or use robot=mujoco"
+            )
         try:
             env = make_robot_env(name, robot_name, seed=seed, robot_cfg=robot, **task)
         except TypeError as err:
             raise ValueError(f"bad task/robot config for {name} ({err}); see configs/task/{name}.yaml") from None
-        if not limits.is_enabled(robot_name):
-            return env
         try:
-            return SafetyWrapper(env, limits, robot_name)
+            if limits.is_enabled(robot_name):
+                env = SafetyWrapper(env, limits, robot_name)
+            if randomize:  # around the safety layer: what it passes is what the arm executes
+                from robot_rl.envs.randomize import DomainRandomization
+
+                env = DomainRandomization(env, seed=seed)
         except BaseException:
             env.close()
             raise
+        return env
     raise ValueError(f"unknown task '{name}': choose one of {', '.join(TASKS)}")
 
 

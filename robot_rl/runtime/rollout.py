@@ -57,6 +57,7 @@ def env_step(env: gym.Env, observation: Observation, action: np.ndarray, episode
         label=fields.label,
         frame_age_s=float(fields.frame_age_s),
         safety=safety_bits(fields.safety_actions) if fields.safety_actions else 0,
+        perturbation=fields.perturbation,
     )
 
 

@@ -7,7 +7,8 @@ Episode chunk: consecutive steps of one episode (`obs/<key>` per step, `last_nex
 last step's next observation; the next observation of every other step is the following step's
 observation, so each frame travels once). Header: actor, episode (the actor's counter), chunk
 (index within the episode), final (the episode ends with this chunk), source, reset_s, spec (first
-chunk of an episode: the actor's observation space and action size).
+chunk of an episode: the actor's observation space and action size), perturbation (the episode's domain-
+randomisation values by name, schema.PERTURBATION_FIELDS; null: the nominal sim).
 
 Anyone on the DDS domain can publish, so decoding is strict: `decode_chunk` checks the archive
 before reading it (size, member count, declared array sizes, no object arrays, no compression that
@@ -195,6 +196,7 @@ def encode_chunk(
             "source": int(source),
             "reset_s": float(reset_s),
             "spec": spec,
+            "perturbation": None if steps[0].perturbation is None else dict(steps[0].perturbation),
         },
     )
 
@@ -230,6 +232,18 @@ def _check_header(header: dict[str, Any]) -> None:
         fail(f"reset_s {reset_s} is negative", "range")
     if header.get("spec") is not None and not isinstance(header["spec"], dict):
         fail(f"spec is a {type(header['spec']).__name__}, not an object or null", "spec")
+    perturbation = header.get("perturbation")
+    if perturbation is not None:
+        if not isinstance(perturbation, dict):
+            fail(f"perturbation is a {type(perturbation).__name__}, not an object or null")
+        unknown = [k for k in perturbation if k not in schema.PERTURBATION_FIELDS]
+        if unknown:
+            fail(f"perturbation holds unknown value(s) {[_short(k, 40) for k in unknown[:5]]}")
+        for key, value in perturbation.items():
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                fail(f"perturbation {key} {_short(value)!r} is not a number")
+            if not math.isfinite(value):
+                fail(f"perturbation {key} is {value}", "nonfinite")
 
 
 def _check_arrays(arrays: dict[str, np.ndarray], max_steps: int) -> tuple[int, list[str]]:
@@ -346,6 +360,8 @@ def decode_chunk(
         err.header = header
         raise
     fields = {name: arrays[name].astype(dtype, copy=False) for name, dtype in STEP_FIELDS.items()}
+    perturbation = header.get("perturbation")
+    perturbation = None if perturbation is None else {k: float(v) for k, v in perturbation.items()}
     obs = {key: arrays[f"obs/{key}"] for key in keys}
     last = {key: arrays[f"last_next_obs/{key}"] for key in keys}
     steps = []
@@ -371,6 +387,7 @@ def decode_chunk(
                 label=EpisodeLabel(int(fields["label"][i])),
                 frame_age_s=float(fields["frame_age_s"][i]),
                 safety=int(fields["safety"][i]),
+                perturbation=perturbation,
             )
         )
     return header, steps

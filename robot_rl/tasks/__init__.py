@@ -11,6 +11,9 @@ from robot_rl.tasks.pick_cube_vision import PickCubeVisionTask
 TASKS: dict[str, Callable[..., Task]] = {
     "pick_cube": PickCubeTask,
     "pick_cube_vision": PickCubeVisionTask,
+    # target sims standing in for the real robot: the same task with a fixed perturbation (configs/task/*_target.yaml)
+    "pick_cube_target": PickCubeTask,
+    "pick_cube_vision_target": PickCubeVisionTask,
 }
 
 

@@ -28,7 +28,7 @@ pose; a real-robot task would use "physical" with a human or a fixture for the o
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -37,6 +37,7 @@ from robot_rl.config import UserError
 from robot_rl.robots.arms import PANDA, ArmModel
 from robot_rl.robots.base import Robot
 from robot_rl.tasks.base import Expert, Task
+from robot_rl.tasks.randomization import OBS_NOISE_STD, Perturbation, Randomization
 from robot_rl.tasks.reset import ResetConfig, ResetProcedure, ResetResult
 
 STATE_DIM = 10
@@ -95,6 +96,8 @@ class PickCubeTask(Task):
         rotation: bool = False,
         rotation_scale: float = 0.1,
         rotation_limits: Sequence[float] = (0.5, 0.5, 1.0),
+        randomize: Mapping | float | None = None,
+        perturb: Mapping | None = None,
     ) -> None:
         """`cube_x_range`, `cube_y_range`, `start_tcp`, `lift_height`, `cube_half_size`: None takes the
         robot arm's default (see the module docstring). Reset keys (robot_rl/tasks/reset.py):
@@ -104,7 +107,12 @@ class PickCubeTask(Task):
         while resetting) and `reset_move_steps` (control steps one reset motion may take). `rotation`:
         act in 6-DoF (7-dim actions, the TCP orientation in the state), `rotation_scale` rad per unit
         action and step, `rotation_limits` half-widths (rad, base-frame x, y, z) around the home
-        orientation."""
+        orientation. `randomize` ({family: strength} or one strength for all) and `perturb` (a fixed
+        Perturbation, e.g. a target sim's) are validated here and applied in simulation by
+        robot_rl/envs/randomize.py (robot_rl/tasks/randomization.py says what each value means)."""
+        self.randomization = Randomization.from_config(randomize)
+        self.perturbation = Perturbation.from_config(perturb)
+        self.object_scale = 1.0  # the cube's size relative to the scene's (a size perturbation sets it)
         if reward not in ("sparse", "dense"):
             raise ValueError(f"pick_cube reward must be 'sparse' or 'dense', got {reward!r}")
         if gripper_mode not in ("sticky", "continuous"):
@@ -166,9 +174,23 @@ class PickCubeTask(Task):
         self.cube_high = np.array([x_range[1], y_range[1]], dtype=np.float64)
         self.start_tcp = np.asarray(pick("start_tcp"), dtype=np.float64)
         self.lift_height = float(pick("lift_height"))
-        self.cube_half_size = float(pick("cube_half_size"))
-        self.rest_z = self.table_z + self.cube_half_size
+        self.nominal_cube_half_size = float(pick("cube_half_size"))
         self.arm = arm
+        self.scale_object(self.object_scale)
+
+    def scale_object(self, scale: float) -> None:
+        """The cube is `scale` times its nominal size (a size perturbation): its half-size and resting height,
+        which success, the reset and the expert use, follow."""
+        self.object_scale = float(scale)
+        self.cube_half_size = self.nominal_cube_half_size * self.object_scale
+        self.rest_z = self.table_z + self.cube_half_size
+
+    def state_noise_std(self) -> np.ndarray:
+        """Per-entry std of the observation noise on "state" at obs_noise = 1 (robot_rl/tasks/randomization.py):
+        positions 5 mm, velocities 0.02 m/s, the gripper opening 1 mm, the orientation quaternion none."""
+        pos, vel, grip = (OBS_NOISE_STD[k] for k in ("position", "velocity", "gripper"))
+        std = [pos] * 3 + [vel] * 3 + [grip] + [pos] * 3 + [0.0] * (4 if self.rotation else 0)
+        return np.asarray(std, np.float32)
 
     def bind(self, robot: Robot) -> None:
         """Take the per-arm defaults from `robot.arm` when it has one (observation_space and reset call this)."""

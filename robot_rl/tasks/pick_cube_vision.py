@@ -73,6 +73,10 @@ class PickCubeVisionTask(PickCubeTask):
             obs[f"image/{camera}"] = robot.render(camera, h, w)  # type: ignore[attr-defined]
         return obs
 
+    def state_noise_std(self) -> np.ndarray:
+        """pick_cube's observation-noise std without the cube position's entries."""
+        return self._proprio(super().state_noise_std())
+
     def _proprio(self, state: np.ndarray) -> np.ndarray:
         """pick_cube's state without the cube position (entries 7:10)."""
         return np.concatenate([state[:STATE_DIM], state[STATE_DIM + 3 :]]).astype(np.float32)
