@@ -252,6 +252,31 @@ def test_the_target_sims_keep_their_training_task_spec_and_perturb_every_episode
             env.close()
 
 
+def test_the_scripted_expert_plans_over_the_latency_and_demos_record_on_the_target():
+    """Without planning over the moves still in flight, the expert oscillates under 3 steps of latency and failed
+    every demo on pick_cube_target; it now picks the cube on the target, and at latency 0 acts as before."""
+    from robot_rl.tasks.base import make_expert
+
+    for task, more in (("pick_cube_target", ()), ("pick_cube", ("task.randomize={latency:1.5}",))):
+        env = env_for(*more, task=task)
+        try:
+            expert = make_expert(env, noise=0.1, rng=np.random.default_rng(0))
+            successes, latencies = 0, set()
+            for episode in range(6):
+                obs, _ = env.reset(seed=episode)
+                latencies.add(env.unwrapped.task.latency)
+                expert.reset()
+                for _ in range(env.unwrapped.task.max_steps):
+                    obs, _, terminated, truncated, _ = env.step(expert.act(obs))
+                    if terminated or truncated:
+                        break
+                successes += terminated
+            assert successes == 6, (task, successes)
+            assert latencies == ({3} if task == "pick_cube_target" else latencies) and max(latencies) > 0
+        finally:
+            env.close()
+
+
 # ------------------------------------------------------------------------------ the episode log and the wire
 
 

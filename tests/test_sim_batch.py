@@ -17,8 +17,8 @@ pytest.importorskip("mujoco.mjx")
 from robot_rl.config import UserError  # noqa: E402
 from robot_rl.envs.robot_env import make_pick_cube_env  # noqa: E402
 from robot_rl.sim_batch import BatchPickCube  # noqa: E402
-from robot_rl.sim_batch.scene import perturb_mujoco_model  # noqa: E402
 from robot_rl.tasks.base import make_expert  # noqa: E402
+from robot_rl.tasks.dynamics import SceneDynamics  # noqa: E402
 from robot_rl.tasks.randomization import OBS_NOISE_STD, Perturbation  # noqa: E402
 
 SEED = 7
@@ -48,7 +48,7 @@ def c_sim_trajectory(p: Perturbation, actions: np.ndarray) -> np.ndarray:
     dynamics applied to its model and its latency to the actions (the first `latency` steps hold)."""
     env = make_pick_cube_env(cube_half_size=0.02 * p.object_size)
     try:
-        perturb_mujoco_model(env.robot.model, p)
+        SceneDynamics(env.robot.model, env.robot.kin.joint_names).apply(p)
         obs = [env.reset(seed=SEED)[0]["state"]]
         for k in range(len(actions)):
             action = actions[k - p.latency] if k >= p.latency else np.zeros(4, np.float32)

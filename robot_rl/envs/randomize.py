@@ -36,42 +36,24 @@ import numpy as np
 from robot_rl.config import UserError
 from robot_rl.data.schema import StepInfo
 from robot_rl.robots.mujoco import MujocoRobot
+from robot_rl.tasks.dynamics import SceneDynamics
 from robot_rl.tasks.randomization import Perturbation, Randomization
 
 #: the randomisation generator's stream: its seed is [reset seed, RANDOMIZE_STREAM]
 RANDOMIZE_STREAM = 0x52414E44
-#: geoms whose sliding friction `friction` scales besides the cube's (both pick_cube scenes name their pads so)
-PAD_GEOMS = ("pad_left", "pad_right")
 TABLE_BODY = "table"
 
+#: the model fields of the looks (cameras, lights, colours); the dynamics' are SceneDynamics'
 _FIELDS = (
-    "geom_friction",
-    "geom_size",
-    "geom_rbound",
-    "geom_aabb",
     "geom_rgba",
     "geom_matid",
     "mat_rgba",
-    "body_mass",
-    "body_inertia",
-    "dof_damping",
-    "actuator_gainprm",
-    "actuator_biasprm",
     "cam_pos",
     "cam_quat",
     "cam_fovy",
     "cam_mode",
     "light_diffuse",
     "light_specular",
-    # what mj_setConst derives from the masses (the constraint solver's invweight0, ...): recomputed for a new
-    # cube mass, restored with the rest
-    "body_invweight0",
-    "dof_invweight0",
-    "tendon_invweight0",
-    "body_subtreemass",
-    "dof_M0",
-    "light_poscom0",
-    "actuator_acc0",
 )
 
 
@@ -90,27 +72,15 @@ class ModelPerturbation:
     def __init__(self, robot: MujocoRobot, task: Any) -> None:
         m = robot.model
         self.robot, self.task, self.model = robot, task, m
-
-        def geom(name: str) -> int:
-            gid = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_GEOM, name)
-            if gid < 0:
-                raise ValueError(f"the sim model has no geom {name!r} to randomise: name the finger pads {PAD_GEOMS}")
-            return gid
-
-        cube = m.body(task.cube_name).id
-        self.cube_body = cube
-        self.cube_geoms = np.flatnonzero(m.geom_bodyid == cube)
-        self.pad_geoms = np.array([geom(n) for n in PAD_GEOMS])
+        self.dynamics = SceneDynamics(m, robot.kin.joint_names, task.cube_name)
+        self.cube_geoms = self.dynamics.cube_geoms
         table = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_BODY, TABLE_BODY)
         self.table_geoms = np.flatnonzero(m.geom_bodyid == table) if table >= 0 else np.zeros(0, int)
-        joints = [m.joint(j).id for j in robot.kin.joint_names]
-        self.arm_dofs = np.array([m.jnt_dofadr[j] for j in joints])
-        self.arm_actuators = np.array([m.actuator(j).id for j in robot.kin.joint_names])
         self.cameras = np.array([m.camera(c).id for c in getattr(task, "cameras", ())], dtype=int)
         self.nominal = {name: getattr(m, name).copy() for name in _FIELDS}
         # each task camera's nominal orientation in its body frame, also for a camera aimed by mode (targetbody):
         # a moved or turned camera is fixed to its body at the nominal orientation, then turned
-        self.scratch = scratch = mujoco.MjData(m)
+        scratch = mujoco.MjData(m)
         mujoco.mj_forward(m, scratch)
         self.camera_quat = {}
         for cam in self.cameras:
@@ -125,27 +95,15 @@ class ModelPerturbation:
         """Every value `apply` may change back to the nominal model's."""
         for name, value in self.nominal.items():
             getattr(self.model, name)[:] = value
+        self.dynamics.restore()
         self.task.scale_object(1.0)
 
     def apply(self, p: Perturbation) -> None:
         """The nominal model with `p` applied (see robot_rl/tasks/randomization.py for each value's meaning)."""
         self.restore()
         m, nom = self.model, self.nominal
-        friction_geoms = np.concatenate([self.cube_geoms, self.pad_geoms])
-        m.geom_friction[friction_geoms, 0] = nom["geom_friction"][friction_geoms, 0] * p.friction
-        m.body_mass[self.cube_body] = nom["body_mass"][self.cube_body] * p.object_mass
-        m.body_inertia[self.cube_body] = nom["body_inertia"][self.cube_body] * p.object_mass
-        if p.object_mass != 1.0:  # the solver's constants follow the mass (without: a heavy cube can go unstable)
-            mujoco.mj_setConst(m, self.scratch)
-        g = self.cube_geoms
-        m.geom_size[g] = nom["geom_size"][g] * p.object_size
-        m.geom_rbound[g] = nom["geom_rbound"][g] * p.object_size  # collision bounds follow the size
-        m.geom_aabb[g] = nom["geom_aabb"][g] * p.object_size
+        self.dynamics.apply(p)  # friction, cube mass and size, arm damping, servo gains (robot_rl/tasks/dynamics.py)
         self.task.scale_object(p.object_size)
-        m.dof_damping[self.arm_dofs] = nom["dof_damping"][self.arm_dofs] * p.damping
-        a = self.arm_actuators
-        m.actuator_gainprm[a, 0] = nom["actuator_gainprm"][a, 0] * p.actuator_gain  # kp
-        m.actuator_biasprm[a, 1:3] = nom["actuator_biasprm"][a, 1:3] * p.actuator_gain  # -kp, -kv
         moved = any(p.camera_pos) or any(p.camera_rot)
         for cam in self.cameras:
             if moved:
@@ -211,6 +169,7 @@ class DomainRandomization(gym.Wrapper):
         p = self.randomization.sample(self.rng, base=self.base) if self.randomization.enabled else self.base
         self.perturbation, self.values = p, p.as_dict()
         self.model.apply(p)
+        self.task.latency = p.latency  # the scripted expert plans over it
         self._queue.clear()
         obs, info = self.env.reset(seed=seed, options=options)
         return self._noisy(obs), info

@@ -113,6 +113,7 @@ class PickCubeTask(Task):
         self.randomization = Randomization.from_config(randomize)
         self.perturbation = Perturbation.from_config(perturb)
         self.object_scale = 1.0  # the cube's size relative to the scene's (a size perturbation sets it)
+        self.latency = 0  # control steps from an action to its execution this episode (a latency perturbation sets it)
         if reward not in ("sparse", "dense"):
             raise ValueError(f"pick_cube reward must be 'sparse' or 'dense', got {reward!r}")
         if gripper_mode not in ("sticky", "continuous"):

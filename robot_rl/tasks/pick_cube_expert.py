@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,9 @@ class ScriptedPickExpert:
 
     `env`: the RobotEnv (anything with `task`, `robot` and `elapsed_steps`). Reads the TCP and cube
     positions from the robot (privileged state), so it works whatever the observation holds. `noise` adds
-    Gaussian noise (std, in action units) to the xyz part.
+    Gaussian noise (std, in action units) to the xyz part. Where the task's actions run `task.latency` control
+    steps late (a latency perturbation), it plans from where the moves it sent but that have not run yet will
+    take the TCP (as a person adapts to a delay), so it neither overshoots nor oscillates.
     """
 
     def __init__(
@@ -41,6 +44,7 @@ class ScriptedPickExpert:
         """Start a new episode from the approach phase."""
         self.phase = APPROACH
         self.grasp_steps = 0
+        self.pending: deque[np.ndarray] = deque()  # the xyz moves sent that have not run yet (latency)
 
     def act(self, obs: dict[str, np.ndarray] | None = None) -> np.ndarray:
         """The next action; `obs` is unused (the expert reads the simulator directly)."""
@@ -48,7 +52,11 @@ class ScriptedPickExpert:
             self.reset()
         task, robot = self.env.task, self.env.robot
         s = robot.read_state()
-        tcp = s.tcp_pos + 0.05 * s.tcp_vel  # compensate for the tracking lag
+        latency = int(getattr(task, "latency", 0))
+        while len(self.pending) > latency:
+            self.pending.popleft()
+        ahead = task.action_scale * sum(self.pending, np.zeros(3))  # where the moves still in flight go
+        tcp = s.tcp_pos + 0.05 * s.tcp_vel + ahead  # compensate for the tracking lag
         cube = robot.object_pos(task.cube_name)
         xy_err = float(np.linalg.norm(cube[:2] - s.tcp_pos[:2]))
         rest_z = task.rest_z
@@ -67,10 +75,10 @@ class ScriptedPickExpert:
             if xy_err > 0.02:
                 self.phase = APPROACH
                 target = np.array([cube[0], cube[1], rest_z + self.hover])
-            elif abs(s.tcp_pos[2] - cube[2]) < 0.006:
+            elif abs(s.tcp_pos[2] + ahead[2] - cube[2]) < 0.006:  # arrived once the moves in flight ran
                 self.phase = GRASP
         if self.phase == GRASP:
-            target, gripper = s.tcp_pos.copy(), 1.0
+            target, gripper = s.tcp_pos + ahead, 1.0
             self.grasp_steps += 1
             if self.grasp_steps >= 2 and s.gripper_opening < 2 * task.cube_half_size + 0.002:
                 self.phase = LIFT
@@ -86,5 +94,7 @@ class ScriptedPickExpert:
             xyz = xyz + self.rng.normal(0.0, self.noise, size=3)
         action = np.zeros(task.action_space.shape, dtype=np.float32)  # rotation (when acted in) stays 0
         action[:3] = np.clip(xyz, -1.0, 1.0)
+        if latency:
+            self.pending.append(action[:3].astype(np.float64))
         action[-1] = gripper * self.max_action
         return action
