@@ -12,6 +12,18 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+# a short `robot-rl train` that exercises the learner without training it to convergence
+FAST_TRAIN = [
+    "agent.compile=false",
+    "agent.batch_size=32",
+    "agent.utd=1",
+    "runtime.learning_starts=50",
+    "runtime.eval_every=100000",
+    "runtime.eval_episodes=1",
+    "runtime.log_every=100000",
+    "logger.tensorboard=false",
+    "runtime.torch_threads=1",  # 2 threads on a busy 2-core machine spin: 10x slower single-observation act()
+]
 
 
 def robot_rl(

@@ -15,24 +15,11 @@ import pytest
 pytest.importorskip("jax")
 pytest.importorskip("mujoco.mjx")
 
-from cli_proc import robot_rl  # noqa: E402
+from cli_proc import FAST_TRAIN, robot_rl  # noqa: E402
 
 from robot_rl.config import compose  # noqa: E402
 
-FAST = [
-    "agent.compile=false",
-    "agent.batch_size=32",
-    "agent.utd=1",
-    "runtime.learning_starts=50",
-    "runtime.eval_every=100000",
-    "runtime.eval_episodes=1",
-    "runtime.log_every=100000",
-    "logger.tensorboard=false",
-    "runtime.torch_threads=1",
-    "num_demos=2",
-    "steps=200",
-    "task.max_steps=50",
-]
+FAST = [*FAST_TRAIN, "num_demos=2", "steps=200", "task.max_steps=50"]
 
 
 @pytest.fixture(scope="module")

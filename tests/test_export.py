@@ -14,7 +14,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
-from cli_proc import robot_rl
+from cli_proc import FAST_TRAIN, robot_rl
 
 from robot_rl.config import UserError, compose
 from robot_rl.data.episode_log import EpisodeLog
@@ -25,18 +25,7 @@ from robot_rl.envs.factory import make_env
 from robot_rl.runtime.trained import load_trained, trained_run_config
 
 OBSERVATIONS = 1000  # read from each run's episode log
-# small, fast settings: the learner is exercised, not trained to convergence
-FAST = [
-    "agent.compile=false",
-    "agent.batch_size=32",
-    "agent.utd=1",
-    "runtime.learning_starts=50",
-    "runtime.eval_every=100000",
-    "runtime.eval_episodes=1",
-    "runtime.log_every=100000",
-    "logger.tensorboard=false",
-    "runtime.torch_threads=1",  # 2 threads on a busy 2-core machine spin: 10x slower single-observation act()
-]
+FAST = FAST_TRAIN
 VISION = ["task=pick_cube_vision", "task.image_size=[32,32]"]
 
 
