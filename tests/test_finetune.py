@@ -164,7 +164,10 @@ def test_reset_is_a_fresh_start(pretrained, tmp_path):
         (["init_from={pre}", "finetune.mode=bogus"], "finetune.mode='bogus' is not a fine-tuning mode"),
         (["init_from={pre}", "finetune=wsrl", "finetune.warmup_steps=0"], "finetune.warmup_steps=0 must be"),
         (["init_from={pre}", "finetune=wsrl", "demos={pre}"], "finetune=wsrl keeps no offline data"),
-        (["init_from={pre}", "finetune=wsrl", "task.rotation=true"], "[state (10,) float32] and 4-dim actions, but"),
+        (
+            ["init_from={pre}", "finetune=wsrl", "task.rotation=true"],
+            "{{state: (10,) float32}} and 4-dim actions, not {{state: (14,) float32}} and 7-dim",
+        ),
         (["init_from={pre}", "finetune=wsrl", "agent.hidden_dims=[64,64]"], "incompatible checkpoint"),
     ],
 )

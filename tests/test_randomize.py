@@ -337,7 +337,8 @@ def test_eval_on_the_target_sim_and_a_mismatched_task_is_one_line(trained, capsy
     capsys.readouterr()
     assert cli([*args, "task=pick_cube_vision_target", "task.image_size=[16,16]"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "task pick_cube_vision_target has observations" in err and "pick_cube_target" in err
+    assert "\n" not in err and "(task pick_cube_vision_target)" in err and "pick_cube_target" in err
+    assert "{state: (10,) float32} and 4-dim actions, not" in err
 
 
 def test_the_perturbation_crosses_the_wire_and_bad_values_are_refused():

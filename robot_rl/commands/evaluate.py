@@ -12,7 +12,7 @@ import torch
 from omegaconf import DictConfig
 
 from robot_rl.config import UserError, check_device, count_arg, log
-from robot_rl.data.episode_log import EpisodeLog, EpisodeLogWriter, _fmt_spec, parse_obs_spec
+from robot_rl.data.episode_log import EpisodeLog, EpisodeLogWriter, spec_difference
 from robot_rl.data.files import write_atomic
 from robot_rl.envs.factory import make_env
 from robot_rl.envs.video import RecordVideo
@@ -82,13 +82,11 @@ def evaluate_run(cfg: DictConfig) -> dict:
 
 def _check_spec(run_dir: Path, env, task: str) -> None:
     """A one-line error when `env`'s observation or action spec differs from what the run was trained on."""
-    logged = EpisodeLog(run_dir / LOG)
-    obs, action = parse_obs_spec(env.observation_space), [int(env.action_space.shape[0])]
-    if obs != logged.obs_spec or action != list(logged.action_spec["shape"]):
+    difference = spec_difference(EpisodeLog(run_dir / LOG), env.observation_space, env.action_space.shape[0])
+    if difference is not None:
         raise UserError(
-            f"task {task} has observations {_fmt_spec(obs)} and actions {action}, but the run in {run_dir} was "
-            f"trained on {_fmt_spec(logged.obs_spec)} and {list(logged.action_spec['shape'])}: evaluate it on a task "
-            "with the same observations and actions (e.g. task=pick_cube_target for a pick_cube run)"
+            f"the run in {run_dir} was trained on {difference} (task {task}): evaluate it on a task with the same "
+            "observations and actions (e.g. task=pick_cube_target for a pick_cube run)"
         )
 
 

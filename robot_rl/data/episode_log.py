@@ -710,8 +710,8 @@ class EpisodeLogWriter:
             )
         if log.obs_spec != self.obs_spec:
             raise EpisodeLogError(
-                f"episode log {self.path} was written with observations {_fmt_spec(log.obs_spec)} but this run has "
-                f"{_fmt_spec(self.obs_spec)}; use a new run directory or the task config it was recorded with"
+                f"episode log {self.path} was written with observations {format_obs_spec(log.obs_spec)} but this run "
+                f"has {format_obs_spec(self.obs_spec)}; use a new run directory or the task config it was recorded with"
             )
         for field in ("shape", "low", "high"):
             if list(log.action_spec[field]) != self.action_spec[field]:
@@ -894,8 +894,8 @@ class EpisodeLogWriter:
         self._check_open()
         if log.obs_spec != self.obs_spec:
             raise EpisodeLogError(
-                f"episode log {log.path} has observations {_fmt_spec(log.obs_spec)} but {self.path} has "
-                f"{_fmt_spec(self.obs_spec)}; record demos with the same task config"
+                f"episode log {log.path} has observations {format_obs_spec(log.obs_spec)} but {self.path} has "
+                f"{format_obs_spec(self.obs_spec)}; record demos with the same task config"
             )
         meta = log.episode_meta()
         wanted = None if sources is None else {int(EpisodeSource(x)) for x in sources}
@@ -987,8 +987,22 @@ class EpisodeLogWriter:
 # ------------------------------------------------------------------------------------------- reader
 
 
-def _fmt_spec(spec: ObsSpec) -> str:
+def format_obs_spec(spec: ObsSpec) -> str:
+    """`{key: shape dtype, ...}` for error messages."""
     return "{" + ", ".join(f"{k}: {s} {d.name}" for k, (s, d) in spec.items()) + "}"
+
+
+def spec_difference(log: EpisodeLog, observation_space: Any, action_dim: int) -> str | None:
+    """None when `log`'s episodes have this observation spec and action size; else what differs, for a one-line
+    error: "observations {...} and N-dim actions, not {...} and M-dim actions" (the log's first)."""
+    theirs, mine = log.obs_spec, parse_obs_spec(observation_space)
+    their_actions = int(list(log.action_spec["shape"])[0])
+    if theirs == mine and their_actions == int(action_dim):
+        return None
+    return (
+        f"observations {format_obs_spec(theirs)} and {their_actions}-dim actions, not {format_obs_spec(mine)} "
+        f"and {int(action_dim)}-dim actions"
+    )
 
 
 def looks_like_log(path: str) -> bool:

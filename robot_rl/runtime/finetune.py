@@ -40,7 +40,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from robot_rl.config import RuntimeConfig
-from robot_rl.data.episode_log import EpisodeLog, parse_obs_spec
+from robot_rl.data.episode_log import EpisodeLog, spec_difference
 
 MODES = ("none", "wsrl", "keep_offline", "reset")
 WARM_STARTS = ("wsrl", "keep_offline")  # the modes that load the source's networks
@@ -153,14 +153,11 @@ def check_spec(source: Path, observation_space, action_dim: int, task: str) -> E
     """The source's episode log, after checking that its observation spec and action size are this
     run's; a one-line ValueError naming both otherwise."""
     log = EpisodeLog(source / LOG_FILE)
-    theirs, mine = log.obs_spec, parse_obs_spec(observation_space)
-    their_actions = int(list(log.action_spec["shape"])[0])
-    if theirs != mine or their_actions != action_dim:
-        fmt = lambda spec: ", ".join(f"{k} {tuple(s)} {d.name}" for k, (s, d) in spec.items())
+    difference = spec_difference(log, observation_space, action_dim)
+    if difference is not None:
         raise ValueError(
-            f"init_from={source} was trained on {source_task(source)} with observations [{fmt(theirs)}] and "
-            f"{their_actions}-dim actions, but task {task} has [{fmt(mine)}] and {action_dim}-dim actions: "
-            "fine-tune on a task with the same observations and actions (same task.rotation, state or vision)"
+            f"init_from={source} was trained on {source_task(source)} with {difference} (task {task}): fine-tune "
+            "on a task with the same observations and actions (same task.rotation, state or vision)"
         )
     return log
 
