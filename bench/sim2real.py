@@ -41,7 +41,12 @@ MODES = ("wsrl", "keep_offline", "reset")
 
 
 def pretrain(run_dir: Path, seed: int, steps: int, overrides: list[str]) -> dict:
-    """A fresh pick_cube run of `steps` env steps from 20 demos; its summary."""
+    """A fresh pick_cube run of `steps` env steps from 20 demos (kept when `run_dir` already holds one that
+    finished them); its summary."""
+    summary = run_dir / "summary.json"
+    if summary.exists() and json.loads(summary.read_text()).get("env_steps", 0) >= steps:
+        print(f"[sim2real] {run_dir}: pretrained already, kept", flush=True)
+        return json.loads(summary.read_text())
     shutil.rmtree(run_dir, ignore_errors=True)
     cfg = compose("train", [f"seed={seed}", f"steps={steps}", f"run_dir={run_dir}", "num_demos=20", *overrides])
     return train(cfg)

@@ -121,6 +121,24 @@ def test_wsrl_warm_start_warm_up_and_resume(pretrained, tmp_path):
         env.close()
 
 
+def test_wsrl_can_keep_the_sources_optimiser_moments(pretrained, tmp_path):
+    """finetune.optimizer=keep: the warm start loads the source's Adam moments with its networks."""
+    run = tmp_path / "keep"
+    train(
+        f"run_dir={run}",
+        f"init_from={pretrained}",
+        "finetune=wsrl",
+        "finetune.warmup_steps=500",
+        "finetune.optimizer=keep",
+        "steps=50",
+    )
+    pre, mine = agent_state(pretrained), agent_state(run)
+    assert mine["num_updates"] == 0 and mine["actor_optim"]["state"]
+    for optim in ("actor_optim", "critic_optim", "temperature_optim"):
+        for key, value in pre[optim]["state"].items():
+            assert all(torch.equal(value[k], mine[optim]["state"][key][k]) for k in value), optim
+
+
 def test_keep_offline_buffers_the_pretraining_data_and_new_demos(pretrained, tmp_path):
     run = tmp_path / "keep"
     proc = train(f"run_dir={run}", f"init_from={pretrained}", "finetune=keep_offline", "steps=100")
@@ -163,6 +181,7 @@ def test_reset_is_a_fresh_start(pretrained, tmp_path):
         ),
         (["init_from={pre}", "finetune.mode=bogus"], "finetune.mode='bogus' is not a fine-tuning mode"),
         (["init_from={pre}", "finetune=wsrl", "finetune.warmup_steps=0"], "finetune.warmup_steps=0 must be"),
+        (["init_from={pre}", "finetune=wsrl", "finetune.optimizer=old"], "finetune.optimizer='old' must be fresh or"),
         (["init_from={pre}", "finetune=wsrl", "demos={pre}"], "finetune=wsrl keeps no offline data"),
         (
             ["init_from={pre}", "finetune=wsrl", "task.rotation=true"],

@@ -453,7 +453,7 @@ class SACAgent:
             state["obs_inv_scale"], self.obs_inv_scale.cpu()
         )
 
-    def load_networks(self, state: dict, fix: str) -> None:
+    def load_networks(self, state: dict, fix: str, optimizers: bool = False) -> None:
         """Fine-tuning's warm start: the networks, input scaling and temperature of the checkpoint `state`
         (actor, critic ensemble, target critics, encoders, grasp critics, log temperature), but fresh optimiser
         moments, this agent's own sampling RNG and no critic updates counted (see robot_rl/runtime/finetune.py).
@@ -461,6 +461,8 @@ class SACAgent:
         were trained on inputs scaled that way."""
         self.check_compatible(state, fix, bounds=False)
         self._load_modules(state)
+        if optimizers:  # finetune.optimizer=keep: the source's Adam moments too
+            self._load_optimizers(state)
 
     def _load_modules(self, state: dict) -> None:
         self.obs_center.copy_(state["obs_center"])
@@ -484,6 +486,11 @@ class SACAgent:
         fine-tuned agent keeps its source's, `load_networks`); otherwise other bounds are an error."""
         self.check_compatible(state, bounds=not adopt_scaling)
         self._load_modules(state)
+        self._load_optimizers(state)
+        self.generator.set_state(state["generator"])
+        self.num_updates = state["num_updates"]
+
+    def _load_optimizers(self, state: dict) -> None:
         if self.grasp:
             self.grasp_optim.load_state_dict(state["grasp_optim"])
         self.actor_optim.load_state_dict(state["actor_optim"])
@@ -495,8 +502,6 @@ class SACAgent:
                 "use the config the checkpoint was trained with"
             ) from None
         self.temperature_optim.load_state_dict(state["temperature_optim"])
-        self.generator.set_state(state["generator"])
-        self.num_updates = state["num_updates"]
 
     def _policy_modules(self) -> dict[str, torch.nn.Module]:
         """What `act` reads: the actor, the encoder (images) and the grasp critic (gripper)."""

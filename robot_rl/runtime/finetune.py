@@ -55,6 +55,7 @@ class Finetune:
     mode: str = "none"
     source: Path | None = None  # init_from
     warmup_steps: int = 0  # wsrl: env steps before the first update
+    keep_optimizer: bool = False  # finetune.optimizer=keep: a warm start loads the source's Adam moments too
 
     @property
     def warm_start(self) -> bool:
@@ -93,9 +94,14 @@ def finetune_config(cfg: DictConfig, rt: RuntimeConfig) -> Finetune:
     init_from = cfg.get("init_from")
     if mode not in MODES:
         raise ValueError(f"finetune.mode={mode!r} is not a fine-tuning mode: choose finetune=wsrl|keep_offline|reset")
-    unknown = sorted(set(node) - {"mode", "warmup_steps"})
+    unknown = sorted(set(node) - {"mode", "warmup_steps", "optimizer"})
     if unknown:
-        raise ValueError(f"unknown config key 'finetune.{unknown[0]}': the finetune group has mode and warmup_steps")
+        raise ValueError(
+            f"unknown config key 'finetune.{unknown[0]}': the finetune group has mode, warmup_steps and optimizer"
+        )
+    optimizer = node.get("optimizer", "fresh")
+    if optimizer not in ("fresh", "keep"):
+        raise ValueError(f"finetune.optimizer={optimizer!r} must be fresh or keep (the source's Adam moments)")
     if mode == "none":
         if init_from:
             raise ValueError(
@@ -126,7 +132,7 @@ def finetune_config(cfg: DictConfig, rt: RuntimeConfig) -> Finetune:
     resuming = (Path(str(cfg.run_dir)) / CHECKPOINT_FILE).exists()
     if not resuming or mode == "keep_offline":
         check_source(source)
-    return Finetune(mode, source, warmup)
+    return Finetune(mode, source, warmup, optimizer == "keep")
 
 
 def check_source(source: Path) -> None:
@@ -162,7 +168,7 @@ def check_spec(source: Path, observation_space, action_dim: int, task: str) -> E
     return log
 
 
-def load_pretrained(learner, source: Path) -> None:
+def load_pretrained(learner, source: Path, keep_optimizer: bool = False) -> None:
     """Warm-start `learner`'s agent from the source's checkpoint: networks and temperature only (see the
     module docstring); a one-line error when its architecture or observation bounds differ."""
     from robot_rl.runtime.learner import load_weights
@@ -176,7 +182,9 @@ def load_pretrained(learner, source: Path) -> None:
         )
     try:
         learner.agent.load_networks(
-            state["agent"], fix=f"fine-tune with the agent config of {source / 'config.yaml'} (its agent group)"
+            state["agent"],
+            fix=f"fine-tune with the agent config of {source / 'config.yaml'} (its agent group)",
+            optimizers=keep_optimizer,
         )
     except ValueError as err:
         raise ValueError(f"init_from={source}: {err}") from None

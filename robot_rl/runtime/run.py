@@ -305,7 +305,7 @@ class TrainingRun:
             return  # no fine-tuning, or a resume from this run's own checkpoint: init_from is not read
         source_log = check_spec(ft.source, observation_space, action_dim, str(self.cfg.task.name))
         if ft.warm_start and not saved:
-            load_pretrained(learner, ft.source)
+            load_pretrained(learner, ft.source, ft.keep_optimizer)
         if ft.keeps_offline:
             self.source_episodes = int(saved.get(SOURCE_EPISODES, source_log.num_episodes))
             rows = learner.load_offline(source_log, upto=self.source_episodes)
