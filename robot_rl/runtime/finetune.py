@@ -16,7 +16,8 @@ Modes (the `finetune` config group, configs/finetune/):
 Warm starts load weights, not optimiser state: Adam's moments at the end of pretraining are those of
 converged gradients on the old task (tiny second moments), so the new task's first, larger gradients would
 take steps far above the learning rate until the moments catch up (beta2 0.999: about a thousand updates);
-fresh moments with bias correction take learning-rate-sized steps from the first update. The agent's
+fresh moments with bias correction take learning-rate-sized steps from the first update
+(`finetune.optimizer=keep` loads the source's moments instead). The agent's
 sampling RNG is the new run's (its seed), and critic updates count from 0 in the new run.
 
 A fine-tune run writes its mode and source into config.yaml (`init_from`, `finetune`) and summary.json
