@@ -114,6 +114,7 @@ def main() -> None:
     parser.add_argument("--pretrain-steps", type=int, default=10000)
     parser.add_argument("--finetune-steps", type=int, default=8000, help="env step budget of a fine-tune run")
     parser.add_argument("--zero-shot-episodes", type=int, default=100)
+    parser.add_argument("--warm-steps", type=int, default=0, help="budget of wsrl/keep_offline (0: --finetune-steps)")
     parser.add_argument(
         "--source",
         choices=["plain", "randomized"],
@@ -132,13 +133,17 @@ def main() -> None:
     for seed in args.seeds:
         runs = {"plain": out / f"plain_seed{seed}", "randomized": out / f"randomized_seed{seed}"}
         pretrain(runs["plain"], seed, args.pretrain_steps, overrides)
+        if args.source == "randomized":
+            pretrain(runs["randomized"], seed, args.pretrain_steps, [RANDOMIZE, *overrides])
+        for mode in MODES:  # the fine-tunes first: each prints its result as it ends
+            budget = args.finetune_steps if mode == "reset" else (args.warm_steps or args.finetune_steps)
+            result = finetune(out / f"{mode}_seed{seed}", runs[args.source], mode, seed, budget, overrides)
+            rows[mode].append(result["steps_to_90"])
+            rows[f"{mode}_first"].append(result["first_eval"])
+            print(f"[sim2real] seed {seed} {mode}: " + json.dumps(result), flush=True)
         pretrain(runs["randomized"], seed, args.pretrain_steps, [RANDOMIZE, *overrides])
         for name, run_dir in runs.items():
             rows[name].append(zero_shot(run_dir, args.zero_shot_episodes, seed))
-        for mode in MODES:
-            result = finetune(out / f"{mode}_seed{seed}", runs[args.source], mode, seed, args.finetune_steps, overrides)
-            rows[mode].append(result["steps_to_90"])
-            rows[f"{mode}_first"].append(result["first_eval"])
         print(f"[sim2real] seed {seed}: " + json.dumps({k: v[-1] for k, v in rows.items()}), flush=True)
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
     print(f"\nsim-to-real on {TARGET_TASK} ({machine}), seeds {args.seeds}, fine-tunes from the {args.source} run")
