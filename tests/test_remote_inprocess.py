@@ -123,6 +123,7 @@ def test_remote_actor_and_learner_over_a_queue_commit_train_and_summarise(tmp_pa
         "actors",
         "rejected",
         "robot_losses",
+        "finetune",
     }
     assert set(summary) == embedded_keys
     log = EpisodeLog(tmp_path / "remote" / "episodes.zarr")

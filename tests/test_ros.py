@@ -72,6 +72,7 @@ def test_chunk_round_trip_restores_every_field_and_next_frames():
         "source": int(EpisodeSource.ONLINE),
         "reset_s": 0.25,
         "spec": {"action_dim": 4},
+        "perturbation": None,  # unperturbed steps (tests/test_randomize.py sends drawn values across)
     }
     assert len(back) == 5
     for a, b in zip(steps, back):

@@ -577,7 +577,7 @@ def test_serial_rig_training_runs_through_the_layer_and_logs_it(tmp_path):
     """`robot-rl train robot=serial` (the firmware in the loop) runs through the safety layer: every command
     waits longer than max_command_delay (set to 1 us), so every online and eval step is a hold, logged in
     data/safety and meta/safety_steps."""
-    from robot_rl.data.episode_log import EpisodeLog
+    from robot_rl.data.episode_log import FORMAT_VERSION, EpisodeLog
     from robot_rl.runtime.embedded import train
 
     run_dir = tmp_path / "run"
@@ -600,7 +600,7 @@ def test_serial_rig_training_runs_through_the_layer_and_logs_it(tmp_path):
     summary = train(cfg)
     assert summary["env_steps"] == 10 and summary["safety_steps"] == 10
     log = EpisodeLog(run_dir / "episodes.zarr")
-    assert log.format_version == 5
+    assert log.format_version == FORMAT_VERSION
     bits = log.read("safety")
     assert len(bits) == 15 and np.all(bits & SafetyAction.HOLD_LATE_COMMAND)  # 2 online episodes + 1 eval
     meta = log.episode_meta()
