@@ -80,7 +80,7 @@ class Perturbation:
                     value = tuple(float(v) for v in value)
                     if len(value) != 3:
                         raise ValueError
-                elif isinstance(default, int) and not isinstance(default, bool) and key == "latency":
+                elif key == "latency":  # the one integer
                     if float(value) != int(value):
                         raise ValueError
                     value = int(value)
