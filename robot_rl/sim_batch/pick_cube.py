@@ -34,6 +34,7 @@ import numpy as np
 
 from robot_rl.sim_batch.control import Controller
 from robot_rl.sim_batch.scene import PERTURBED_FIELDS, Scene
+from robot_rl.tasks.pick_cube import PickCubeTask
 from robot_rl.tasks.randomization import OBS_NOISE_STD, Perturbation
 
 with contextlib.redirect_stdout(io.StringIO()):
@@ -109,13 +110,12 @@ class BatchPickCube:
             raise ValueError(f"control_dt={control_dt} must be a positive multiple of the timestep {m.opt.timestep}")
         self.max_steps = int(max_steps)
         self.action_scale = float(action_scale)
-        self.start_noise = float(start_noise)
-        self.lift_height = float(a.lift_height if lift_height is None else lift_height)
-        self.gripper_threshold = float(gripper_threshold)
-        self.start_tcp = np.asarray(a.start_tcp, dtype=np.float64)
-        self.cube_low = np.array([a.cube_x_range[0], a.cube_y_range[0]])
-        self.cube_high = np.array([a.cube_x_range[1], a.cube_y_range[1]])
-        self.cube_half_size = float(a.cube_half_size)
+        # the task's start draws and per-arm defaults: PickCubeTask's own
+        self.task = PickCubeTask(start_noise=start_noise, lift_height=lift_height, gripper_threshold=gripper_threshold)
+        self.task.use_arm(a)
+        self.lift_height = self.task.lift_height
+        self.gripper_threshold = self.task.gripper_threshold
+        self.cube_half_size = self.task.cube_half_size
         self.workspace = (np.array(a.workspace[0], dtype=np.float64), np.array(a.workspace[1], dtype=np.float64))
         kin = scene.kin
         self.ctl = Controller(
@@ -242,8 +242,8 @@ class BatchPickCube:
         tcps, cubes = [], []
         for seed in seeds:
             rng, _ = gym.utils.seeding.np_random(int(seed))
-            tcp = self.start_tcp + rng.uniform(-self.start_noise, self.start_noise, size=3)
-            cubes.append(rng.uniform(self.cube_low, self.cube_high))
+            tcp = self.task.start_tcp + rng.uniform(-self.task.start_noise, self.task.start_noise, size=3)
+            cubes.append(self.task.sample_cube_pose(rng)[0][:2])
             tcps.append(np.clip(tcp, *self.workspace))
         return np.array(tcps), np.array(cubes)
 
