@@ -492,6 +492,7 @@ class SafetyLayer:
             p = [min(max(v, lo), hi) if math.isfinite(v) else lo for v, lo, hi in zip(p, self.lo, self.hi)]
             q = [0.0, 0.0, 0.0] if q is not None and not _finite(q) else q
         holding = bits != 0
+        asked_u, asked_w = u, w  # on the action grid: what _snap keeps as it is
         if holding:
             u = [0.0, 0.0, 0.0]
             w = None if w is None else [0.0, 0.0, 0.0]
@@ -502,7 +503,7 @@ class SafetyLayer:
         out, why = _axes(p, self.velocity, u, self.lo, self.hi, self.step_max, self.step_accel)
         if not holding:
             bits |= why
-        out = _snap(out, u, self.action_scale)
+        out = _snap(out, asked_u, self.action_scale)
         rot_out = None
         if self.rotation:
             rot_out, why = _axes(
@@ -510,7 +511,7 @@ class SafetyLayer:
             )
             if not holding:
                 bits |= (why & ~_CLIP_BOX) | (_CLIP_ORIENTATION if why & _CLIP_BOX else 0)
-            rot_out = _snap(rot_out, w, self.rotation_scale)
+            rot_out = _snap(rot_out, asked_w, self.rotation_scale)
         run_gripper = gripper
         if gripper is not None:
             previous = gripper if previous_gripper is None or not math.isfinite(previous_gripper) else previous_gripper
@@ -717,6 +718,9 @@ class SafetyWrapper(gym.Wrapper):
 
         if getattr(robot, "tcp_target", None) is not None:
             self._expected = position + command.delta
+            workspace = getattr(robot, "workspace", None)
+            if workspace is not None:  # the robot clips its target into its workspace after adding the step
+                self._expected = np.clip(self._expected, workspace[0], workspace[1])
         if self.rotation and not self.reports_orientation and not command.fault:
             self._orientation += offset_step
         step = StepInfo.of(info)
