@@ -249,3 +249,88 @@ def test_learner_builds_image_agent_from_observation_space(tmp_path):
     bad = spaces.Dict({"depth": spaces.Box(0.0, 1.0, (16, 16, 1), np.float32)})
     with pytest.raises(ValueError, match="neither a float vector nor a uint8"):
         Learner(bad, 3, cfg, capacity=8)
+
+
+# ---------------------------------------------------------------------------------------- HL-Gauss
+def test_hl_gauss_targets_are_gaussian_mass_over_the_bins():
+    from robot_rl.agents.hl_gauss import HLGauss
+
+    hl = HLGauss(0.0, 1.0, 51, 0.75)
+    y = torch.tensor([0.0, 0.3, 0.5, 1.0, -4.0, 7.0])
+    probs = hl.target_probs(y)
+    assert probs.shape == (6, 51) and (probs >= 0).all()
+    torch.testing.assert_close(probs.sum(-1), torch.ones(6))
+    mean = probs @ hl.centers
+    torch.testing.assert_close(mean[1:3], y[1:3], atol=1e-4, rtol=0)  # inside: centred on the target
+    assert mean[0] > 0.0 and mean[3] < 1.0  # at the ends: the mass kept inside the range
+    torch.testing.assert_close(probs[4], probs[0])  # out-of-range targets are clamped
+    torch.testing.assert_close(probs[5], probs[3])
+    width = 1.0 / 51
+    spread = ((hl.centers - 0.5).square() @ probs[2]).sqrt()
+    assert 0.7 * width < spread < 0.9 * width  # sigma 0.75 bin widths (+ the bins' own width)
+    logits = torch.log(probs[1:3].clamp_min(1e-30))
+    torch.testing.assert_close(hl.expectation(logits), y[1:3], atol=1e-4, rtol=0)
+    # the loss is smallest at the target's own distribution
+    assert hl.loss(logits, y[1:3]).sum() < hl.loss(logits.flip(0), y[1:3]).sum()
+
+
+def test_hl_gauss_critic_stays_in_its_value_range_and_learns():
+    cfg = SACConfig(
+        critic_loss="hl_gauss", value_range=[0.0, 1.0], utd=2, batch_size=32, hidden_dims=[32, 32], compile=False
+    )
+    agent = SACAgent({"state": 6}, 2, cfg, seed=0)
+    assert agent.critic.out.weight.shape == (2, 32, 51)
+    with torch.no_grad():
+        agent.critic.out.weight.mul_(1e3)  # extreme logits: Q still inside the range
+    q = agent.critic(torch.randn(100, 6) * 10, torch.rand(100, 2) * 2 - 1)
+    assert q.shape == (2, 100) and (q >= 0).all() and (q <= 1).all()
+    agent = SACAgent({"state": 6}, 2, cfg, seed=0)
+    batch = random_batch(64)
+    batch["terminated"] = torch.ones(64)  # Q(s, a) = r: regression through classification
+    losses = [agent.update(batch)["critic_loss"] for _ in range(600)]  # MSE: 300 updates to this error
+    assert losses[-1] < losses[0]
+    with torch.no_grad():
+        q = agent.critic(agent.encode(batch["observation"]), batch["action"]).mean(0)
+    assert (q - batch["reward"]).abs().mean() < 0.1
+
+
+def test_value_range_clips_the_td_targets():
+    cfg = SACConfig(value_range=[0.0, 1.0], utd=1, batch_size=16, hidden_dims=[16, 16], compile=False)
+    agent = SACAgent({"state": 6}, 2, cfg, seed=0)
+    batch = random_batch(16)
+    batch["reward"] = torch.full((16,), 50.0)  # far above the range: the target is 1
+    obs, next_obs = agent.encode(batch["observation"]), agent.encode(batch["next_observation"])
+    loss = agent._critic_loss(
+        obs, batch["action"], batch["reward"], next_obs, batch["terminated"], agent._noise(16), None
+    )
+    with torch.no_grad():
+        expected = (agent.critic(obs, batch["action"]) - 1.0).square().mean(dim=1).sum()
+    torch.testing.assert_close(loss, expected)
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (dict(critic_loss="huber"), "agent.critic_loss='huber' must be mse or hl_gauss"),
+        (dict(critic_loss="hl_gauss"), "agent.critic_loss=hl_gauss needs agent.value_range"),
+        (dict(critic_loss="hl_gauss", value_range=[0, 1], hl_gauss_bins=1), "agent.hl_gauss_bins=1"),
+        (dict(critic_loss="hl_gauss", value_range=[0, 1], hl_gauss_sigma=0.0), "agent.hl_gauss_sigma=0.0"),
+        (dict(value_range=[1, 0]), "agent.value_range=\\[1, 0\\] must be \\[low, high\\]"),
+        (dict(value_range=[0]), "agent.value_range=\\[0\\] must be"),
+    ],
+)
+def test_bad_critic_loss_settings_are_one_line_errors(bad, match):
+    with pytest.raises(ValueError, match=match) as err:
+        SACConfig(**bad)
+    assert "\n" not in str(err.value)
+
+
+def test_checkpoint_of_another_critic_loss_is_refused():
+    mse = SACAgent({"state": 6}, 2, SACConfig(hidden_dims=[32, 32], compile=False))
+    hl = SACAgent(
+        {"state": 6}, 2, SACConfig(hidden_dims=[32, 32], critic_loss="hl_gauss", value_range=[0, 1], compile=False)
+    )
+    with pytest.raises(
+        ValueError, match="incompatible checkpoint: it has critic_loss=mse, this agent critic_loss=hl_gauss"
+    ):
+        hl.load_state_dict(mse.state_dict())

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robot_rl.agents.hl_gauss import HLGauss
+
 
 class EnsembleLinear(nn.Module):
     """`ensemble_size` independent linear layers applied as one batched matmul: [E,B,in] -> [E,B,out]."""
@@ -49,22 +51,37 @@ class CriticEnsemble(nn.Module):
     """Q(s, a) for an ensemble of critics: MLP with LayerNorm + ReLU, all members batched.
 
     `forward` returns [E, B]; with `members` (an index tensor) only those members run: [len(members), B].
+    With `hl_gauss`, each member outputs one logit per value bin (`logits`: [E, B, bins]) and Q is their
+    expectation (agents/hl_gauss.py).
     """
 
-    def __init__(self, obs_dim: int, action_dim: int, hidden_dims: list[int], ensemble_size: int):
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        hidden_dims: list[int],
+        ensemble_size: int,
+        hl_gauss: HLGauss | None = None,
+    ):
         super().__init__()
         self.ensemble_size = ensemble_size
+        self.hl_gauss = hl_gauss
         widths = [obs_dim + action_dim, *hidden_dims]
         self.linears = nn.ModuleList(EnsembleLinear(ensemble_size, a, b) for a, b in zip(widths[:-1], widths[1:]))
         self.norms = nn.ModuleList(EnsembleLayerNorm(ensemble_size, b) for b in hidden_dims)
-        self.out = EnsembleLinear(ensemble_size, widths[-1], 1)
+        self.out = EnsembleLinear(ensemble_size, widths[-1], 1 if hl_gauss is None else hl_gauss.bins)
 
-    def forward(self, obs: torch.Tensor, action: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
+    def logits(self, obs: torch.Tensor, action: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
+        """The output layer: [E, B, 1] (a scalar Q) or [E, B, bins] (HL-Gauss logits)."""
         n = self.ensemble_size if members is None else len(members)
         x = torch.cat([obs, action], dim=-1).unsqueeze(0).expand(n, -1, -1)
         for linear, norm in zip(self.linears, self.norms):
             x = torch.relu(norm(linear(x, members), members))
-        return self.out(x, members).squeeze(-1)
+        return self.out(x, members)
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor, members: torch.Tensor | None = None) -> torch.Tensor:
+        out = self.logits(obs, action, members)
+        return out.squeeze(-1) if self.hl_gauss is None else self.hl_gauss.expectation(out)
 
 
 def mlp(in_dim: int, hidden_dims: list[int], layer_norm: bool = True) -> nn.Sequential:

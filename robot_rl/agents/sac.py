@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 from robot_rl.agents.augmentation import random_shift
 from robot_rl.agents.encoders import EncoderConfig, ObservationEncoder
 from robot_rl.agents.grasp import NUM_GRASP_ACTIONS, GraspCritic, class_to_gripper, grasp_td_loss, gripper_to_class
+from robot_rl.agents.hl_gauss import HLGauss
 from robot_rl.agents.networks import CriticEnsemble, TanhGaussianActor
 from robot_rl.config import typed
 from robot_rl.data.replay import Batch
@@ -48,6 +49,10 @@ class SACConfig:
     augmentation: bool = True  # random shift of images in the critic update (DrQ)
     grasp_critic: bool = False  # discrete close/stay/open critic for the last action dim (HIL-SERL)
     grasp_epsilon: float = 0.1  # exploration: random gripper class with this probability in act()
+    value_range: list[float] | None = None  # [low, high]: the returns the task can give; TD targets clipped to it
+    critic_loss: str = "mse"  # mse (regression) | hl_gauss (classification over value_range's bins)
+    hl_gauss_bins: int = 51
+    hl_gauss_sigma: float = 0.75  # the target Gaussian's width, in bin widths
 
     def __post_init__(self) -> None:
         if not 1 <= self.critic_subsample <= self.ensemble_size:
@@ -59,6 +64,31 @@ class SACConfig:
             raise ValueError("agent.utd must be >= 1 and agent.batch_size >= 2")
         if not 0.0 <= self.grasp_epsilon <= 1.0:
             raise ValueError(f"agent.grasp_epsilon={self.grasp_epsilon} must be in [0, 1]")
+        if self.value_range is not None:
+            low_high = list(self.value_range)
+            if (
+                len(low_high) != 2
+                or not all(isinstance(v, (int, float)) for v in low_high)
+                or low_high[0] >= low_high[1]
+            ):
+                raise ValueError(
+                    f"agent.value_range={self.value_range} must be [low, high] with low < high (the returns the "
+                    "task can give, e.g. [0, 1] for a sparse success reward), or null"
+                )
+            self.value_range = [float(v) for v in low_high]
+        if self.critic_loss not in ("mse", "hl_gauss"):
+            raise ValueError(f"agent.critic_loss={self.critic_loss!r} must be mse or hl_gauss")
+        if self.critic_loss == "hl_gauss":
+            if self.value_range is None:
+                raise ValueError(
+                    "agent.critic_loss=hl_gauss needs agent.value_range=[low,high], the returns the task can give "
+                    "(e.g. [0,1] for a sparse success reward that ends the episode)"
+                )
+            if not isinstance(self.hl_gauss_bins, int) or self.hl_gauss_bins < 2 or not self.hl_gauss_sigma > 0:
+                raise ValueError(
+                    f"agent.hl_gauss_bins={self.hl_gauss_bins} must be an integer >= 2 and "
+                    f"agent.hl_gauss_sigma={self.hl_gauss_sigma} > 0 (bin widths; 0.75 is the paper's)"
+                )
         if isinstance(self.encoder, Mapping):  # built from a plain dict (e.g. a checkpoint's config)
             self.encoder = EncoderConfig(**self.encoder)
 
@@ -119,9 +149,13 @@ class SACAgent:
             self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
             feature_dim = self.encoder.output_dim
         self.actor = TanhGaussianActor(feature_dim, self.policy_dim, config.hidden_dims).to(self.device)
-        self.critic = CriticEnsemble(feature_dim, self.policy_dim, config.hidden_dims, config.ensemble_size).to(
-            self.device
-        )
+        self.hl_gauss = None
+        if config.critic_loss == "hl_gauss":
+            low, high = config.value_range
+            self.hl_gauss = HLGauss(low, high, config.hl_gauss_bins, config.hl_gauss_sigma).to(self.device)
+        self.critic = CriticEnsemble(
+            feature_dim, self.policy_dim, config.hidden_dims, config.ensemble_size, self.hl_gauss
+        ).to(self.device)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_temperature = torch.tensor(
             np.log(config.init_temperature), dtype=torch.float32, device=self.device, requires_grad=True
@@ -230,6 +264,11 @@ class SACAgent:
             if cfg.backup_entropy:
                 next_q = next_q - self.log_temperature.exp() * next_log_prob
             target = reward + cfg.discount * (1.0 - terminated) * next_q
+            if cfg.value_range is not None:
+                target = target.clamp(cfg.value_range[0], cfg.value_range[1])
+        if self.hl_gauss is not None:
+            logits = self.critic.logits(obs, action)
+            return self.hl_gauss.loss(logits, target.expand(logits.shape[:-1])).mean(dim=1).sum()
         q = self.critic(obs, action)
         return (q - target).square().mean(dim=1).sum()
 
@@ -418,7 +457,11 @@ class SACAgent:
             "ensemble_size": config["ensemble_size"],
             "hidden_dims": list(config["hidden_dims"]),
             "grasp_critic": bool(config.get("grasp_critic", False)),
+            "critic_loss": config.get("critic_loss", "mse"),
         }
+        if arch["critic_loss"] == "hl_gauss":
+            arch["hl_gauss_bins"] = config.get("hl_gauss_bins")
+            arch["value_range"] = list(config.get("value_range") or [])
         if self.image_keys:
             encoder = config.get("encoder") or {}
             for key in ("name", "channels", "strides", "spatial_features", "bottleneck"):
