@@ -139,6 +139,24 @@ def test_wsrl_can_keep_the_sources_optimiser_moments(pretrained, tmp_path):
             assert all(torch.equal(value[k], mine[optim]["state"][key][k]) for k in value), optim
 
 
+def test_critic_warmup_trains_the_critics_only(pretrained, tmp_path):
+    """finetune.critic_warmup: the first learner updates after the warm-up leave the actor and temperature as
+    the source's while the critics learn; the count survives a resume (a restart does not repeat the phase)."""
+    run = tmp_path / "cw"
+    args = [f"run_dir={run}", f"init_from={pretrained}", "finetune=wsrl", "finetune.warmup_steps=50"]
+    train(*args, "finetune.critic_warmup=200", "steps=250")
+    pre, mine = agent_state(pretrained), agent_state(run)
+    assert mine["num_updates"] > 0 and not torch.equal(pre["critic"]["out.weight"], mine["critic"]["out.weight"])
+    assert all(torch.equal(pre["actor"][k], mine["actor"][k]) for k in pre["actor"])
+    assert torch.equal(pre["log_temperature"], mine["log_temperature"])
+    calls = mine["num_updates"] // UTD
+    assert calls < 200 and summary(run)["finetune"]["critic_warmup"] == 200
+    train(*args, "finetune.critic_warmup=200", "steps=450")  # resumed: updates 201 onward move the actor
+    after = agent_state(run)
+    assert after["num_updates"] // UTD > 200
+    assert not all(torch.equal(pre["actor"][k], after["actor"][k]) for k in pre["actor"])
+
+
 def test_keep_offline_buffers_the_pretraining_data_and_new_demos(pretrained, tmp_path):
     run = tmp_path / "keep"
     proc = train(f"run_dir={run}", f"init_from={pretrained}", "finetune=keep_offline", "steps=100")
@@ -182,6 +200,11 @@ def test_reset_is_a_fresh_start(pretrained, tmp_path):
         (["init_from={pre}", "finetune.mode=bogus"], "finetune.mode='bogus' is not a fine-tuning mode"),
         (["init_from={pre}", "finetune=wsrl", "finetune.warmup_steps=0"], "finetune.warmup_steps=0 must be"),
         (["init_from={pre}", "finetune=wsrl", "finetune.optimizer=old"], "finetune.optimizer='old' must be fresh or"),
+        (["init_from={pre}", "finetune=wsrl", "finetune.critic_warmup=-1"], "finetune.critic_warmup=-1 must be"),
+        (
+            ["init_from={pre}", "finetune=wsrl", "agent.critic_loss=hl_gauss", "agent.value_range=[0,1]"],
+            "it has critic_loss=mse, this agent critic_loss=hl_gauss",
+        ),
         (["init_from={pre}", "finetune=wsrl", "demos={pre}"], "finetune=wsrl keeps no offline data"),
         (
             ["init_from={pre}", "finetune=wsrl", "task.rotation=true"],

@@ -334,3 +334,16 @@ def test_checkpoint_of_another_critic_loss_is_refused():
         ValueError, match="incompatible checkpoint: it has critic_loss=mse, this agent critic_loss=hl_gauss"
     ):
         hl.load_state_dict(mse.state_dict())
+
+
+def test_a_critic_only_update_leaves_actor_and_temperature():
+    cfg = SACConfig(utd=2, batch_size=16, hidden_dims=[16, 16], compile=False)
+    agent = SACAgent({"state": 6}, 2, cfg, seed=0)
+    actor = [p.detach().clone() for p in agent.actor.parameters()]
+    critic = [p.detach().clone() for p in agent.critic.parameters()]
+    temperature = agent.log_temperature.detach().clone()
+    info = agent.update(random_batch(32), actor=False)
+    assert "actor_loss" not in info and agent.num_updates == 2
+    assert all(torch.equal(a, p) for a, p in zip(actor, agent.actor.parameters()))
+    assert torch.equal(temperature, agent.log_temperature.detach())
+    assert not all(torch.equal(c, p) for c, p in zip(critic, agent.critic.parameters()))

@@ -374,7 +374,7 @@ class SACAgent:
             return observation
         return {k: random_shift(v, self.generator) if k in self.image_keys else v for k, v in observation.items()}
 
-    def update(self, batch: Batch) -> dict[str, float]:
+    def update(self, batch: Batch, actor: bool = True) -> dict[str, float]:
         """`utd` critic updates on consecutive slices of `batch` (utd x batch_size rows), each
         followed by a grasp-critic update on the same slice when enabled, then one actor and
         temperature update on the last slice. Returns scalar diagnostics. (With symmetric sampling,
@@ -420,7 +420,8 @@ class SACAgent:
                     next_features,
                     next_target_features,
                 )
-        info.update(self._actor_step(features))
+        if actor:
+            info.update(self._actor_step(features))
         info["critic_loss"] = critic_loss
         info["temperature"] = self.temperature
         return {k: float(v) for k, v in info.items()}

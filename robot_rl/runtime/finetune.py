@@ -17,7 +17,10 @@ Warm starts load weights, not optimiser state: Adam's moments at the end of pret
 converged gradients on the old task (tiny second moments), so the new task's first, larger gradients would
 take steps far above the learning rate until the moments catch up (beta2 0.999: about a thousand updates);
 fresh moments with bias correction take learning-rate-sized steps from the first update
-(`finetune.optimizer=keep` loads the source's moments instead). The agent's
+(`finetune.optimizer=keep` loads the source's moments instead). `finetune.critic_warmup` (warm starts): the first
+that many learner updates train the critics only, the actor and temperature frozen, so that the critic has met
+the new task's data before the policy follows it (measured on pick_cube_target without latency with an HL-Gauss
+critic: no dip in success, where the actor updated from the first update dipped from 100% to 20%). The agent's
 sampling RNG is the new run's (its seed), and critic updates count from 0 in the new run.
 
 A fine-tune run writes its mode and source into config.yaml (`init_from`, `finetune`) and summary.json
@@ -57,6 +60,7 @@ class Finetune:
     source: Path | None = None  # init_from
     warmup_steps: int = 0  # wsrl: env steps before the first update
     keep_optimizer: bool = False  # finetune.optimizer=keep: a warm start loads the source's Adam moments too
+    critic_warmup: int = 0  # warm starts: the first learner updates train the critics only (actor frozen)
 
     @property
     def warm_start(self) -> bool:
@@ -82,6 +86,8 @@ class Finetune:
         out: dict = {"mode": self.mode, "init_from": str(self.source) if self.source else None}
         if self.mode == "wsrl":
             out["warmup_steps"] = self.warmup_steps
+        if self.critic_warmup:
+            out["critic_warmup"] = self.critic_warmup
         return out
 
 
@@ -95,10 +101,10 @@ def finetune_config(cfg: DictConfig, rt: RuntimeConfig) -> Finetune:
     init_from = cfg.get("init_from")
     if mode not in MODES:
         raise ValueError(f"finetune.mode={mode!r} is not a fine-tuning mode: choose finetune=wsrl|keep_offline|reset")
-    unknown = sorted(set(node) - {"mode", "warmup_steps", "optimizer"})
+    unknown = sorted(set(node) - {"mode", "warmup_steps", "optimizer", "critic_warmup"})
     if unknown:
         raise ValueError(
-            f"unknown config key 'finetune.{unknown[0]}': the finetune group has mode, warmup_steps and optimizer"
+            f"unknown config key 'finetune.{unknown[0]}': the finetune group has mode, warmup_steps, optimizer and critic_warmup"
         )
     optimizer = node.get("optimizer", "fresh")
     if optimizer not in ("fresh", "keep"):
@@ -133,7 +139,13 @@ def finetune_config(cfg: DictConfig, rt: RuntimeConfig) -> Finetune:
     resuming = (Path(str(cfg.run_dir)) / CHECKPOINT_FILE).exists()
     if not resuming or mode == "keep_offline":
         check_source(source)
-    return Finetune(mode, source, warmup, optimizer == "keep")
+    critic_warmup = node.get("critic_warmup", 0)
+    if not isinstance(critic_warmup, int) or isinstance(critic_warmup, bool) or critic_warmup < 0:
+        raise ValueError(
+            f"finetune.critic_warmup={critic_warmup!r} must be an integer >= 0 (learner updates that train the "
+            "critics only)"
+        )
+    return Finetune(mode, source, warmup, optimizer == "keep", critic_warmup if mode in WARM_STARTS else 0)
 
 
 def check_source(source: Path) -> None:

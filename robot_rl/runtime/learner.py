@@ -184,10 +184,11 @@ class Learner:
         if len(arrays["reward"]):
             buffer.add_arrays(arrays)
 
-    def update(self) -> dict[str, float]:
+    def update(self, actor: bool = True) -> dict[str, float]:
+        """`utd` critic updates on one symmetric batch, then the actor's (unless `actor` is False)."""
         cfg = self.agent.config
         batch = sample_symmetric(self.prior, self.online, cfg.utd * cfg.batch_size, self.sample_generator, cfg.utd)
-        return self.agent.update(batch)
+        return self.agent.update(batch, actor)
 
     def save(self, path: Path, extra: dict) -> None:
         """Checkpoint agent + sampler RNG + `extra` (runner state: plain numbers, strings, lists, dicts);

@@ -363,7 +363,9 @@ class TrainingRun:
         """After each online env step (live or replayed): count it, then `utd` updates once learning started."""
         self.counts["env_steps"] += 1
         if len(self.learner.online) >= self.update_after:
-            self.last_update = self.learner.update()
+            agent = self.learner.agent
+            calls = agent.num_updates // agent.config.utd  # learner updates so far (a resume restores the count)
+            self.last_update = self.learner.update(actor=calls >= self.finetune.critic_warmup)
 
     def record(self, transition: Transition) -> None:
         """One live online step of the episode in progress: cut at the step budget, logged, reported."""
