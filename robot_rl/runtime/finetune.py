@@ -104,7 +104,8 @@ def finetune_config(cfg: DictConfig, rt: RuntimeConfig) -> Finetune:
     unknown = sorted(set(node) - {"mode", "warmup_steps", "optimizer", "critic_warmup"})
     if unknown:
         raise ValueError(
-            f"unknown config key 'finetune.{unknown[0]}': the finetune group has mode, warmup_steps, optimizer and critic_warmup"
+            f"unknown config key 'finetune.{unknown[0]}': the finetune group has mode, warmup_steps, optimizer "
+            "and critic_warmup"
         )
     optimizer = node.get("optimizer", "fresh")
     if optimizer not in ("fresh", "keep"):
