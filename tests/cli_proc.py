@@ -56,7 +56,7 @@ def start_robot_rl(*args: object, stdin=subprocess.DEVNULL, env: dict | None = N
         stderr=subprocess.STDOUT,
         text=True,
         bufsize=1,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1", **(env or {})},
         cwd=REPO,
     )
 
@@ -94,8 +94,21 @@ class RobotRlProcess:
         raise AssertionError(f"no {pattern!r} within {timeout:.0f} s:\n{self.output}")
 
     def finish(self, timeout: float = 60.0) -> int:
-        """Wait for it to end by itself; its exit status."""
-        rc = self.proc.wait(timeout)
+        """Wait for it to end by itself; its exit status. A command still running after `timeout` fails the test
+        with its output and every thread's stack (SIGABRT: faulthandler dumps them)."""
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGABRT)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self._reader.join(5)
+            raise AssertionError(
+                f"robot-rl {self.args[0]} still ran {timeout:.0f} s later; its output and threads:\n{self.output}"
+            ) from None
         self._reader.join(5)
         return rc
 
