@@ -6,7 +6,9 @@ Prints a table; the last line is one JSON object. Without --image its keys are
 critic_updates_per_s_ens10 (ensemble 10, subsample 2, UTD 8), critic_updates_per_s_ens2 (ensemble 2,
 UTD 2), inference_ms_median, inference_ms_p99; with --image: image_critic_updates_per_s (ensemble 2,
 UTD 2), image_inference_ms_median, image_inference_ms_p99, device.
+--critic-loss hl_gauss times the HL-Gauss critic (51 bins over [0, 1]) instead of the MSE one.
 Usage: python bench/learner_throughput.py [--seconds 20] [--threads 2] [--eager] [--image] [--device cuda]
+       [--critic-loss mse|hl_gauss]
 """
 
 from __future__ import annotations
@@ -140,22 +142,23 @@ def image_main(args: argparse.Namespace, machine: str, device: torch.device) -> 
 def state_main(args: argparse.Namespace, machine: str, device: torch.device) -> None:
     obs_dims = {"state": OBS_DIM}
     compile = not args.eager
+    loss = {"critic_loss": args.critic_loss, "value_range": [0.0, 1.0]}
     ens10, ens10_windows = critic_updates_per_s(
         obs_dims,
-        SACConfig(ensemble_size=10, critic_subsample=2, utd=8, batch_size=BATCH, compile=compile),
+        SACConfig(ensemble_size=10, critic_subsample=2, utd=8, batch_size=BATCH, compile=compile, **loss),
         args.seconds,
         device,
         STATE_POOL,
     )
     ens2, ens2_windows = critic_updates_per_s(
         obs_dims,
-        SACConfig(ensemble_size=2, critic_subsample=2, utd=2, batch_size=BATCH, compile=compile),
+        SACConfig(ensemble_size=2, critic_subsample=2, utd=2, batch_size=BATCH, compile=compile, **loss),
         args.seconds,
         device,
         STATE_POOL,
     )
     median_ms, p99_ms = inference_latency_ms(obs_dims, device, samples=5000)
-    print(f"learner throughput ({machine}; {'eager' if args.eager else 'torch.compile'})")
+    print(f"learner throughput ({machine}; {'eager' if args.eager else 'torch.compile'}; {args.critic_loss} critic)")
     print(f"{'configuration':<42}{'median':>10}{'min':>10}{'max':>10}")
     print(row("critic updates/s, ensemble 10/sub 2, UTD 8", ens10, ens10_windows, 1))
     print(row("critic updates/s, ensemble 2, UTD 2", ens2, ens2_windows, 1))
@@ -168,6 +171,7 @@ def state_main(args: argparse.Namespace, machine: str, device: torch.device) -> 
                 "inference_ms_median": round(median_ms, 4),
                 "inference_ms_p99": round(p99_ms, 4),
                 "compiled": compile,
+                "critic_loss": args.critic_loss,
                 "threads": args.threads,
                 "machine": machine,
             }
@@ -182,6 +186,7 @@ def main() -> None:
     parser.add_argument("--eager", action="store_true", help="skip torch.compile (for comparison)")
     parser.add_argument("--image", action="store_true", help="measure the image agent instead of the state agent")
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+    parser.add_argument("--critic-loss", choices=["mse", "hl_gauss"], default="mse", help="the state critic's loss")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
