@@ -197,8 +197,10 @@ def test_incompatible_checkpoint_is_one_line_error():
     assert "\n" not in str(err.value)
 
 
-def test_compiled_update_matches_eager():
+@pytest.mark.parametrize("critic_loss", ["mse", "hl_gauss"])
+def test_compiled_update_matches_eager(critic_loss):
     cfg = dict(ensemble_size=4, critic_subsample=2, utd=2, batch_size=32, hidden_dims=[32, 32])
+    cfg.update(critic_loss=critic_loss, value_range=[0.0, 1.0] if critic_loss == "hl_gauss" else None)
     eager = SACAgent({"state": 6}, 2, SACConfig(compile=False, **cfg), seed=5)
     compiled = SACAgent({"state": 6}, 2, SACConfig(compile=True, **cfg), seed=5)
     for s in range(3):

@@ -18,8 +18,7 @@ class HLGauss:
     """Bin edges and centres of a value range, and the target distributions over them."""
 
     def __init__(self, low: float, high: float, bins: int, sigma: float):
-        if bins < 2 or not low < high or sigma <= 0:
-            raise ValueError(f"HL-Gauss needs bins >= 2, low < high and sigma > 0 (got {bins}, {low}, {high}, {sigma})")
+        """`bins` >= 2 over [low, high], low < high, sigma > 0 (SACConfig checks the agent's settings)."""
         self.low, self.high, self.bins = float(low), float(high), int(bins)
         width = (self.high - self.low) / self.bins
         self.sigma = float(sigma) * width  # in value units
@@ -42,5 +41,6 @@ class HLGauss:
         return torch.softmax(logits, dim=-1) @ self.centers
 
     def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """[...]: cross-entropy of softmax(`logits`) [..., bins] against the targets of `y` [...]."""
+        """[...]: cross-entropy of softmax(`logits`) [..., bins] against the targets of `y`, whose shape
+        broadcasts against logits' leading dims (one target per row serves every ensemble member)."""
         return -(self.target_probs(y) * torch.log_softmax(logits, dim=-1)).sum(-1)

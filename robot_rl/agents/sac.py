@@ -264,11 +264,10 @@ class SACAgent:
             if cfg.backup_entropy:
                 next_q = next_q - self.log_temperature.exp() * next_log_prob
             target = reward + cfg.discount * (1.0 - terminated) * next_q
-            if cfg.value_range is not None:
-                target = target.clamp(cfg.value_range[0], cfg.value_range[1])
-        if self.hl_gauss is not None:
-            logits = self.critic.logits(obs, action)
-            return self.hl_gauss.loss(logits, target.expand(logits.shape[:-1])).mean(dim=1).sum()
+        if self.hl_gauss is not None:  # one target distribution per row (clamped to the range), for every member
+            return self.hl_gauss.loss(self.critic.logits(obs, action), target).mean(dim=1).sum()
+        if cfg.value_range is not None:
+            target = target.clamp(cfg.value_range[0], cfg.value_range[1])
         q = self.critic(obs, action)
         return (q - target).square().mean(dim=1).sum()
 

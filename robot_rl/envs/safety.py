@@ -651,6 +651,7 @@ class SafetyWrapper(gym.Wrapper):
                 "(wrench): set safety.max_force=null"
             )
         self._reanchor = float(getattr(robot, "reanchor_dist", 0.0) or 0.0)
+        self._workspace = getattr(robot, "workspace", None)  # the box a robot with a TCP target clips it into
         self._orientation = np.zeros(3)  # the layer's own orientation estimate (robots that report none)
         self._expected: np.ndarray | None = None  # where the last command left the robot's target
         self.last_reference: np.ndarray | None = None  # the TCP target the last step's displacement was added to
@@ -718,9 +719,8 @@ class SafetyWrapper(gym.Wrapper):
 
         if getattr(robot, "tcp_target", None) is not None:
             self._expected = position + command.delta
-            workspace = getattr(robot, "workspace", None)
-            if workspace is not None:  # the robot clips its target into its workspace after adding the step
-                self._expected = np.clip(self._expected, workspace[0], workspace[1])
+            if self._workspace is not None:  # the robot clips its target into its workspace after adding the step
+                self._expected = np.clip(self._expected, self._workspace[0], self._workspace[1])
         if self.rotation and not self.reports_orientation and not command.fault:
             self._orientation += offset_step
         step = StepInfo.of(info)

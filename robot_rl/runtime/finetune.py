@@ -124,9 +124,7 @@ def finetune_config(cfg: DictConfig, rt: RuntimeConfig) -> Finetune:
         raise ValueError(f"init_from={source} is this run's own run_dir: fine-tune into a new run_dir")
     warmup = 0
     if mode == "wsrl":
-        warmup = node.get("warmup_steps")
-        if not isinstance(warmup, int) or isinstance(warmup, bool) or warmup < 1:
-            raise ValueError(f"finetune.warmup_steps={warmup!r} must be an integer >= 1 (env steps before updates)")
+        warmup = _count(node, "warmup_steps", 1, "env steps before updates")
         if cfg.get("demos"):
             raise ValueError(
                 f"finetune=wsrl keeps no offline data but demos={cfg.demos} was given: drop demos= "
@@ -137,16 +135,19 @@ def finetune_config(cfg: DictConfig, rt: RuntimeConfig) -> Finetune:
             f"runtime.random_steps={rt.random_steps} would replace the pretrained policy's actions with uniform "
             f"noise: set runtime.random_steps=0 with finetune={mode}"
         )
+    critic_warmup = _count(node, "critic_warmup", 0, "learner updates that train the critics only", default=0)
     resuming = (Path(str(cfg.run_dir)) / CHECKPOINT_FILE).exists()
     if not resuming or mode == "keep_offline":
         check_source(source)
-    critic_warmup = node.get("critic_warmup", 0)
-    if not isinstance(critic_warmup, int) or isinstance(critic_warmup, bool) or critic_warmup < 0:
-        raise ValueError(
-            f"finetune.critic_warmup={critic_warmup!r} must be an integer >= 0 (learner updates that train the "
-            "critics only)"
-        )
     return Finetune(mode, source, warmup, optimizer == "keep", critic_warmup if mode in WARM_STARTS else 0)
+
+
+def _count(node: dict, key: str, low: int, meaning: str, default: int | None = None) -> int:
+    """`finetune.<key>` as an integer >= `low`; a one-line error naming it otherwise."""
+    value = node.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ValueError(f"finetune.{key}={value!r} must be an integer >= {low} ({meaning})")
+    return value
 
 
 def check_source(source: Path) -> None:

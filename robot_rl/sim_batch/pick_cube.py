@@ -113,9 +113,6 @@ class BatchPickCube:
         # the task's start draws and per-arm defaults: PickCubeTask's own
         self.task = PickCubeTask(start_noise=start_noise, lift_height=lift_height, gripper_threshold=gripper_threshold)
         self.task.use_arm(a)
-        self.lift_height = self.task.lift_height
-        self.gripper_threshold = self.task.gripper_threshold
-        self.cube_half_size = self.task.cube_half_size
         self.workspace = (np.array(a.workspace[0], dtype=np.float64), np.array(a.workspace[1], dtype=np.float64))
         kin = scene.kin
         self.ctl = Controller(
@@ -207,11 +204,11 @@ class BatchPickCube:
         executed = queue[s.latency]
         delta = executed[:3] * self.action_scale
         g = executed[3]
-        thr = self.gripper_threshold
+        thr = self.task.gripper_threshold
         gripper = jnp.where(g > thr, 1.0, jnp.where(g < -thr, -1.0, s.gripper))
         d, tcp_target, q_target = self.ctl.apply_action(m, s.data, s.tcp_target, s.q_target, delta, gripper)
         t = s.t + 1
-        success = d.xpos[self._ids.cube_body, 2] - s.rest_z >= self.lift_height
+        success = d.xpos[self._ids.cube_body, 2] - s.rest_z >= self.task.lift_height
         truncated = ~success & (t >= self.max_steps)
         new = EnvState(
             data=d,
@@ -267,7 +264,7 @@ class BatchPickCube:
         for p in perts:
             p.check("perturbation")
         tcps, cube_xy = self._sample_starts(seeds)
-        rest_z = np.array([self.cube_half_size * p.object_size for p in perts])  # table top at z = 0
+        rest_z = np.array([self.task.cube_half_size * p.object_size for p in perts])  # table top at z = 0
         cube_pos = np.column_stack([cube_xy, rest_z])
         fields = self.scene.model_fields(perts)
         model = self.scene.mjx_model.tree_replace({k: jnp.asarray(v) for k, v in fields.items()})
