@@ -20,11 +20,13 @@ from omegaconf import DictConfig, OmegaConf
 from robot_rl.config import UserError
 from robot_rl.envs.intervention import InterventionWrapper
 from robot_rl.envs.safety import SafetyLimits, SafetyWrapper
+from robot_rl.tasks import TASKS as TASK_REGISTRY
 from robot_rl.tasks.randomization import Perturbation, Randomization
 from robot_rl.teleop.device import TeleopDevice
 
-# tasks for a Robot: the in-process sim or a ROS bridge (the *_target ones: a fixed perturbation, sim only)
-ROBOT_TASKS = ("pick_cube", "pick_cube_vision", "pick_cube_target", "pick_cube_vision_target")
+# tasks for a Robot (robot_rl/tasks' registry): the in-process sim or a ROS bridge (the *_target ones: a fixed
+# perturbation, sim only)
+ROBOT_TASKS = tuple(TASK_REGISTRY)
 TASKS = (*ROBOT_TASKS, "gym")
 
 

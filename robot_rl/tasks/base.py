@@ -102,6 +102,14 @@ class Task(ABC):
     def evaluate(self, robot: Robot) -> tuple[float, bool, bool]:
         """(reward, success, terminated) for the current state."""
 
+    def progress(self, robot: Robot) -> float:
+        """How far the episode has come toward success, in metres (larger is further): what the simulated
+        operator's stall rule watches. Default: none (a one-line error)."""
+        raise ValueError(
+            f"task {type(self).__name__} has no progress measure for the simulated operator's stall rule: "
+            "use teleop.rule=schedule"
+        )
+
 
 def make_expert(env: Any, noise: float = 0.0, rng: np.random.Generator | None = None) -> Expert:
     """The scripted expert of `env`'s task (`Task.expert`); a one-line ValueError for an env without a task

@@ -303,6 +303,11 @@ class PickCubeTask(Task):
         """Cube height above its resting height (m)."""
         return float(robot.object_pos(self.cube_name)[2] - self.rest_z)
 
+    def progress(self, robot: Robot) -> float:
+        """Minus the TCP-to-cube distance, plus twice the lift (m)."""
+        reach = float(np.linalg.norm(robot.object_pos(self.cube_name) - robot.read_state().tcp_pos))
+        return -reach + 2.0 * max(self.lift(robot), 0.0)
+
     def is_grasped(self, robot: Robot) -> bool:
         """Heuristic: the cube is between the pads and the gripper is closed on it."""
         s = robot.read_state()

@@ -2,8 +2,9 @@
 
 It lets the whole human-in-the-loop pipeline (take-over, hand-back, intervention data, labels) run
 and be tested headless. Rules:
-  - "stall": step in when the task's progress (pick_cube: the TCP closing on the cube, then the
-    cube rising) has not improved for `patience` steps, as a person watching a stuck robot would;
+  - "stall": step in when the task's progress (`Task.progress`; pick_cube: the TCP closing on the
+    cube, then the cube rising) has not improved for `patience` steps, as a person watching a stuck
+    robot would;
   - "schedule": step in at step `start_step` of an episode.
 Either way a take-over happens with probability `rate` (so a person who helps on only some episodes
 can be modelled), lasts up to `duration` steps (hand-back earlier on success), and at most
@@ -63,11 +64,8 @@ class SimulatedOperator(TeleopDevice):
         self.decided_schedule = False
 
     def progress(self) -> float:
-        """How far the task has come, in metres: minus the TCP-to-cube distance, plus twice the lift."""
-        task, robot = self.env.task, self.env.robot
-        cube = robot.object_pos(task.cube_name)
-        reach = float(np.linalg.norm(cube - robot.read_state().tcp_pos))
-        return -reach + 2.0 * max(task.lift(robot), 0.0)
+        """How far the task has come, in metres (the task's `progress`: pick_cube's reach and lift)."""
+        return self.env.task.progress(self.env.robot)
 
     def _wants_in(self) -> bool:
         if self.takeovers >= self.max_per_episode:
@@ -97,8 +95,8 @@ class SimulatedOperator(TeleopDevice):
             return DeviceCommand(np.zeros(4, np.float32))
         self.remaining -= 1
         action = self.expert.act()
-        if self.env.task.lift(self.env.robot) >= self.env.task.lift_height:
-            self.remaining = 0  # done: hand back
+        if self.env.task.evaluate(self.env.robot)[1]:
+            self.remaining = 0  # the task succeeded: hand back
         if self.remaining == 0:
             self.best_progress, self.stalled_steps = self.progress(), 0
             if self.discard_rate and self.rng.random() < self.discard_rate:
