@@ -35,9 +35,11 @@ def run_seeds(
     full: bool = False,
     eval_every: int = 1000,
     eval_episodes: int = 50,
+    target: float = TARGET,
 ) -> tuple[list[dict], dict[str, list[dict]]]:
     """Train one fresh run per seed under `out/seed<N>`; returns a row per seed (steps and wall time to
-    90%, final success, interventions, ...) and each seed's eval curve."""
+    `target` success (keys steps_to_90, wall_s_to_90), final success, interventions, ...) and each seed's
+    eval curve."""
     rows, curves = [], {}
     for seed in seeds:
         run_dir = out / f"seed{seed}"
@@ -51,12 +53,12 @@ def run_seeds(
                 "num_demos=20",
                 f"runtime.eval_every={eval_every}",
                 f"runtime.eval_episodes={eval_episodes}",
-                *([] if full else [f"runtime.stop_at_success={TARGET}"]),
+                *([] if full else [f"runtime.stop_at_success={target}"]),
                 *overrides,
             ],
         )
         summary = train(cfg)
-        reached = next((e for e in summary["evals"] if e["success_rate"] >= TARGET), None)
+        reached = next((e for e in summary["evals"] if e["success_rate"] >= target), None)
         rows.append(
             {
                 "seed": seed,
