@@ -185,7 +185,6 @@ class PegInsertTask(Task):
         self.max_reset_retries = int(max_reset_retries)
         self.grasp_tol = float(grasp_tol)
         self.gripper_mode = "sticky"
-        self.episodes = 0
         self._bias = np.zeros(6)  # the wrist wrench at the end of the reset (the sensor's zero)
         self._bound: object | None = None
 
@@ -318,7 +317,6 @@ class PegInsertTask(Task):
             problem = self._grasp_problem(robot, tcp, in_hand)
             if problem is None:
                 self._bias = np.asarray(robot.wrench(), dtype=np.float64).copy()
-                self.episodes += 1
                 return ResetResult(attempt, time.perf_counter() - t0, True, steps, failures)
             failures.append(problem)
         raise ResetError(
