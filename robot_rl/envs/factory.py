@@ -1,5 +1,6 @@
 """Build the env a config names: `task.name` = pick_cube, pick_cube_vision (on `robot.name` = mujoco,
-the in-process sim, serial, our firmware's arm, or ros, a robot bridge over ROS 2) or gym (any gymnasium env).
+the in-process sim, serial, our firmware's arm, or ros, a robot bridge over ROS 2), peg_insert, peg_insert_vision
+(the in-process sim only) or gym (any gymnasium env).
 
 A robot task's env is wrapped in the safety layer (robot_rl/envs/safety.py, the `safety` config group) when
 it is enabled: by default (`safety.enabled: auto`) for the hardware robots (serial, ros) only, so that every

@@ -74,7 +74,7 @@ class RobotEnv(gym.Env):
         result = self.task.reset(self.robot, self.np_random)
         reset_s = time.perf_counter() - t0
         self.elapsed_steps = 0
-        self.gripper = -1.0  # the robot resets with the gripper open
+        self.gripper = float(self.task.start_gripper)  # open, unless the task starts holding its object
         self._needs_reset = False
         reset = ResetInfo(reset_s=reset_s)
         if result is not None:
@@ -120,17 +120,44 @@ def make_robot_env(
     task: str, robot: str = "mujoco", seed: int | None = None, robot_cfg: dict | None = None, **task_cfg
 ) -> RobotEnv:
     """A RobotEnv with the registered task `task` (**task_cfg) on `robot`: "mujoco" (MujocoRobot, the
-    in-process sim) or "ros" (RosRobot, a robot bridge over ROS 2), built with **robot_cfg."""
+    in-process sim) or "ros" (RosRobot, a robot bridge over ROS 2), built with **robot_cfg. A task whose
+    `scene` is not pick_cube runs in the in-process sim only, in the arm's sim/<arm>_<scene>.xml (unless
+    robot_cfg names a model_path)."""
     from robot_rl.robots import make_robot
     from robot_rl.tasks import make_task
 
     task_obj = make_task(task, **task_cfg)  # bad task config fails before the robot starts
-    robot_obj = make_robot(robot, **(robot_cfg or {}))
+    robot_cfg = dict(robot_cfg or {})
+    if task_obj.scene != Task.scene:
+        robot_cfg = _scene_robot_cfg(task, task_obj.scene, robot, robot_cfg)
+    robot_obj = make_robot(robot, **robot_cfg)
     try:
         return RobotEnv(robot_obj, task_obj, seed=seed)
     except BaseException:
         robot_obj.close()
         raise
+
+
+def _scene_robot_cfg(task: str, scene: str, robot: str, robot_cfg: dict) -> dict:
+    """`robot_cfg` with the model_path of `scene` for its arm (sim/<arm>_<scene>.xml); a one-line UserError
+    for a robot other than the in-process sim or an arm without that scene."""
+    from robot_rl.config import UserError
+
+    if robot != "mujoco":
+        raise UserError(f"task {task} runs in the in-process sim only for now, not robot={robot}: use robot=mujoco")
+    if robot_cfg.get("model_path") is not None:
+        return robot_cfg
+    from robot_rl.robots.kinematics import sim_dir
+
+    arm = str(robot_cfg.get("model", "panda"))
+    path = sim_dir() / f"{arm}_{scene}.xml"
+    if not path.is_file():
+        known = sorted(p.name.removesuffix(f"_{scene}.xml") for p in sim_dir().glob(f"*_{scene}.xml"))
+        raise UserError(
+            f"task {task} has no scene for robot.model={arm} ({path.name} not in {sim_dir()}): "
+            f"it exists for robot.model={' | '.join(known) or 'none'} only"
+        )
+    return {**robot_cfg, "model_path": str(path)}
 
 
 def make_mujoco_env(task: str, seed: int | None = None, robot_cfg: dict | None = None, **task_cfg) -> RobotEnv:

@@ -325,16 +325,34 @@ class MujocoRobot(Robot):
         return self.data.body(name).xquat.copy()
 
     def set_object_pose(self, name: str, pos: np.ndarray, quat: np.ndarray | None = None) -> None:
-        """Teleport free body `name` to `pos` (and `quat`, w x y z), at rest."""
+        """Teleport free body `name` to `pos` (and `quat`, w x y z), at rest; a mocap body (a fixture) moves
+        there and stays."""
         m, d = self.model, self.data
         body = m.body(name)
+        mocap = int(m.body_mocapid[body.id])
+        if mocap >= 0:
+            d.mocap_pos[mocap] = pos
+            d.mocap_quat[mocap] = (1.0, 0.0, 0.0, 0.0) if quat is None else quat
+            mujoco.mj_forward(m, d)
+            return
         jnt = m.body_jntadr[body.id]
         if jnt < 0 or m.jnt_type[jnt] != mujoco.mjtJoint.mjJNT_FREE:
-            raise ValueError(f"body '{name}' has no free joint; only free bodies can be moved")
+            raise ValueError(f"body '{name}' has no free joint; only free (or mocap) bodies can be moved")
         qa, va = m.jnt_qposadr[jnt], m.jnt_dofadr[jnt]
         d.qpos[qa : qa + 3] = pos
         d.qpos[qa + 3 : qa + 7] = (1.0, 0.0, 0.0, 0.0) if quat is None else quat
         d.qvel[va : va + 6] = 0.0
+        mujoco.mj_forward(m, d)
+
+    def set_gripper_opening(self, opening: float, command: float) -> None:
+        """Teleport the fingers to `opening` (m between the pads; clipped to 0 .. the arm's maximum), at rest,
+        and command the gripper to `command` (-1 open .. +1 closed): a state reset of a grasp."""
+        m, d = self.model, self.data
+        half = float(np.clip(opening, 0.0, self.arm.max_opening)) / 2.0
+        d.qpos[self._finger_qpos] = half
+        d.qvel[self._finger_dof] = 0.0
+        g = float(np.clip(command, -1.0, 1.0))
+        d.ctrl[self._grip_act] = self.arm.max_opening * (1.0 - g) / 2.0
         mujoco.mj_forward(m, d)
 
     @property

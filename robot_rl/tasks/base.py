@@ -52,6 +52,11 @@ class Task(ABC):
     #: half-widths (rad) of the box around the home orientation (base-frame rotation vector x, y, z) that
     #: the orientation target is clipped to
     rotation_limits: tuple[float, float, float] = (0.5, 0.5, 1.0)
+    #: the sim scene the task runs in: the in-process sim loads sim/<arm>_<scene>.xml (make_robot_env)
+    scene: str = "pick_cube"
+    #: the gripper command the reset leaves (-1 open, +1 closed: a task that starts holding its object); the
+    #: sticky gripper keeps it until an action crosses the threshold
+    start_gripper: float = -1.0
 
     def gripper_command(self, value: float, previous: float) -> float:
         """The gripper command (-1 open .. +1 closed) for action value `value`, given the last command."""

@@ -17,6 +17,7 @@ import gymnasium as gym
 import numpy as np
 
 from robot_rl.robots.base import Robot
+from robot_rl.tasks.cameras import camera_config, image_spaces, render_images
 from robot_rl.tasks.pick_cube import PickCubeTask
 
 STATE_DIM = 7
@@ -35,42 +36,20 @@ class PickCubeVisionTask(PickCubeTask):
         """`cameras`: camera names in the robot's model; `image_size`: (height, width) in pixels.
         Every other keyword is PickCubeTask's."""
         super().__init__(**pick_cube_cfg)
-        self.cameras = tuple(str(c) for c in cameras)
-        if not self.cameras or len(set(self.cameras)) != len(self.cameras):
-            raise ValueError(f"pick_cube_vision cameras must be distinct names, at least one; got {list(cameras)}")
-        size = tuple(int(s) for s in image_size)
-        if len(size) != 2 or min(size) < 1:
-            raise ValueError(f"pick_cube_vision image_size must be [height, width] > 0, got {list(image_size)}")
-        self.image_size: tuple[int, int] = size
+        self.cameras, self.image_size = camera_config("pick_cube_vision", cameras, image_size)
 
     def observation_space(self, robot: Robot) -> gym.spaces.Dict:
         """ "state": pick_cube's bounds for its first 7 entries; images: Box(0, 255, uint8)."""
-        if not hasattr(robot, "render"):
-            raise TypeError(
-                f"pick_cube_vision needs a robot that renders cameras; {type(robot).__name__} does not: use MujocoRobot"
-            )
-        known = getattr(robot, "camera_names", None)
-        if known is not None:
-            missing = [c for c in self.cameras if c not in known]
-            if missing:
-                raise ValueError(
-                    f"pick_cube_vision cameras {missing} are not in the robot's model; "
-                    f"choose from {list(known)} (task.cameras)"
-                )
+        images = image_spaces("pick_cube_vision", robot, self.cameras, self.image_size)
         full = super().observation_space(robot)["state"]
         low, high = self._proprio(full.low), self._proprio(full.high)
         spaces: dict[str, gym.spaces.Space] = {"state": gym.spaces.Box(low, high, shape=low.shape, dtype=np.float32)}
-        h, w = self.image_size
-        for camera in self.cameras:
-            spaces[f"image/{camera}"] = gym.spaces.Box(0, 255, shape=(h, w, 3), dtype=np.uint8)
-        return gym.spaces.Dict(spaces)
+        return gym.spaces.Dict({**spaces, **images})
 
     def observe(self, robot: Robot) -> dict[str, np.ndarray]:
         """Proprioceptive state plus one freshly rendered frame per camera."""
         obs = {"state": self._proprio(super().observe(robot)["state"])}
-        h, w = self.image_size
-        for camera in self.cameras:
-            obs[f"image/{camera}"] = robot.render(camera, h, w)  # type: ignore[attr-defined]
+        obs.update(render_images(robot, self.cameras, self.image_size))
         return obs
 
     def state_noise_std(self) -> np.ndarray:
