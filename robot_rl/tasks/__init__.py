@@ -7,6 +7,7 @@ from collections.abc import Callable
 from robot_rl.tasks.base import Expert, Task, make_expert
 from robot_rl.tasks.pick_cube import PickCubeTask
 from robot_rl.tasks.pick_cube_vision import PickCubeVisionTask
+from robot_rl.tasks.relocate import RelocateTask
 
 TASKS: dict[str, Callable[..., Task]] = {
     "pick_cube": PickCubeTask,
@@ -14,6 +15,8 @@ TASKS: dict[str, Callable[..., Task]] = {
     # target sims standing in for the real robot: the same task with a fixed perturbation (configs/task/*_target.yaml)
     "pick_cube_target": PickCubeTask,
     "pick_cube_vision_target": PickCubeVisionTask,
+    # the cube from region A to region B (direction=forward) or back (backward): reset-free practice's pair
+    "relocate": RelocateTask,
 }
 
 
@@ -26,4 +29,4 @@ def make_task(name: str, **cfg) -> Task:
     return factory(**cfg)
 
 
-__all__ = ["Expert", "Task", "make_expert", "PickCubeTask", "PickCubeVisionTask", "TASKS", "make_task"]
+__all__ = ["Expert", "Task", "make_expert", "PickCubeTask", "PickCubeVisionTask", "RelocateTask", "TASKS", "make_task"]
