@@ -111,9 +111,14 @@ class RelocateTask(PickCubeTask):
         low, high = self.cube_low, self.cube_high
         mid, half = (low + high) / 2, (high - low) / 2
         given_a, given_b, given_hw = self._regions_given
-        self.region_a = np.asarray(given_a if given_a is not None else (mid[0], mid[1] - 0.8 * half[1]), np.float64)
-        self.region_b = np.asarray(given_b if given_b is not None else (mid[0], mid[1] + 0.8 * half[1]), np.float64)
-        self.region_half_width = float(given_hw if given_hw is not None else 0.2 * half[1])
+        # the defaults rounded to 0.1 mm: figures a person reads (0.02, not 0.020000000000000004)
+        default_a, default_b = (
+            np.round([mid[0], mid[1] - 0.8 * half[1]], 4),
+            np.round([mid[0], mid[1] + 0.8 * half[1]], 4),
+        )
+        self.region_a = np.asarray(given_a if given_a is not None else default_a, np.float64)
+        self.region_b = np.asarray(given_b if given_b is not None else default_b, np.float64)
+        self.region_half_width = float(given_hw if given_hw is not None else round(0.2 * half[1], 4))
         hw = self.region_half_width
         if np.all(np.abs(self.region_a - self.region_b) < 2 * hw):
             raise ValueError(
