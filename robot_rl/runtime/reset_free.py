@@ -280,7 +280,7 @@ class ResetFreeRun:
         sub = {d: run.summary("train-reset-free") for d, run in self.runs.items()}
         reasons: dict[str, int] = {}
         for entry in self.state["log"]:
-            kind = entry["reason"].split(" (")[0].split(":")[0]
+            kind = entry["reason"].split(":")[0]  # "<kind>: <details>" (RelocateTask.failure)
             reasons[kind] = reasons.get(kind, 0) + 1
         finals = [sub[d]["success_rate"] for d in DIRECTIONS if sub[d]["success_rate"] is not None]
         summary = {

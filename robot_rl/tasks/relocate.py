@@ -207,20 +207,20 @@ class RelocateTask(PickCubeTask):
         return -reach - 2.0 * float(np.linalg.norm(cube[:2] - self.goal_region))
 
     def failure(self, robot: Robot) -> str | None:
-        """Why no policy can go on from this scene (None when it can): the cube off the table (centre below the
-        table top), out of reach (outside `reach_box`), or stuck in the gripper (near the TCP, or lifted off the
-        table, after the arm's reset released and lifted)."""
+        """Why no policy can go on from this scene, as "<kind>: <details>" (None when it can): the cube off the
+        table (centre below the table top), out of reach (outside `reach_box`), or stuck in the gripper (near the
+        TCP, or lifted off the table, after the arm's reset released and lifted)."""
         cube = robot.object_pos(self.cube_name)
         if cube[2] < self.table_z:
-            return f"cube off the table (z {cube[2]:.3f} m)"
+            return f"cube off the table: z {cube[2]:.3f} m"
         lo, hi = self.reach_box(robot)
         if np.any(cube[:2] < lo) or np.any(cube[:2] > hi):
             return (
-                f"cube out of reach at x {cube[0]:.3f}, y {cube[1]:.3f} (reach x {lo[0]:.2f}..{hi[0]:.2f}, "
+                f"cube out of reach: at x {cube[0]:.3f}, y {cube[1]:.3f} (reach x {lo[0]:.2f}..{hi[0]:.2f}, "
                 f"y {lo[1]:.2f}..{hi[1]:.2f})"
             )
         if np.linalg.norm(cube - robot.read_state().tcp_pos) < 0.03 or cube[2] > self.rest_z + 2 * self.cube_half_size:
-            return f"cube stuck in the gripper (at {np.round(cube, 3).tolist()})"
+            return f"cube stuck in the gripper: at {np.round(cube, 3).tolist()}"
         return None
 
     def reset(self, robot: Robot, rng: np.random.Generator) -> ResetResult:
