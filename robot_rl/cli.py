@@ -13,6 +13,7 @@ USAGE = """usage: robot-rl <command> [key=value ...]
 
 commands:
   train             train a policy (actor + learner in one process); resumes when run_dir holds a run
+  train-reset-free  relocate's forward and backward agents, no reset between episodes (resets=free|every_episode)
   record-demos      demos into <out>/episodes.zarr: scripted in sim, or by hand (teleop=keyboard|console|...)
   eval              evaluate a run's latest checkpoint: robot-rl eval run_dir=<dir> episodes=50 [video=N]
   eval-batch        a run over a perturbation grid, batched MJX sim: robot-rl eval-batch run_dir=<dir> grid=<name>
@@ -32,6 +33,7 @@ configs: {config_dir}
 # command -> its module in robot_rl/commands/
 COMMANDS = {
     "train": "train",
+    "train-reset-free": "train_reset_free",
     "record-demos": "record_demos",
     "eval": "evaluate",
     "eval-batch": "eval_batch",

@@ -9,6 +9,7 @@ from robot_rl.tasks.peg_insert import PegInsertTask
 from robot_rl.tasks.peg_insert_vision import PegInsertVisionTask
 from robot_rl.tasks.pick_cube import PickCubeTask
 from robot_rl.tasks.pick_cube_vision import PickCubeVisionTask
+from robot_rl.tasks.relocate import RelocateTask
 
 TASKS: dict[str, Callable[..., Task]] = {
     "pick_cube": PickCubeTask,
@@ -18,6 +19,8 @@ TASKS: dict[str, Callable[..., Task]] = {
     # target sims standing in for the real robot: the same task with a fixed perturbation (configs/task/*_target.yaml)
     "pick_cube_target": PickCubeTask,
     "pick_cube_vision_target": PickCubeVisionTask,
+    # the cube from region A to region B (direction=forward) or back (backward): reset-free practice's pair
+    "relocate": RelocateTask,
 }
 
 
@@ -38,6 +41,7 @@ __all__ = [
     "PegInsertVisionTask",
     "PickCubeTask",
     "PickCubeVisionTask",
+    "RelocateTask",
     "TASKS",
     "make_task",
 ]

@@ -52,11 +52,7 @@ class ScriptedPickExpert:
             self.reset()
         task, robot = self.env.task, self.env.robot
         s = robot.read_state()
-        latency = int(getattr(task, "latency", 0))
-        while len(self.pending) > latency:
-            self.pending.popleft()
-        ahead = task.action_scale * sum(self.pending, np.zeros(3))  # where the moves still in flight go
-        tcp = s.tcp_pos + 0.05 * s.tcp_vel + ahead  # compensate for the tracking lag
+        tcp, ahead = self.plan(s)
         cube = robot.object_pos(task.cube_name)
         xy_err = float(np.linalg.norm(cube[:2] - s.tcp_pos[:2]))
         rest_z = task.rest_z
@@ -86,6 +82,21 @@ class ScriptedPickExpert:
             target = np.array([cube[0], cube[1], rest_z + task.lift_height + self.lift_extra])
             gripper = 1.0
 
+        return self.command(target, tcp, gripper)
+
+    def plan(self, s) -> tuple[np.ndarray, np.ndarray]:
+        """(the TCP position to plan from, the xyz motion still in flight) for robot state `s`: the TCP a
+        moment ahead (tracking lag) plus the moves sent that have not run yet (`task.latency`)."""
+        latency = int(getattr(self.env.task, "latency", 0))
+        while len(self.pending) > latency:
+            self.pending.popleft()
+        ahead = self.env.task.action_scale * sum(self.pending, np.zeros(3))  # where the moves still in flight go
+        return s.tcp_pos + 0.05 * s.tcp_vel + ahead, ahead
+
+    def command(self, target: np.ndarray, tcp: np.ndarray, gripper: float) -> np.ndarray:
+        """The action moving the TCP from `tcp` toward `target` (m) with gripper command `gripper` (-1 open,
+        +1 closed), with the expert's noise; remembered as in flight when the task's actions run late."""
+        task = self.env.task
         # Moves at up to `max_action` of the range and commands the gripper at +-max_action (enough to
         # open fully / squeeze the cube): demo actions that sit on the [-1, 1] bounds would let a critic
         # tell demo from policy actions by magnitude alone, and the actor would learn to saturate.
@@ -94,7 +105,7 @@ class ScriptedPickExpert:
             xyz = xyz + self.rng.normal(0.0, self.noise, size=3)
         action = np.zeros(task.action_space.shape, dtype=np.float32)  # rotation (when acted in) stays 0
         action[:3] = np.clip(xyz, -1.0, 1.0)
-        if latency:
+        if int(getattr(task, "latency", 0)):
             self.pending.append(action[:3].astype(np.float64))
         action[-1] = gripper * self.max_action
         return action
