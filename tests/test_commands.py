@@ -199,7 +199,7 @@ def test_gym_task_trains_pendulum(tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["train", "task=nope"], "unknown task 'nope': choose one of gym, pick_cube"),
+        (["train", "task=nope"], "unknown task 'nope': choose one of gym, peg_insert, peg_insert_vision, pick_cube"),
         (["train", "agent.nope=1"], "unknown config key 'agent.nope'"),
         (["train", "steps=abc"], "steps='abc' must be a non-negative integer"),
         (["train", "agent.utd=x", "run_dir={tmp}/u"], "bad value for agent.utd"),
