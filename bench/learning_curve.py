@@ -1,9 +1,10 @@
 """Learning curves of `robot-rl train` over seeds: env steps and wall time to 90% eval success.
 
-Usage: python bench/learning_curve.py [--seeds 0 1 2] [--steps 20000] [--full] [--out DIR] [key=value ...]
+Usage: python bench/learning_curve.py [--seeds 0 1 2] [--steps 20000] [--full] [--out DIR] [--eval-every 1000]
+       [--eval-episodes 50] [key=value ...]
 Extra key=value arguments are config overrides (e.g. task=pick_cube agent=rlpd_ens10). Each seed trains
-from 20 scripted demos with a 50-episode eval every 1000 env steps; without --full a seed stops at
-its first eval with >= 90% success. Prints a table; the last line is one JSON object with keys
+from 20 scripted demos with a 50-episode eval every 1000 env steps (--eval-episodes, --eval-every); without
+--full a seed stops at its first eval with >= 90% success. Prints a table; the last line is one JSON object with keys
 steps_to_90 and wall_s_to_90 (lists per seed, null where not reached). Wall time is an eval's
 `wall_s`: from the first online step to the end of that eval (compile and evals included; the demo
 recording before it, about 5 s for 20 demos, not), read from the log's timestamps, so a resumed run
@@ -79,11 +80,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20_000, help="env step budget per seed")
     parser.add_argument("--full", action="store_true", help="train the whole budget instead of stopping at 90%%")
     parser.add_argument("--out", default="bench/results/learning_curve", help="run directories and the PNG")
+    parser.add_argument("--eval-every", type=int, default=1000, help="env steps between evals")
+    parser.add_argument("--eval-episodes", type=int, default=50, help="episodes per eval")
     args, overrides = parser.parse_known_args()
+    if args.eval_every < 1 or args.eval_episodes < 1:
+        parser.error("--eval-every and --eval-episodes must be positive")
     out = Path(args.out)
-    rows, curves = run_seeds(args.seeds, args.steps, out, overrides, args.full)
+    rows, curves = run_seeds(args.seeds, args.steps, out, overrides, args.full, args.eval_every, args.eval_episodes)
     task = compose("train", overrides).task.name
-    plot_learning_curve([], out / "learning_curve.png", title=f"{task}: eval success (50 episodes)", curves=curves)
+    title = f"{task}: eval success ({args.eval_episodes} episodes)"
+    plot_learning_curve([], out / "learning_curve.png", title=title, curves=curves)
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
     print(f"\nlearning curve: {task}, {' '.join(overrides) or 'default config'} ({machine})")
     print(f"{'seed':>5}{'steps to 90%':>15}{'wall s to 90%':>15}{'final success':>15}{'env steps':>11}{'wall s':>9}")
