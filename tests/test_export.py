@@ -75,7 +75,8 @@ def grasp_run(tmp_path_factory) -> Run:
 
 @pytest.fixture(scope="module")
 def vision_run(tmp_path_factory, gl) -> Run:
-    # mostly scripted demos (no encoder in the loop) and a few learner updates at the end: fast on 2 cores
+    # mostly scripted demos (no encoder in the loop) and a few learner updates at the end: fast on 2 cores;
+    # trained with the CPU settings (bfloat16 backbone, target next features): export and act stay float32
     return train_run(
         tmp_path_factory.mktemp("vision"),
         1e-4,
@@ -83,7 +84,10 @@ def vision_run(tmp_path_factory, gl) -> Run:
         "num_demos=40",
         "steps=400",
         "runtime.learning_starts=300",
+        "runtime.torch_threads=1",
         "agent.batch_size=8",
+        "agent.encoder.precision=bfloat16",
+        "agent.encoder.next_features=target",
     )
 
 

@@ -307,13 +307,18 @@ class SACAgent:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """One critic + encoder update from (augmented) observation dicts. Returns the loss and the
         features it used (obs detached, next obs by the online and by the target encoder), which the
-        grasp and actor updates reuse: all are computed at the same, pre-update parameters (as SERL)."""
-        features = self.encoder(obs)
+        grasp and actor updates reuse: all are computed at the same, pre-update parameters (as SERL). With
+        `encoder.next_features=target` the next observation's features are the target encoder's for both."""
+        low = self.config.encoder.precision == "bfloat16"
+        features = self.encoder(obs, bfloat16=low)
         with torch.no_grad():
             # frozen backbones are the same in the online and the target encoder: run them once
-            shared = self.encoder.backbone_features(next_obs) if self.encoder.frozen else None
-            next_features = self.encoder(next_obs, shared)
-            next_target_features = self.target_encoder(next_obs, shared)
+            shared = self.encoder.backbone_features(next_obs, low) if self.encoder.frozen else None
+            next_target_features = self.target_encoder(next_obs, shared, low)
+            if self.config.encoder.next_features == "target":
+                next_features = next_target_features
+            else:
+                next_features = self.encoder(next_obs, shared, low)
         members = self._members()
         loss = self._critic_loss_fn(
             features, action, reward, next_features, terminated, self._noise(len(action)), members, next_target_features
