@@ -8,6 +8,9 @@ Usage:
   python bench/hil.py classifier --classifier <classifier.pt> [--seeds 0] [--steps 3500] [key=value ...]
       trains pick_cube_vision for a fixed budget with ground-truth reward and with the classifier's
       reward (`reward.classifier=...`); evals always score the task's true success.
+  python bench/hil.py rlif [--seeds 0 1 2] [--steps 15000] [key=value ...]
+      trains each seed for the whole budget with `teleop=sim_operator`, once on the task's reward and once
+      with take-overs as the only reward (RLIF: `reward.source=interventions`); evals score the task's success.
 Extra key=value arguments are config overrides for every run (e.g. task=pick_cube_vision). Prints a
 table; the last line is one JSON object. Run directories go under --out. `--mode` runs one mode only:
 two processes with `runtime.torch_threads=1` then run the two modes side by side on a 2-core machine.
@@ -30,6 +33,10 @@ from learning_curve import run_seeds  # noqa: E402
 MODES = {
     "operator": {"without operator": [], "with operator": ["teleop=sim_operator"]},
     "classifier": {"ground-truth reward": [], "classifier reward": None},  # None: filled from --classifier
+    "rlif": {
+        "task reward": ["teleop=sim_operator"],
+        "interventions only": ["teleop=sim_operator", "reward.source=interventions"],
+    },
 }
 
 
@@ -54,7 +61,7 @@ def main() -> None:
     parser.add_argument("--out", default="bench/results/hil")
     args, overrides = parser.parse_known_args()
     modes = dict(MODES[args.part])
-    full = args.part == "classifier"  # same budget for both rewards; compare where they end
+    full = args.part in ("classifier", "rlif")  # same budget for both rewards; compare where they end
     if full:
         if not args.classifier or not Path(args.classifier).is_file():
             parser.error("the classifier part needs --classifier <classifier.pt> (robot-rl train-classifier)")

@@ -167,7 +167,7 @@ STEP_FILL: dict[str, float] = {"frame_age_s": float("nan")}  # fill values other
 LAYOUT_DESCRIPTION = (
     "robot_rl episode log. data/<field>: per-step arrays of all episodes concatenated on axis 0 "
     "(action, policy_action, reward, terminated, truncated, intervention, episode_id, step, "
-    "timestamp, success, reward_source [0 task, 1 classifier, 2 human], grasp_penalty, "
+    "timestamp, success, reward_source [0 task, 1 classifier, 2 human, 3 interventions], grasp_penalty, "
     "success_probability [NaN without a reward classifier], frame_age_s [seconds between the capture of the "
     "camera frame the observation holds and the step; NaN when unknown], safety [bits of what the safety layer "
     "changed on the step: 1 clip_box, 2 clip_speed, 4 clip_accel, 8 clip_orientation, 16 gripper_rate, "

@@ -13,9 +13,12 @@ Observation = dict[str, np.ndarray]  # {"state": float32[D], "image/<camera>": u
 
 
 class RewardSource(IntEnum):
-    TASK = 0
-    CLASSIFIER = 1
-    HUMAN = 2
+    """What a step's reward came from (uint8 in the log and on the wire)."""
+
+    TASK = 0  # the task's own reward
+    CLASSIFIER = 1  # a learned success classifier (reward.classifier)
+    HUMAN = 2  # a person's episode label (success / failure)
+    INTERVENTION = 3  # RLIF (reward.source=interventions): -1 on the step before a take-over, else 0
 
 
 class EpisodeLabel(IntEnum):

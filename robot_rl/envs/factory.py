@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from robot_rl.config import UserError
 from robot_rl.envs.intervention import InterventionWrapper
+from robot_rl.envs.intervention_reward import InterventionReward, check_reward_source
 from robot_rl.envs.safety import SafetyLimits, SafetyWrapper
 from robot_rl.tasks import TASKS as TASK_REGISTRY
 from robot_rl.tasks.randomization import Perturbation, Randomization
@@ -81,8 +82,10 @@ def make_actor_env(
     """The env the actor trains in: the task env (in the safety layer when enabled), with the reward classifier
     (`reward.classifier`) and a teleop device (`teleop.device`) wrapped around it when configured. With a
     classifier a sim task runs with `reward=dense`, so that only the classifier (not the sim's ground truth)
-    ends episodes.
+    ends episodes. With `reward.source=interventions` (RLIF, robot_rl/envs/intervention_reward.py) InterventionReward
+    wraps the device's wrapper: the task's reward is not the learner's, an episode's end is a truncation.
     `device_factory(env)` makes the teleop device instead (the console's page: `teleop=console`)."""
+    rlif = check_reward_source(cfg, actor=True) == "interventions"
     reward_cfg = cfg.get("reward") or {}
     if reward_cfg.get("classifier") and "reward" in cfg.task:
         cfg = cfg.copy()
@@ -112,4 +115,14 @@ def make_actor_env(
             env.close()
             raise
         env = InterventionWrapper(env, device)
+    if rlif:
+        env = InterventionReward(env)
     return env
+
+
+def without_teleop(env: gym.Env) -> gym.Env:
+    """The env `make_actor_env` built, without its teleop device and RLIF's relabelling: the task env (with the
+    classifier when configured), e.g. for the scripted demos, which the log keeps as the task scored them."""
+    if isinstance(env, InterventionReward):
+        env = env.env
+    return env.env if isinstance(env, InterventionWrapper) else env

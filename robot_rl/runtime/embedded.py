@@ -24,8 +24,8 @@ from omegaconf import DictConfig
 from robot_rl.config import check_device, log
 from robot_rl.console.session import open_console
 from robot_rl.data.schema import EpisodeSource
-from robot_rl.envs.factory import make_actor_env, make_env
-from robot_rl.envs.intervention import InterventionWrapper
+from robot_rl.envs.factory import make_actor_env, make_env, without_teleop
+from robot_rl.envs.intervention_reward import check_reward_source
 from robot_rl.robots.base import RobotUnavailable
 from robot_rl.runtime.rollout import env_step, run_episodes, summarize
 from robot_rl.runtime.run import SUMMARY, TrainingRun, check_train_config
@@ -57,6 +57,7 @@ def train(cfg: DictConfig) -> dict:
     """`robot-rl train`: demos, then online RL with periodic eval and checkpoints; resumes a run_dir.
     Nothing in the run directory changes before the lock is held and everything is validated."""
     rt = check_train_config(cfg)
+    check_reward_source(cfg, actor=True)  # reward.source=interventions needs a device: before the run dir is touched
     check_device(cfg.device)
     with TrainingRun(cfg, rt) as run, ExitStack() as envs:
         torch.set_num_threads(rt.torch_threads)
@@ -68,7 +69,7 @@ def train(cfg: DictConfig) -> dict:
         envs.callback(env.close)  # a hardware robot disarms and lets go of its port
         eval_env = make_env(cfg, seed=run.seed + 10_000)  # the task's own success, no person: the truth
         envs.callback(eval_env.close)
-        expert_env = env.env if isinstance(env, InterventionWrapper) else env
+        expert_env = without_teleop(env)  # scripted demos: the task env, no person, the task's reward
         if console is not None:  # the page guards every env that moves the robot (e-stop, arm, hold)
             env = console.gate(env)
             eval_env, expert_env = (

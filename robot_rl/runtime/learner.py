@@ -15,6 +15,7 @@ from robot_rl.agents.sac import SACAgent, SACConfig
 from robot_rl.data.files import write_atomic
 from robot_rl.data.replay import ReplayBuffer, sample_symmetric
 from robot_rl.data.schema import EpisodeLabel, EpisodeSource, Transition
+from robot_rl.envs.intervention_reward import relabel_rows
 
 PRIOR_SOURCES = {EpisodeSource.DEMO, EpisodeSource.INTERVENTION}
 LOAD_BATCH_ROWS = 100_000  # log rows read at once when a state-only buffer is filled from a log
@@ -96,8 +97,13 @@ class Learner:
         capacity: int,
         device: str = "cpu",
         seed: int = 0,
+        rlif: bool = False,
     ):
+        """`rlif`: reward.source=interventions: rows loaded from a log (`load_log`, `load_offline`) get RLIF's
+        relabelling (robot_rl/envs/intervention_reward.py); `add` takes transitions as they are (the run relabels
+        whole episodes before)."""
         spec = obs_spec(observation_space)
+        self.rlif = rlif
         self.agent = make_agent(observation_space, action_dim, agent_config, device, seed)
         self.prior = ReplayBuffer(spec, action_dim, capacity, device)
         self.online = ReplayBuffer(spec, action_dim, capacity, device)
@@ -156,7 +162,7 @@ class Learner:
             # images: episode by episode, never a second copy of every frame in memory; state: bounded batches
             max_rows = 1 if buffer.image_keys else min(LOAD_BATCH_ROWS, buffer.capacity)
             for rows in log.batches(np.flatnonzero(episodes), max_rows):
-                self._add_rows(buffer, rows, only_interventions)
+                self._add_rows(buffer, rows, only_interventions, self.rlif)
 
     def load_offline(self, log, upto: int | None = None) -> int:
         """Fill the prior buffer with a pretrained run's data (fine-tuning's keep_offline): its demo,
@@ -171,13 +177,16 @@ class Learner:
             kept &= np.arange(log.num_episodes) < upto
         max_rows = 1 if self.prior.image_keys else min(LOAD_BATCH_ROWS, self.prior.capacity)
         for rows in log.batches(np.flatnonzero(kept), max_rows):
-            self._add_rows(self.prior, rows, False)
+            self._add_rows(self.prior, rows, False, self.rlif)
         return int(meta["length"][kept].sum())
 
     @staticmethod
-    def _add_rows(buffer: ReplayBuffer, arrays: dict[str, np.ndarray], only_interventions: bool) -> None:
-        """Add the rows of `arrays` (all, or only intervention steps)."""
+    def _add_rows(buffer: ReplayBuffer, arrays: dict[str, np.ndarray], only_interventions: bool, rlif: bool) -> None:
+        """Add the rows of `arrays` (all, or only intervention steps; whole episodes), relabelled for RLIF
+        when `rlif`."""
         arrays["done"] = arrays["terminated"] | arrays["truncated"]
+        if rlif:
+            relabel_rows(arrays)
         rows = arrays["intervention"].copy() if only_interventions else np.ones(len(arrays["reward"]), bool)
         if not rows.all():
             arrays = {key: value[rows] for key, value in arrays.items()}

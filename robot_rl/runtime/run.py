@@ -25,6 +25,7 @@ eval history are read from it, so a resumed run is the run that was never killed
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from collections import deque
@@ -55,6 +56,7 @@ from robot_rl.data.schema import (
     Transition,
     count_takeovers,
 )
+from robot_rl.envs.intervention_reward import check_reward_source, relabel_episode
 from robot_rl.failpoints import failpoint
 from robot_rl.robots.base import RobotUnavailable
 from robot_rl.runtime.finetune import SOURCE_EPISODES, check_spec, finetune_config, load_pretrained
@@ -80,6 +82,7 @@ def check_train_config(cfg: DictConfig) -> RuntimeConfig:
         if not isinstance(cfg[key], int) or cfg[key] < 0:
             raise ValueError(f"{key}={cfg[key]!r} must be a non-negative integer")
     agent_config(cfg)
+    check_reward_source(cfg, actor=False)  # the device is an actor's (make_actor_env checks it)
     return typed(cfg.runtime, RuntimeConfig, "runtime")
 
 
@@ -93,6 +96,7 @@ def make_learner(cfg: DictConfig, rt: RuntimeConfig, observation_space, action_d
         rt.image_replay_capacity if has_images else rt.replay_capacity,
         cfg.device,
         int(cfg.seed),
+        rlif=check_reward_source(cfg, actor=False) == "interventions",
     )
 
 
@@ -214,6 +218,9 @@ class TrainingRun:
             self.close()
             raise
         self.rng = np.random.default_rng(self.seed)
+        # RLIF (reward.source=interventions, robot_rl/envs/intervention_reward.py): every episode the learner gets is
+        # relabelled; the run's online episodes before they are logged, demos as they enter the replay buffers
+        self.rlif = check_reward_source(cfg, actor=False) == "interventions"
         self.learner: Learner | None = None
         self.writer: EpisodeLogWriter | None = None
         self.log: EpisodeLog | None = None
@@ -412,6 +419,8 @@ class TrainingRun:
     def commit_online(self) -> None:
         """Commit the live online episode in progress (its steps are in the writer already)."""
         index = self.writer.num_episodes
+        if self.rlif:  # the writer buffers these same transitions: the log holds the rewards the learner uses
+            relabel_episode(self.episode)
         self.writer.end_episode(EpisodeSource.ONLINE, reset_s=self.reset_s)
         failpoint("commit:online")
         self.end_online_episode(self.episode)
@@ -432,7 +441,7 @@ class TrainingRun:
         if steps[-1].label == EpisodeLabel.DISCARD:
             self.counts["discarded"] += 1
         else:
-            for step in steps:
+            for step in self._learning(steps):
                 self.learner.add(step)
         self.recent.append(any(t.success for t in steps))
 
@@ -458,6 +467,8 @@ class TrainingRun:
         """Commit a whole episode received from an actor: log it, count it, route its steps to the replay
         buffers (its online steps are counted, their updates are the caller's). False if the log refused it."""
         index = self.writer.num_episodes
+        if self.rlif and source == EpisodeSource.ONLINE:
+            relabel_episode(steps)  # the log holds the rewards the learner uses
         try:
             for step in steps:
                 self.writer.add(step)
@@ -477,7 +488,7 @@ class TrainingRun:
         else:
             self.counts["demo_episodes"] += 1
             if steps[-1].label != EpisodeLabel.DISCARD:
-                for step in steps:
+                for step in self._learning(steps):
                     self.learner.add(step, source)
         self._episode_event(index, source, steps, actor)
         return True
@@ -490,9 +501,16 @@ class TrainingRun:
         steps[-1].label = EpisodeLabel(int(meta["label"][index]))
         source = EpisodeSource(int(meta["source"][index]))
         if source in PRIOR_SOURCES and steps[-1].label != EpisodeLabel.DISCARD:
-            for step in steps:
+            for step in self._learning(steps):
                 self.learner.add(step, source)
         return steps
+
+    def _learning(self, steps: list[Transition]) -> list[Transition]:
+        """An episode's steps as the learner gets them: RLIF's relabelling (on copies) with
+        reward.source=interventions, else as they are."""
+        if not self.rlif:
+            return steps
+        return relabel_episode([copy.copy(t) for t in steps])
 
     # ------------------------------------------------------------------ resume
     def resume(self, check_actions: bool = True) -> int:
