@@ -43,8 +43,8 @@ def test_minus_one_only_before_each_takeover_even_on_task_success():
     try:
         flags = [t.intervention for t in steps]
         assert len(starts(flags)) >= 2
-        # the actor's env: no reward at all, no termination, the source says so
-        assert all(t.reward == 0.0 and not t.terminated for t in steps)
+        # the actor's env: no reward at all, the source says so
+        assert all(t.reward == 0.0 for t in steps)
         assert {t.reward_source for t in steps} == {RewardSource.INTERVENTION}
         relabel_episode(steps)
         minus = [t for t, s in enumerate(steps) if s.reward == -1.0]
@@ -56,12 +56,13 @@ def test_minus_one_only_before_each_takeover_even_on_task_success():
     finally:
         env.close()
 
-    # the operator takes over at step 3 and finishes the task: success ends the episode as a truncation, reward 0
+    # the operator takes over at step 3 and finishes the task: success ends the episode as the env does, reward 0
     env, steps = rollout(["teleop.rule=schedule", "teleop.start_step=3", "teleop.duration=200"])
     env.close()
     relabel_episode(steps)
     last = steps[-1]
-    assert last.success and last.truncated and not last.terminated and last.reward == 0.0  # success is the task's
+    assert last.success and last.terminated and not last.truncated and last.reward == 0.0  # success is the task's
+    assert not any(t.terminated for t in steps[:-1])
     assert [t.reward for t in steps] == [-1.0 if t == 2 else 0.0 for t in range(len(steps))]
 
 
@@ -78,11 +79,13 @@ def test_takeover_rewards_respect_episodes_and_relabelling_is_idempotent():
         "episode_index": episode,
         "reward_source": np.zeros(9, np.uint8),
     }
+    ends = {k: rows[k].copy() for k in ("terminated", "truncated")}
     once = {k: v.copy() for k, v in relabel_rows(rows).items()}
     twice = relabel_rows(rows)
     for key in once:
         np.testing.assert_array_equal(once[key], twice[key])
-    assert not once["terminated"].any() and once["truncated"][[3, 8]].all()
+    for key, flags in ends.items():  # the episodes' ends are the env's (as RLIF's reference code keeps them)
+        np.testing.assert_array_equal(once[key], flags)
     assert (once["reward_source"] == RewardSource.INTERVENTION).all()
 
 
@@ -127,9 +130,11 @@ def test_demos_enter_the_learner_relabelled_and_the_log_keeps_them_true(tmp_path
             run.resume()
             run.collect_demos(without_teleop(env))
             reward, terminated = prior_rows(run.learner)
+            value_range = run.learner.agent.config.value_range
             run.writer.close()
         env.close()
-        assert len(reward) > 0 and not reward.any() and not terminated.any()  # reward 0, no success termination
+        assert len(reward) > 0 and not reward.any() and terminated.sum() == 2  # reward 0; each demo ends on success
+        assert value_range == pytest.approx([-1 / (1 - cfg.agent.discount), 0.0])  # TD targets: returns of -1s
         log = EpisodeLog(run_dir / "episodes.zarr")
         assert (log.episode_meta()["source"] == EpisodeSource.DEMO).sum() == 2
         assert log.read("reward", slice(0, log.num_steps)).sum() == 2.0  # the log: the task's reward, one per demo
@@ -154,9 +159,9 @@ def test_cli_training_logs_takeover_rewards_evals_score_the_task_and_resume_keep
         np.testing.assert_array_equal(reward, takeover_rewards(flags))
         if len(flags) > 2:  # (not an episode the step budget cut before the take-over)
             assert starts(flags) == [2] and list(np.flatnonzero(reward)) == [1] and reward[1] == -1.0
-        assert not root["data/terminated"][rows].any() and (root["data/reward_source"][rows] == 3).all()
-        if success[e]:  # the task's success, on the last step, which ends the episode as a truncation
-            assert root["data/success"][rows][-1] and root["data/truncated"][rows][-1]
+        assert (root["data/reward_source"][rows] == 3).all() and not root["data/terminated"][rows][:-1].any()
+        if success[e]:  # the task's success, on the last step, which ends the episode as the env does
+            assert root["data/success"][rows][-1] and root["data/terminated"][rows][-1]
     assert success[online].sum() >= len(online) - 2  # all but the episodes the two step budgets cut
     for e in np.flatnonzero(source == EpisodeSource.EVAL):  # evals: the task's env, reward and success
         rows = slice(begins[e], ends[e])
@@ -172,8 +177,9 @@ def test_cli_training_logs_takeover_rewards_evals_score_the_task_and_resume_keep
         learner.load_log(log)
         reward, terminated = prior_rows(learner)
         online_reward = learner.online.reward[: len(learner.online)].cpu().numpy()
+        assert terminated.any()  # the demos end on success either way
         if rlif:
-            assert reward.max() == 0.0 and not terminated.any() and online_reward.min() == -1.0
+            assert reward.max() == 0.0 and online_reward.min() == -1.0
         else:
-            assert reward.max() == 1.0 and terminated.any()
+            assert reward.max() == 1.0
     env.close()

@@ -7,16 +7,17 @@ first step a person drove (its state, the policy's action, the state the person 
 person drove, and every other step, get 0. A take-over does not end the episode, and a take-over on an
 episode's first step has no policy step before it (no -1), as in the paper's code.
 
-The task's own success is not a reward here, and it must not reach the critic another way: an episode that ends
-(on the task's success, a person's label, a time limit) ends as a truncation, never a termination, so the critic
-always bootstraps (a person would reset the scene; with rewards <= 0 an absorbing state, worth 0, would also be
-the best state there is). The log keeps the truth: each step's `success` stays the task's (or a person's label),
-so the episode log, the progress line and evals score the task; its `reward` is the one the learner used, with
-`reward_source` INTERVENTION.
+The task's own success is not a reward here: it pays 0 like every other step. The episode's boundaries stay the
+environment's, as in the paper's reference code (its offline and online data keep their done flags): an episode
+that the task's success or a person's SUCCESS label ends is terminated (a person would stop the robot and reset the
+scene), a time limit or a FAILURE/DISCARD label truncates it. The log keeps the truth: each step's `success` stays
+the task's (or a person's label), so the episode log, the progress line and evals score the task; its `reward` is
+the one the learner used, with `reward_source` INTERVENTION. The learner clips its TD targets to the returns these
+rewards can give, [-1/(1 - discount), 0], unless `agent.value_range` says otherwise (robot_rl/runtime/run.py).
 
 Two halves, because the -1 belongs to a step the actor has already returned when the take-over starts:
   - `InterventionReward` (the actor's env, around the InterventionWrapper; robot_rl/envs/factory.py): reward 0,
-    ends as truncations, `reward_source` INTERVENTION;
+    `reward_source` INTERVENTION;
   - `relabel_episode` / `relabel_rows`: the -1 on each step followed by a take-over start, applied by the learner's
     side to whole episodes (the run's online episodes before they are logged; demos, a `demos=` store, resumed and
     fine-tuning data as they enter the replay buffers). Both are idempotent.
@@ -86,25 +87,21 @@ def takeover_rewards(intervention: np.ndarray, episode_index: np.ndarray | None 
 
 
 def relabel_episode(steps: list[Transition]) -> list[Transition]:
-    """RLIF's labels on one whole episode's transitions, in place (and returned): the take-over rewards, no
-    termination (an end is a truncation), `reward_source` INTERVENTION. `success` is left as it was."""
+    """RLIF's labels on one whole episode's transitions, in place (and returned): the take-over rewards and
+    `reward_source` INTERVENTION. `success`, `terminated` and `truncated` are left as they were."""
     rewards = takeover_rewards(np.array([t.intervention for t in steps], bool))
     for step, reward in zip(steps, rewards):
         step.reward = float(reward)
-        step.truncated = bool(step.truncated or step.terminated)
-        step.terminated = False
         step.reward_source = RewardSource.INTERVENTION
     return steps
 
 
 def relabel_rows(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """RLIF's labels on an episode log's rows of whole episodes (`EpisodeLog.episode_rows`: `episode_index` tells
-    the episodes apart), in place (and returned): `reward`, `terminated`, `truncated` (and `reward_source` when
-    present); `done` is unchanged."""
+    the episodes apart), in place (and returned): `reward` (and `reward_source` when present); the episodes' ends
+    are unchanged."""
     episode_index = rows.get("episode_index")
     rows["reward"] = takeover_rewards(rows["intervention"], episode_index)
-    rows["truncated"] = np.asarray(rows["truncated"], bool) | np.asarray(rows["terminated"], bool)
-    rows["terminated"] = np.zeros_like(rows["truncated"])
     if "reward_source" in rows:
         rows["reward_source"] = np.full_like(rows["reward_source"], int(RewardSource.INTERVENTION))
     return rows
@@ -112,10 +109,10 @@ def relabel_rows(rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 class InterventionReward(gym.Wrapper):
     """The actor's side of RLIF (see the module docstring): each step's reward is 0 and its `reward_source`
-    INTERVENTION; an episode that ends is truncated, not terminated. The -1 of a take-over is placed on the step
-    before it by `relabel_episode` once the episode is whole. StepInfo's `success` passes through untouched."""
+    INTERVENTION. The -1 of a take-over is placed on the step before it by `relabel_episode` once the episode is
+    whole. StepInfo's `success` and the episode's end pass through untouched."""
 
     def step(self, action: np.ndarray) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         observation, _, terminated, truncated, info = self.env.step(action)
         StepInfo.of(info).reward_source = RewardSource.INTERVENTION
-        return observation, 0.0, False, bool(terminated or truncated), info
+        return observation, 0.0, terminated, truncated, info

@@ -56,7 +56,7 @@ from robot_rl.data.schema import (
     Transition,
     count_takeovers,
 )
-from robot_rl.envs.intervention_reward import check_reward_source, relabel_episode
+from robot_rl.envs.intervention_reward import TAKEOVER_REWARD, check_reward_source, relabel_episode
 from robot_rl.failpoints import failpoint
 from robot_rl.robots.base import RobotUnavailable
 from robot_rl.runtime.finetune import SOURCE_EPISODES, check_spec, finetune_config, load_pretrained
@@ -89,14 +89,18 @@ def check_train_config(cfg: DictConfig) -> RuntimeConfig:
 def make_learner(cfg: DictConfig, rt: RuntimeConfig, observation_space, action_dim: int) -> Learner:
     """The run's learner: replay capacity `runtime.image_replay_capacity` when observations hold images."""
     has_images = any(len(box.shape) == 3 for box in observation_space.spaces.values())
+    config = agent_config(cfg)
+    rlif = check_reward_source(cfg, actor=False) == "interventions"
+    if rlif and config.value_range is None:  # rewards of 0 and -1: returns lie in [-1/(1 - discount), 0]
+        config.value_range = [TAKEOVER_REWARD / (1.0 - config.discount), 0.0]
     return Learner(
         observation_space,
         action_dim,
-        agent_config(cfg),
+        config,
         rt.image_replay_capacity if has_images else rt.replay_capacity,
         cfg.device,
         int(cfg.seed),
-        rlif=check_reward_source(cfg, actor=False) == "interventions",
+        rlif=rlif,
     )
 
 
