@@ -10,7 +10,7 @@ critic_updates_per_s_ens10 (ensemble 10, subsample 2, UTD 8), critic_updates_per
 UTD 2), inference_ms_median, inference_ms_p99; with --image: image_critic_updates_per_s_before,
 image_critic_updates_per_s_after, image_speedup, image_inference_ms_median, image_inference_ms_p99 (128x128,
 float32), device.
---critic-loss hl_gauss times the HL-Gauss critic (51 bins over [0, 1]) instead of the MSE one.
+--critic-loss hl_gauss times the HL-Gauss critic (51 bins over [0, 1]) instead of the MSE one (state or image).
 Usage: python bench/learner_throughput.py [--seconds 20] [--threads 2] [--eager] [--image] [--batch 64]
        [--device cuda] [--critic-loss mse|hl_gauss]
 """
@@ -145,14 +145,22 @@ def image_main(args: argparse.Namespace, machine: str, device: torch.device) -> 
     for _, size, encoder in IMAGE_SETTINGS:
         obs_dims = {**{k: (size, size, 3) for k in CAMERAS}, "state": IMAGE_STATE_DIM}
         cfg = SACConfig(
-            ensemble_size=2, critic_subsample=2, utd=2, batch_size=args.batch, compile=not args.eager, encoder=encoder
+            ensemble_size=2,
+            critic_subsample=2,
+            utd=2,
+            batch_size=args.batch,
+            compile=not args.eager,
+            encoder=encoder,
+            critic_loss=args.critic_loss,
+            value_range=[0.0, 1.0],
         )
         setups.append((obs_dims, cfg))
     before, after = interleaved_updates_per_s(setups, args.seconds, device, IMAGE_POOL, warmup=3)
     median_ms, p99_ms = inference_latency_ms({**IMAGE_SHAPES, "state": IMAGE_STATE_DIM}, device, samples=500)
     print(
         f"image learner throughput ({machine}; device {device}; {'eager' if args.eager else 'torch.compile'} losses; "
-        f"2 cameras + state 7, conv encoder, batch {args.batch}, ensemble 2, UTD 2; windows alternate)"
+        f"2 cameras + state 7, conv encoder, batch {args.batch}, ensemble 2, UTD 2, {args.critic_loss} critic; "
+        "windows alternate)"
     )
     print(f"{'configuration':<56}{'median':>10}{'min':>10}{'max':>10}")
     for (label, *_), windows in zip(IMAGE_SETTINGS, (before, after)):
@@ -169,6 +177,7 @@ def image_main(args: argparse.Namespace, machine: str, device: torch.device) -> 
                 "image_inference_ms_median": round(median_ms, 3),
                 "image_inference_ms_p99": round(p99_ms, 3),
                 "batch_size": args.batch,
+                "critic_loss": args.critic_loss,
                 "device": str(device),
                 "compiled": not args.eager,
                 "threads": args.threads,
