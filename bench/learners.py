@@ -74,6 +74,13 @@ TABLES: dict[str, list[Row]] = {
             15_000,
             target=0.8,
         ),
+        Row(
+            "interventions_hl",
+            "RLIF with the HL-Gauss critic over [-5, 0]",
+            [*OPERATOR, "reward.source=interventions", "agent.critic_loss=hl_gauss", "agent.value_range=[-5,0]"],
+            15_000,
+            target=0.8,
+        ),
         Row("task", "task reward + interventions", OPERATOR, 15_000, target=0.8),
     ],
     "hl_gauss": [
