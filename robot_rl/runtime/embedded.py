@@ -79,7 +79,7 @@ def train(cfg: DictConfig) -> dict:
         run.setup(env.observation_space, int(env.action_space.shape[0]))
         if console is not None:
             run.sinks.add(console.sink)
-        learner, writer = run.learner, run.writer
+        writer = run.writer
         run.resume()
         run.collect_demos(expert_env)
         run.start_clock()
@@ -91,20 +91,13 @@ def train(cfg: DictConfig) -> dict:
             lost = None
             while True:
                 t0 = time.perf_counter()
-                if run.counts["env_steps"] < rt.random_steps:
-                    action = run.rng.uniform(-1.0, 1.0, env.action_space.shape).astype(np.float32)
-                else:
-                    action = learner.agent.act(observation)
+                action = run.act(observation, env.action_space)
                 try:
                     transition = env_step(env, observation, action, writer.num_episodes, len(run.episode))
                 except RobotUnavailable as err:  # the robot holds itself; the episode ends at its last step
                     lost = err
                     break
-                run.record(transition)
-                t1 = time.perf_counter()
-                run.step_done()
-                run.t_sim += t1 - t0
-                run.t_learn += time.perf_counter() - t1
+                run.learn_from(transition, t0)
                 if transition.terminated or transition.truncated:
                     break
                 observation = transition.next_observation

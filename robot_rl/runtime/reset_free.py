@@ -193,23 +193,16 @@ class ResetFreeRun:
         """One online episode of `direction`'s agent, logged and learned from as `robot-rl train` does; cut at
         the run's step budget (both directions together)."""
         run = self.runs[direction]
-        agent = run.learner.agent
         while True:
             t0 = time.perf_counter()
             if self.experts:
                 action = self.experts[direction].act(observation)
-            elif run.counts["env_steps"] < self.rt.random_steps:
-                action = run.rng.uniform(-1.0, 1.0, self.env.action_space.shape).astype(np.float32)
             else:
-                action = agent.act(observation)
+                action = run.act(observation, self.env.action_space)
             transition = env_step(self.env, observation, action, run.writer.num_episodes, len(run.episode))
             if self.total_steps + 1 >= self.steps:
                 transition.truncated = transition.truncated or not transition.terminated
-            run.record(transition)
-            t1 = time.perf_counter()
-            run.step_done()
-            run.t_sim += t1 - t0
-            run.t_learn += time.perf_counter() - t1
+            run.learn_from(transition, t0)
             if transition.terminated or transition.truncated:
                 break
             observation = transition.next_observation

@@ -378,6 +378,21 @@ class TrainingRun:
             calls = agent.num_updates // agent.config.utd  # learner updates so far (a resume restores the count)
             self.last_update = self.learner.update(actor=calls >= self.finetune.critic_warmup)
 
+    def act(self, observation: dict, action_space) -> np.ndarray:
+        """The online action: uniform random for the first `runtime.random_steps` env steps, then the agent's."""
+        if self.counts["env_steps"] < self.rt.random_steps:
+            return self.rng.uniform(-1.0, 1.0, action_space.shape).astype(np.float32)
+        return self.learner.agent.act(observation)
+
+    def learn_from(self, transition: Transition, started: float) -> None:
+        """A live online step taken since `started` (perf_counter): recorded, counted and learned from, its sim
+        and learner time added to the progress line's split."""
+        self.record(transition)
+        t1 = time.perf_counter()
+        self.step_done()
+        self.t_sim += t1 - started
+        self.t_learn += time.perf_counter() - t1
+
     def record(self, transition: Transition) -> None:
         """One live online step of the episode in progress: cut at the step budget, logged, reported."""
         if self.counts["env_steps"] + 1 >= self.steps:
