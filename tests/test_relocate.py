@@ -224,14 +224,14 @@ def test_a_failure_before_an_episode_is_a_counted_person_reset_and_no_episode_st
         pair.setup()
         task, robot = pair.task, pair.robot
         pair.begin("forward", first=True)
-        assert pair.state["person_resets"] == 1 and task.in_region(robot, task.region_a)
+        assert pair.person_resets == 1 and task.in_region(robot, task.region_a)
         task.direction = "forward"
         assert pair.next_direction("forward") == "forward"  # the cube still in A: backward's goal, not run
         robot.set_object_pose(task.cube_name, np.array([task.region_b[0], task.region_b[1], task.rest_z]))
         assert pair.next_direction("forward") == "backward"
         pair.begin("backward", first=False)  # the cube in B, in reach: the arm alone resets
-        assert pair.state["person_resets"] == 1 and task.in_region(robot, task.region_b)
+        assert pair.person_resets == 1 and task.in_region(robot, task.region_b)
         robot.set_object_pose(task.cube_name, np.array([0.5, 0.0, -0.2]))  # knocked off the table
         pair.begin("forward", first=False)
-        assert pair.state["person_resets"] == 2 and "off the table" in pair.state["log"][-1]["reason"]
+        assert pair.person_resets == 2 and "off the table" in pair.state["log"][-1]["reason"]
         assert task.in_region(robot, task.region_a)  # the person put it at forward's start

@@ -122,7 +122,7 @@ class ResetFreeRun:
                 d: make_expert(self.env, noise=float(cfg.expert_noise), rng=np.random.default_rng([self.seed, k]))
                 for k, d in enumerate(DIRECTIONS)
             }
-        self.state = {"resets": mode, "person_resets": 0, "next": "forward", "log": []}
+        self.state = {"resets": mode, "next": "forward", "log": []}  # log: one entry per person reset
 
     # ------------------------------------------------------------------ set-up and bookkeeping
     def setup(self) -> None:
@@ -143,6 +143,11 @@ class ResetFreeRun:
             run.resume()
             run.collect_demos(self.eval_envs[d])
             run.start_clock()
+
+    @property
+    def person_resets(self) -> int:
+        """Resets a person (in sim, the scripted teleport) has done so far."""
+        return len(self.state["log"])
 
     @property
     def total_steps(self) -> int:
@@ -185,7 +190,6 @@ class ResetFreeRun:
         observation = run.begin_episode(self.env)
         reason = EVERY if self.mode == "every_episode" else (START if first else self.task.person_reset)
         if reason is not None:
-            self.state["person_resets"] += 1
             self.state["log"].append({"episode": self.total_episodes, "direction": direction, "reason": reason})
         return observation
 
@@ -259,13 +263,13 @@ class ResetFreeRun:
         log(
             f"[reset-free] step {self.total_steps}/{self.steps} | episodes "
             + ", ".join(f"{d} {run.counts['episodes']}" for d, run in self.runs.items())
-            + f" | person resets {self.state['person_resets']} ({self.per_100():.0f} per 100 episodes) | "
+            + f" | person resets {self.person_resets} ({self.per_100():.0f} per 100 episodes) | "
             + f"success(recent) forward {recent['forward']} backward {recent['backward']}"
         )
 
     def per_100(self) -> float:
         episodes = self.total_episodes
-        return 100.0 * self.state["person_resets"] / episodes if episodes else 0.0
+        return 100.0 * self.person_resets / episodes if episodes else 0.0
 
     # ------------------------------------------------------------------ the result
     def summary(self) -> dict:
@@ -288,7 +292,7 @@ class ResetFreeRun:
             "episodes": self.total_episodes,
             "env_steps_per_direction": {d: sub[d]["env_steps"] for d in DIRECTIONS},
             "episodes_per_direction": {d: sub[d]["episodes"] for d in DIRECTIONS},
-            "person_resets": self.state["person_resets"],
+            "person_resets": self.person_resets,
             "resets_per_100_episodes": round(self.per_100(), 2),
             "person_reset_reasons": reasons,
             "online_success_rate": {
