@@ -3,7 +3,8 @@
 Usage: python bench/learners.py TABLE [--seeds 0 1 2] [--rows SLUG ...] [--out DIR] [--throughput] [key=value ...]
 
 TABLE is one of the names in TABLES below:
-  peg_insert   peg_insert (state) from 20 demos: steps to 90% within 30k env steps
+  peg_insert   peg_insert (state) from 20 demos: steps to 90% within 30k env steps; the vision variant with the
+               CPU settings for at most 60 min of wall time (the curve to project from)
   rlif         pick_cube with the simulated operator: interventions as the only reward (RLIF) against the task's
                reward plus interventions, steps to 80% within 15k env steps
   hl_gauss     the HL-Gauss critic against MSE on pick_cube, pick_cube_vision (CPU settings) and peg_insert:
@@ -65,7 +66,16 @@ class Row:
 
 
 TABLES: dict[str, list[Row]] = {
-    "peg_insert": [Row("state", "peg_insert (state), 20 demos", ["task=peg_insert"], 30_000)],
+    "peg_insert": [
+        Row("state", "peg_insert (state), 20 demos", ["task=peg_insert"], 30_000),
+        Row(
+            "vision",
+            "peg_insert_vision (CPU settings), 20 demos, 60 min",
+            ["task=peg_insert_vision", *VISION_CPU[1:], "runtime.max_wall_s=3600"],
+            30_000,
+            eval_episodes=20,
+        ),
+    ],
     "rlif": [
         Row(
             "interventions",
